@@ -1,0 +1,157 @@
+"""What every lesson needs first: fast mode, the data directory, a device, seeds, and a way to show
+library code in the page.
+
+* Fast mode: ``MBE_FAST=1`` shrinks every notebook (fewer steps, smaller inputs) so that CI runs
+  them all in minutes. :func:`pick` chooses between the normal and the fast value.
+* Data directory: ``MBE_DATA`` if set, else ``data/`` in the repository checkout (``make`` links
+  it to the offline copy when there is one), else ``./data``.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def is_fast() -> bool:
+    """True when the environment variable ``MBE_FAST`` is set to 1/true/yes/on."""
+    return os.environ.get("MBE_FAST", "").strip().lower() in _TRUE
+
+
+def pick(normal: T, fast: T) -> T:
+    """``fast`` in fast mode, else ``normal``: ``epochs = pick(30, fast=1)``."""
+    return fast if is_fast() else normal
+
+
+def repo_root() -> Optional[Path]:
+    """The repository checkout the library is imported from (the folder holding ``_config.yml``
+    and ``pyproject.toml``), or ``None`` for an installed copy."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "_config.yml").is_file() and (root / "pyproject.toml").is_file() else None
+
+
+def data_dir() -> Path:
+    """Where datasets are read from and downloaded to: ``$MBE_DATA``, else ``<repo>/data``, else ``./data``."""
+    env = os.environ.get("MBE_DATA")
+    if env:
+        return Path(env).expanduser()
+    root = repo_root()
+    return (root / "data") if root is not None else Path("data")
+
+
+def results_dir() -> Optional[Path]:
+    """``lessons/results`` of the checkout (committed training results), or ``None``."""
+    root = repo_root()
+    return root / "lessons" / "results" if root is not None else None
+
+
+def checkpoints_dir() -> Optional[Path]:
+    """``lessons/checkpoints`` of the checkout (committed small checkpoints), or ``None``."""
+    root = repo_root()
+    return root / "lessons" / "checkpoints" if root is not None else None
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(prefer: str = "auto") -> torch.device:
+    """``cuda`` when available (or asked for), else ``cpu``."""
+    if prefer == "auto":
+        prefer = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(prefer)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The settings a lesson runs with (returned by :func:`setup`)."""
+
+    device: torch.device
+    fast: bool
+    data_dir: Path
+    seed: int
+
+    def __str__(self) -> str:
+        from . import __version__
+
+        data = f"{self.data_dir} ({'found' if self.data_dir.exists() else 'not there yet'})"
+        return (
+            f"mobileblocks_edu {__version__} | torch {torch.__version__} | device {self.device} | "
+            f"fast mode {'ON' if self.fast else 'off'} | data {data}"
+        )
+
+
+def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> Lab:
+    """Seed everything, pick the device, read fast mode and the data directory; print a summary.
+
+    Also sets a plain, readable matplotlib style for the book's figures.
+    """
+    seed_everything(seed)
+    lab = Lab(get_device(device), is_fast(), data_dir(), seed)
+    try:
+        import matplotlib as mpl
+
+        mpl.rcParams.update({
+            "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
+            "axes.spines.top": False, "axes.spines.right": False, "figure.figsize": (6.4, 3.6),
+        })
+    except ImportError:  # matplotlib is optional for the library itself
+        pass
+    if not quiet:
+        print(lab)
+    return lab
+
+
+def show_source(obj, lines: Optional[tuple[int, int]] = None):
+    """Display the source code of a library object in the page (so prose and library never drift).
+
+    ``lines=(a, b)`` shows only lines a..b (1-based, inclusive) of the object's source.
+    """
+    from IPython.display import Code
+
+    src = inspect.getsource(obj)
+    if lines is not None:
+        src = "\n".join(src.splitlines()[lines[0] - 1 : lines[1]])
+    return Code(src, language="python")
+
+
+def machine() -> str:
+    """One line describing the machine: processor, cores, torch threads, GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}{gpu}"
+
+
+__all__ = [
+    "is_fast",
+    "pick",
+    "repo_root",
+    "data_dir",
+    "results_dir",
+    "checkpoints_dir",
+    "seed_everything",
+    "get_device",
+    "Lab",
+    "setup",
+    "show_source",
+    "machine",
+]

@@ -1,0 +1,108 @@
+"""MobileNetV2 (Sandler et al., CVPR 2018, arXiv:1801.04381), built from the library's IRB.
+
+Table 2 of the paper: a 3x3 stem, seven stages of inverted residual blocks given as
+(t = expansion, c = channels, n = repeats, s = stride of the first block), a 1x1 convolution
+to 1280 channels, global average pooling and a linear classifier.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..irb import InvertedResidual
+from ..layers import ConvNormAct, kaiming_init, make_divisible
+from ..registry import register_model
+from ._base import Classifier
+
+# (t, c, n, s) of the paper's Table 2
+MOBILENETV2_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+class MobileNetV2(Classifier):
+    """MobileNetV2.
+
+    Args:
+        num_classes: classifier outputs.
+        width_mult: channel multiplier (channels rounded to multiples of 8).
+        stages: ``(t, c, n, s)`` rows; defaults to the paper's.
+        stem_stride: stride of the 3x3 stem (2 for ImageNet, 1 for 32x32 inputs).
+        drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth, rising linearly over the blocks.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        stages: Sequence[tuple[int, int, int, int]] = MOBILENETV2_STAGES,
+        stem_stride: int = 2,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        stem_chs = make_divisible(32 * width_mult, 8)
+        self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
+        self.num_classes = num_classes
+        self.stem = ConvNormAct(3, stem_chs, 3, stem_stride, act_layer=nn.ReLU6)
+        n_blocks = sum(n for _, _, n, _ in stages)
+        blocks, in_chs, i = [], stem_chs, 0
+        for t, c, n, s in stages:
+            out_chs = make_divisible(c * width_mult, 8)
+            stage = []
+            for j in range(n):
+                stage.append(InvertedResidual(
+                    in_chs, out_chs, s if j == 0 else 1, exp_ratio=t,
+                    drop_path_rate=drop_path_rate * i / max(1, n_blocks - 1),
+                ))
+                in_chs, i = out_chs, i + 1
+            blocks.append(nn.Sequential(*stage))
+        self.blocks = nn.Sequential(*blocks)
+        self.conv_head = ConvNormAct(in_chs, self.num_features, 1, act_layer=nn.ReLU6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        kaiming_init(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_head(self.blocks(self.stem(x)))  # (B, 1280, H/32, W/32)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pool(x).flatten(1)  # (B, 1280)
+        return x if pre_logits else self.classifier(self.drop(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.conv_head]
+
+
+@register_model(
+    reference={"params": 3_504_872, "macs": 300.77e6},
+    paper={"params": "3.4M", "flops": "300M"},
+    source="MobileNetV2 paper, Table 4; exact counts of the widely used torchvision/timm model",
+)
+def mobilenetv2_100(num_classes: int = 1000, **kwargs) -> MobileNetV2:
+    """MobileNetV2 1.0x at 224x224: 3,504,872 parameters, 300.77M multiply-adds."""
+    return MobileNetV2(num_classes, width_mult=1.0, **kwargs)
+
+
+@register_model(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+def mobilenetv2_100_cifar(num_classes: int = 10, **kwargs) -> MobileNetV2:
+    """MobileNetV2 1.0x for 32x32 inputs: stem stride 1 and the second stage at stride 1, so the
+    map shrinks 32 -> 16 -> 8 -> 4 (three downsamplings instead of five; the ImageNet layout
+    would end at 1x1). Same blocks and parameters, except the classifier."""
+    stages = list(MOBILENETV2_STAGES)
+    stages[1] = (6, 24, 2, 1)
+    return MobileNetV2(num_classes, width_mult=1.0, stages=stages, stem_stride=1, **kwargs)

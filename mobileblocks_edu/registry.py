@@ -1,0 +1,102 @@
+"""The model registry: ``create_model(name)`` and ``list_models()``, as in timm.
+
+Every variant is a small factory function decorated with :func:`register_model`, with its
+configuration next to it (:class:`ModelCfg`: input size, normalisation, the paper's numbers).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a model expects and what its paper reports.
+
+    ``reference`` holds the published numbers the model is checked against, e.g.
+    ``{"params": 3_504_872, "macs": 300.77e6}`` (the keys name the counting convention:
+    ``"macs"`` or ``"fvcore"``, see :mod:`mobileblocks_edu.complexity`); ``paper`` the figures
+    as printed in the paper (rounded), ``source`` where they come from.
+    """
+
+    name: str
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    reference: dict = field(default_factory=dict)
+    paper: dict = field(default_factory=dict)
+    source: str = ""
+    notes: str = ""
+
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_CFGS: dict[str, ModelCfg] = {}
+
+
+def register_model(fn: Optional[Callable] = None, **cfg_kwargs):
+    """Register a factory under its function name; keyword arguments become its :class:`ModelCfg`.
+
+    The model that the factory returns gets the configuration as ``model.cfg``.
+    """
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = factory.__name__
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        cfg = ModelCfg(name=name, **cfg_kwargs)
+
+        def build(*args, **kwargs) -> nn.Module:
+            model = factory(*args, **kwargs)
+            model.cfg = cfg
+            return model
+
+        build.__name__, build.__doc__, build.__wrapped__ = name, factory.__doc__, factory
+        _MODELS[name], _CFGS[name] = build, cfg
+        return build
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered models matching a shell-style ``pattern`` (``"emo_*"``), sorted."""
+    _load_models()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def model_cfg(name: str) -> ModelCfg:
+    """The :class:`ModelCfg` of a registered model, without building it."""
+    _load_models()
+    _check_name(name)
+    return _CFGS[name]
+
+
+def create_model(name: str, num_classes: Optional[int] = None, **kwargs) -> nn.Module:
+    """Build a registered model: ``create_model("mobilenetv2_100", num_classes=10)``.
+
+    ``num_classes=None`` keeps the model's own default: 1000 (ImageNet) for the ImageNet
+    layouts, 10 for the small-input ``*_cifar`` and ``*_imagenette`` variants. Extra keyword
+    arguments go to the factory (for example ``drop_path_rate``).
+    """
+    _load_models()
+    _check_name(name)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return _MODELS[name](**kwargs)
+
+
+def _check_name(name: str) -> None:
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint} (list_models() shows all {len(_MODELS)})")
+
+
+def _load_models() -> None:
+    from . import models  # noqa: F401  (importing the package registers every model)

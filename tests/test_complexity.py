@@ -1,0 +1,128 @@
+"""The complexity counter against published counts, hand-derived counts and EMO's Table 2."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import mobileblocks_edu as mbe
+from mobileblocks_edu.attention import MHSA
+from mobileblocks_edu.complexity import (
+    conv_cost,
+    count_flops,
+    count_params,
+    dwconv_cost,
+    flop_breakdown,
+    group_counts,
+    mhsa_cost,
+    wmhsa_cost,
+)
+
+
+def test_mobilenetv2_matches_reference_counts():
+    model = mbe.create_model("mobilenetv2_100")
+    assert count_params(model) == 3_504_872
+    macs = count_flops(model, (1, 3, 224, 224), "macs")
+    assert abs(macs / 300.77e6 - 1) < 0.005
+    # fvcore adds eval-mode BN (2 per element) and the pooling: 314.19M in the reference table
+    assert abs(count_flops(model, (1, 3, 224, 224), "fvcore") / 314.19e6 - 1) < 0.005
+
+
+def test_counter_conventions_on_single_modules():
+    x = (2, 8, 10, 10)
+    conv = nn.Conv2d(8, 16, 3, padding=1)
+    assert count_flops(conv, x, "macs") == 2 * 16 * 10 * 10 * 8 * 9
+    assert count_flops(nn.BatchNorm2d(8), x, "macs") == 0
+    assert count_flops(nn.BatchNorm2d(8), x, "fvcore") == 2 * 2 * 8 * 100
+    assert count_flops(nn.BatchNorm2d(8, affine=False), x, "fvcore") == 2 * 8 * 100
+    assert count_flops(mbe.layers.LayerNorm2d(8), x, "fvcore") == 5 * 2 * 8 * 100
+    assert count_flops(nn.AdaptiveAvgPool2d(1), x, "fvcore") == 2 * 8 * 100
+    assert count_flops(nn.Linear(8, 4), (3, 8), "macs") == 3 * 8 * 4
+    assert count_flops(nn.GELU(), x, "fvcore") == 0  # activations are free in both conventions
+
+
+def test_unknown_convention_is_refused():
+    with pytest.raises(ValueError, match="convention must be one of"):
+        count_flops(nn.Conv2d(1, 1, 1), (1, 1, 2, 2), "flops")
+
+
+class _SDPA(nn.Module):
+    def forward(self, q):  # q: (B, heads, N, d), used as query, key and value
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_fused_attention_kernel_is_counted():
+    b, h, n, d = 2, 3, 49, 16
+    bd = flop_breakdown(_SDPA(), (b, h, n, d), "macs")
+    assert any("scaled_dot_product" in op for _, op in bd)  # the fused kernel itself ran
+    assert sum(bd.values()) == 2 * b * h * n * n * d  # Q Kᵀ and A V
+
+
+def test_fused_and_readable_mhsa_count_the_same():
+    fused, manual = MHSA(32, 4), MHSA(32, 4, fused=False)
+    assert count_flops(fused, (1, 32, 8, 8), "macs") == count_flops(manual, (1, 32, 8, 8), "macs")
+
+
+def test_counter_restores_training_mode_and_attributes_modules():
+    model = mbe.create_model("mobilenetv2_100_cifar").train()
+    bd = flop_breakdown(model, (1, 3, 32, 32), "macs")
+    assert model.training
+    per_child = group_counts(bd, depth=1)
+    assert set(per_child) == {"stem", "blocks", "conv_head", "classifier"}
+    assert sum(per_child.values()) == count_flops(model, (1, 3, 32, 32), "macs")
+
+
+# ---- EMO Table 2: formulas equal measurements over a grid of sizes ---------------------------------
+
+SIZES = [(16, 7), (32, 14), (48, 8), (64, 28)]
+
+
+@pytest.mark.parametrize("dim,size", SIZES)
+def test_mhsa_formula(dim, size):
+    cost = mhsa_cost(dim, size)
+    m = MHSA(dim, num_heads=4)
+    assert count_params(m) == cost.params == 4 * (dim + 1) * dim
+    assert count_flops(m, (1, dim, size, size), "macs") == cost.macs
+    assert count_flops(m, (1, dim, size, size), "fvcore") == cost.macs
+    L = size * size
+    assert cost.paper_flops == 2 * cost.macs + 3 * L * L  # the paper's extra term is the softmax
+    assert cost.mpl == 1
+
+
+@pytest.mark.parametrize("dim,size", SIZES)
+@pytest.mark.parametrize("w", [4, 7])
+@pytest.mark.parametrize("layout", ["block", "grid"])
+def test_wmhsa_formula(dim, size, w, layout):
+    cost = wmhsa_cost(dim, size, w)
+    m = MHSA(dim, num_heads=4, window_size=w, window_layout=layout)
+    assert count_params(m) == cost.params
+    assert count_flops(m, (1, dim, size, size), "macs") == cost.macs
+    if size % w == 0:  # the paper's formula assumes no padding
+        L, l = size * size, w * w
+        assert cost.paper_flops == 2 * cost.macs + 3 * L * l
+    assert math.isinf(cost.mpl)
+
+
+@pytest.mark.parametrize("dim,size", SIZES)
+@pytest.mark.parametrize("k,groups", [(3, 1), (5, 1), (3, 4)])
+def test_conv_formula(dim, size, k, groups):
+    cost = conv_cost(dim, k, size, groups=groups)
+    m = nn.Conv2d(dim, dim, k, padding=k // 2, groups=groups)
+    assert count_params(m) == cost.params
+    assert count_flops(m, (1, dim, size, size), "macs") == cost.macs
+    assert cost.paper_flops == 2 * cost.macs
+    assert cost.mpl == pytest.approx(2 * size / (k - 1))
+
+
+@pytest.mark.parametrize("dim,size", SIZES)
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_dwconv_formula(dim, size, k):
+    cost = dwconv_cost(dim, k, size)
+    m = nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim)
+    assert count_params(m) == cost.params == (k * k + 1) * dim
+    assert count_flops(m, (1, dim, size, size), "macs") == cost.macs == k * k * size * size * dim
+
+
+def test_count_flops_accepts_a_tensor():
+    m = nn.Conv2d(3, 4, 1, bias=False)
+    assert count_flops(m, torch.zeros(1, 3, 5, 5), "macs") == 3 * 4 * 25

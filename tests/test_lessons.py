@@ -1,0 +1,63 @@
+"""Every lesson follows the same skeleton, and the table of contents and the files agree."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+
+
+def _config_value(key: str) -> str:
+    text = (ROOT / "_config.yml").read_text()
+    section = re.search(r"^repository:\n((?:[ \t]+.*\n)+)", text, re.M).group(1)
+    return re.search(rf"^\s+{key}:\s*(\S+)", section, re.M).group(1)
+
+
+REPO_URL = _config_value("url")
+BRANCH = _config_value("branch")
+
+
+def _toc_files() -> list[str]:
+    return re.findall(r"^\s*- file:\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_toc_and_files_agree():
+    toc = _toc_files()
+    for entry in toc:
+        assert any((ROOT / f"{entry}{ext}").is_file() for ext in (".md", ".ipynb")), f"{entry} is in _toc.yml but missing"
+    listed = {f"lessons/{p.stem}" for p in LESSONS}
+    assert listed <= set(toc), f"lessons missing from _toc.yml: {sorted(listed - set(toc))}"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_skeleton(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    for i, cell in enumerate(cells):  # committed without outputs
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"cell {i} has outputs"
+    title = _source(cells[0])
+    assert cells[0]["cell_type"] == "markdown" and title.startswith("# ")
+    badge = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/{BRANCH}/lessons/{path.name}"
+    assert badge in title, f"Colab badge must point to {badge}"
+    assert "**Run time:**" in title
+    setup = _source(cells[1])
+    assert cells[1]["cell_type"] == "code"
+    assert f'"{REPO_URL}"' in setup, "the setup cell clones the repository named in _config.yml"
+    assert "lab.setup(" in setup
+
+
+def test_repository_url_is_the_same_everywhere():
+    """The repository URL is configured once (_config.yml); every other mention must agree."""
+    pattern = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+")
+    for path in [*LESSONS, ROOT / "README.md", ROOT / "pyproject.toml", *sorted((ROOT / "book").glob("*.md"))]:
+        for url in pattern.findall(path.read_text()):
+            if "mobileblocks" in url:
+                assert url.rstrip(".") == REPO_URL, f"{path.name}: {url} != {REPO_URL}"

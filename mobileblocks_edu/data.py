@@ -36,10 +36,10 @@ import shutil
 import socket
 import tempfile
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -278,6 +278,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, strings and numpy arrays; refuses every other global."""
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes (latin-1 text)
+            import codecs
+
+            return codecs.encode
         if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
                       "numpy._core.numeric") and name in ("ndarray", "dtype", "_reconstruct", "_frombuffer"):
             if name in ("ndarray", "dtype"):
@@ -365,26 +369,27 @@ def _read_batches(path: Path, split: str) -> tuple[np.ndarray, list[int]]:
 # ---------------------------------------------------------------------------------------------
 # Downloading, only when allowed and only complete
 # ---------------------------------------------------------------------------------------------
-def host_reachable(url: str, timeout: float = 3.0) -> bool:
-    """True when a TCP connection to ``url``'s host opens within ``timeout`` seconds.
+def url_reachable(url: str, timeout: float = 3.0) -> bool:
+    """True when an HTTP ``HEAD`` request for ``url`` succeeds (status < 400) within ``timeout`` s.
 
-    Runs in a daemon thread, so a resolver that hangs cannot hold the caller longer than ``timeout``.
+    Runs in a daemon thread, so neither a resolver nor a server that never answers can hold the
+    caller longer than ``timeout``. (A plain TCP connect is not enough: a proxy may accept every
+    connection and then answer 404.)
     """
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     ok = []
 
     def probe():
         try:
-            with socket.create_connection((parsed.hostname, port), timeout=timeout):
-                ok.append(True)
-        except OSError:
+            req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "mobileblocks-edu"})
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                ok.append(r.status < 400)
+        except (OSError, ValueError):  # URLError, HTTPError, timeouts, refused connections
             pass
 
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout)
-    return bool(ok)
+    return bool(ok and ok[0])
 
 
 def _url(info: DatasetInfo, size: str) -> str:
@@ -397,12 +402,17 @@ def _offline_env() -> bool:
     return os.environ.get("MBE_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+DOWNLOAD_STALL_TIMEOUT = 60.0  # seconds without data before a download is given up
+
+
 def _download(info: DatasetInfo, root: Path, size: str) -> None:
     """Download with torchvision into a temporary folder inside ``root``; move the result into
     place only when complete. On any failure (Ctrl-C included) nothing new is left in ``root``."""
     made = [p for p in [root, *root.parents] if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_STALL_TIMEOUT)  # torchvision's urlopen has none: a stalled transfer fails
     try:
         from torchvision import datasets
 
@@ -415,6 +425,7 @@ def _download(info: DatasetInfo, root: Path, size: str) -> None:
         if not (root / folder).exists():
             os.replace(tmp / folder, root / folder)
     finally:
+        socket.setdefaulttimeout(old_timeout)
         shutil.rmtree(tmp, ignore_errors=True)
         for p in made:  # the folders this call created, innermost first, if they stayed empty
             try:
@@ -481,14 +492,13 @@ def load_dataset(
     hit = next(((k, p) for k, p, _ in layouts if _found(k, p, split)), None)
     if hit is None:
         url = _url(info, size)
-        host = urlparse(url).hostname
         if download is False:
             raise _not_found(info, split, root, explicit, layouts, "downloading is off (download=False)")
         if download is None and _offline_env():
             raise _not_found(info, split, root, explicit, layouts, "downloading is off (MBE_OFFLINE is set)")
-        if not host_reachable(url, timeout):
+        if not url_reachable(url, timeout):
             raise _not_found(info, split, root, explicit, layouts,
-                             f"it cannot be downloaded: no network ({host} did not answer within {timeout:g} s)")
+                             f"it cannot be downloaded: no network ({url} could not be reached; waited at most {timeout:g} s)")
         try:
             _download(info, root, size)
         except Exception as e:
@@ -653,7 +663,7 @@ __all__ = [
     "ImageDataset",
     "subset_indices",
     "read_cifar_batch",
-    "host_reachable",
+    "url_reachable",
     "load_dataset",
     "build_transforms",
     "denormalize",

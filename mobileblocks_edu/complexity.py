@@ -250,3 +250,145 @@ __all__ = [
     "dwconv_cost",
     "irmb_mpl",
 ]
+
+
+# ---- MoCoViT: vanilla self-attention vs MoSA, MLP vs MoFFN, Transformer block vs MTB -----------
+# (analytic counts of the modules in ``mobileblocks_edu.mtb`` and ``mobileblocks_edu.attention``;
+# the tests check each one against the measured count of the library module)
+
+from .layers import make_divisible  # noqa: E402
+
+ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")
+
+
+def count_conv_linear_macs(module: nn.Module, input_shape: InputSpec) -> int:
+    """Multiply-adds of convolutions and linear layers only: the ``"macs"`` count without the
+    attention matrix products (``bmm`` and the fused ``scaled_dot_product_attention`` kernels).
+
+    The convention behind MoCoViT's tables: its Table 1 grows exactly linearly with H·W
+    (4x per doubling of the side), so the ``2 N² C`` of ``Q Kᵀ`` and ``A V`` is not in it,
+    although its Eq. 4 writes it. Convolutions and ``Linear`` layers never run as ``bmm`` in
+    this library (projections are 1x1 convolutions).
+    """
+    bd = flop_breakdown(module, input_shape, "macs")
+    return sum(n for (_, op), n in bd.items() if not any(a in op for a in ATTENTION_OPS))
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Analytic cost of one module on a C x H x W map (N = H·W tokens), batch 1.
+
+    * ``params``: learnable parameters (norms included).
+    * ``macs``: multiply-adds in the ``"macs"`` convention, attention products included
+      (equals :func:`count_flops` ``(..., "macs")`` of the library module).
+    * ``linear_macs``: the same without the attention products (equals
+      :func:`count_conv_linear_macs`): the convention of MoCoViT's tables.
+    * ``paper``: the paper's own expression where it gives one (MoSA's Eq. 4), else ``None``.
+    """
+
+    params: int
+    macs: int
+    linear_macs: int
+    paper: Optional[int] = None
+
+    def __add__(self, other: "LayerCost") -> "LayerCost":
+        return LayerCost(self.params + other.params, self.macs + other.macs, self.linear_macs + other.linear_macs)
+
+
+def ghost_module_cost(
+    in_chs: int, out_chs: int, height: int, width: Optional[int] = None, ratio: int = 2, dw_size: int = 3
+) -> LayerCost:
+    """Ghost module ``in -> out`` (1x1 primary convolution to ``m = ceil(out/s)`` maps, d x d
+    depthwise cheap operation to ``m(s-1)`` ghosts, BN after both, no biases).
+
+    params ``C_in m + d² m(s-1) + 2m + 2m(s-1)``; multiply-adds ``N (C_in m + d² m(s-1))``
+    (the ghosts beyond ``out`` are computed, then dropped).
+    """
+    _, _, N = _tokens(height, width)
+    m = math.ceil(out_chs / ratio)
+    new = m * (ratio - 1)
+    macs = N * (in_chs * m + dw_size * dw_size * new)
+    return LayerCost(in_chs * m + dw_size * dw_size * new + 2 * (m + new), macs, macs)
+
+
+def ghost_se_cost(chs: int, se_ratio: float = 0.25) -> LayerCost:
+    """GhostNet's squeeze-excitation on ``chs`` channels (reduced to ``r = make_divisible(chs ·
+    se_ratio, 4)``): params ``2 chs r + r + chs``; multiply-adds ``2 chs r`` (on the pooled
+    1x1 map, independent of the resolution)."""
+    r = make_divisible(chs * se_ratio, 4)
+    return LayerCost(2 * chs * r + r + chs, 2 * chs * r, 2 * chs * r)
+
+
+def self_attention_cost(dim: int, height: int, width: Optional[int] = None, bias: bool = True) -> LayerCost:
+    """Vanilla (global, multi-head) self-attention, :class:`~mobileblocks_edu.attention.MHSA`:
+    params ``4C² + 4C``; multiply-adds ``4 N C²`` (Q, K, V, O projections) ``+ 2 N² C``
+    (``Q Kᵀ`` and ``A V``); the same expression is ``paper``. Same numbers as :func:`mhsa_cost`."""
+    c = mhsa_cost(dim, height, width, qkv_bias=bias)
+    _, _, N = _tokens(height, width)
+    return LayerCost(c.params, c.macs, 4 * N * dim * dim, c.macs)
+
+
+def mosa_cost(
+    dim: int, height: int, width: Optional[int] = None, dw_kernel_size: int = 3, out_proj: bool = True
+) -> LayerCost:
+    """MoSA (:class:`~mobileblocks_edu.mtb.MoSA`): Ghost V projection, ``softmax(V Vᵀ/√d) V``,
+    depthwise refiner (k x k + BN), Ghost output projection.
+
+    multiply-adds ``2 · N (C·C/2 + 9·C/2)`` (two Ghost modules, C even) ``+ N C k²``
+    ``+ 2 N² C``. The paper's Eq. 4 is ``paper = N C² + 2 N² C``: one full C x C projection
+    and the two attention products. At C = 160 the two Ghost modules and the refiner cost
+    ``28,480 N`` against its ``25,600 N``.
+    """
+    _, _, N = _tokens(height, width)
+    g = ghost_module_cost(dim, dim, height, width)
+    dw = LayerCost(dim * dw_kernel_size**2 + 2 * dim, N * dim * dw_kernel_size**2, N * dim * dw_kernel_size**2)
+    proj = g if out_proj else LayerCost(0, 0, 0)
+    lin = g + dw + proj
+    attn = 2 * N * N * dim
+    return LayerCost(lin.params, lin.macs + attn, lin.linear_macs, N * dim * dim + attn)
+
+
+def mlp_cost(dim: int, hidden: int, height: int, width: Optional[int] = None, bias: bool = True) -> LayerCost:
+    """The Transformer MLP/FFN ``C -> hidden -> C`` (:class:`~mobileblocks_edu.attention.FFN`):
+    params ``2 C·hid + hid + C`` (with biases); multiply-adds ``2 N C·hid``."""
+    _, _, N = _tokens(height, width)
+    macs = 2 * N * dim * hidden
+    return LayerCost(2 * dim * hidden + ((hidden + dim) if bias else 0), macs, macs)
+
+
+def moffn_cost(dim: int, hidden: int, height: int, width: Optional[int] = None, se_ratio: float = 0.0) -> LayerCost:
+    """MoFFN (:class:`~mobileblocks_edu.mtb.MoFFN`): Ghost ``C -> hid`` (ReLU), optional SE,
+    Ghost ``hid -> C``. At C = 160, hid = 960: ``158,640 N`` multiply-adds against the MLP's
+    ``307,200 N`` (the paper's "1.9x"), plus 460,800 for the SE."""
+    c = ghost_module_cost(dim, hidden, height, width) + ghost_module_cost(hidden, dim, height, width)
+    return c + ghost_se_cost(hidden, se_ratio) if se_ratio > 0 else c
+
+
+def transformer_block_cost(dim: int, hidden: int, height: int, width: Optional[int] = None) -> LayerCost:
+    """The pre-norm Transformer block (:class:`~mobileblocks_edu.attention.TransformerBlock`):
+    two LayerNorms (``4C`` parameters, no multiply-adds), vanilla self-attention and the MLP."""
+    c = self_attention_cost(dim, height, width) + mlp_cost(dim, hidden, height, width)
+    return LayerCost(c.params + 4 * dim, c.macs, c.linear_macs)
+
+
+def mtb_cost(
+    dim: int, hidden: int, height: int, width: Optional[int] = None, se_ratio: float = 0.0, out_proj: bool = True
+) -> LayerCost:
+    """The Mobile Transformer Block (:class:`~mobileblocks_edu.mtb.MobileTransformerBlock`):
+    MoSA + MoFFN, no norms outside the Ghost modules."""
+    return mosa_cost(dim, height, width, out_proj=out_proj) + moffn_cost(dim, hidden, height, width, se_ratio)
+
+
+__all__ += [
+    "ATTENTION_OPS",
+    "count_conv_linear_macs",
+    "LayerCost",
+    "ghost_module_cost",
+    "ghost_se_cost",
+    "self_attention_cost",
+    "mosa_cost",
+    "mlp_cost",
+    "moffn_cost",
+    "transformer_block_cost",
+    "mtb_cost",
+]

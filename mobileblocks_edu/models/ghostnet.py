@@ -1,0 +1,231 @@
+"""GhostNet (Han et al., CVPR 2020, arXiv:1911.11907), built from the library's Ghost bottleneck.
+
+Table 1 of the paper: a 3x3 stride-2 stem, sixteen Ghost bottlenecks given as
+(kernel, hidden, out, SE, stride), a 1x1 convolution to 960 channels, global average pooling, a
+1x1 convolution to 1280 channels (with bias, ReLU), dropout and a linear classifier. Widths scale
+with the multiplier and are rounded to multiples of 4.
+
+The blocks are grouped into five *stages* by the resolution they produce (112, 56, 28, 14 and
+7 pixels at 224x224), the stages MoCoViT's Table 6 refers to. The parameter counts equal those of
+the widely used pytorch-image-models ``ghostnet_050/100/130`` (2,587,292 / 5,182,508 /
+7,358,820); only the module names differ.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from ..ghost import GhostBottleneck
+from ..layers import ConvNormAct, check_positive, kaiming_init, make_divisible
+from ..registry import register_model
+from ._base import Classifier
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+STEM_CHS = 16  # stem output channels at width 1.0
+
+
+class BlockCfg(NamedTuple):
+    """One row of GhostNet's Table 1 (before the width multiplier).
+
+    ``block`` is ``"ghost"`` (a Ghost bottleneck) or ``"mtb"`` (MoCoViT's Mobile Transformer
+    Block, which uses ``hidden``, ``out`` and ``se_ratio`` and needs ``stride == 1``).
+    """
+
+    kernel: int
+    hidden: int
+    out: int
+    se_ratio: float
+    stride: int
+    block: str = "ghost"
+
+
+_B = BlockCfg
+# Stages named by their output resolution at 224x224: 112, 56, 28, 14, 7.
+GHOSTNET_STAGES: tuple[tuple[BlockCfg, ...], ...] = (
+    (_B(3, 16, 16, 0, 1),),
+    (_B(3, 48, 24, 0, 2), _B(3, 72, 24, 0, 1)),
+    (_B(5, 72, 40, 0.25, 2), _B(5, 120, 40, 0.25, 1)),
+    (_B(3, 240, 80, 0, 2), _B(3, 200, 80, 0, 1), _B(3, 184, 80, 0, 1), _B(3, 184, 80, 0, 1),
+     _B(3, 480, 112, 0.25, 1), _B(3, 672, 112, 0.25, 1)),
+    (_B(5, 672, 160, 0.25, 2), _B(5, 960, 160, 0, 1), _B(5, 960, 160, 0.25, 1), _B(5, 960, 160, 0, 1),
+     _B(5, 960, 160, 0.25, 1)),
+)
+
+
+def small_input_stages(stages: Sequence[Sequence[BlockCfg]] = GHOSTNET_STAGES) -> tuple[tuple[BlockCfg, ...], ...]:
+    """The stages with the first block of stage 2 at stride 1 (for 32x32 inputs, together with a
+    stride-1 stem): the map shrinks 32 -> 32 -> 16 -> 8 -> 4 instead of ending at 1x1."""
+    out = [tuple(s) for s in stages]
+    out[1] = (out[1][0]._replace(stride=1),) + out[1][1:]
+    return tuple(out)
+
+
+class GhostNet(Classifier):
+    """GhostNet.
+
+    Args:
+        num_classes: classifier outputs (0: no classifier, ``forward`` returns pre-logits).
+        width: channel multiplier; every width (except the 1280 of ``conv_head``) is
+            ``make_divisible(c · width, 4)``.
+        stages: rows of :class:`BlockCfg`, one tuple per stage; defaults to the paper's.
+        stem_stride: stride of the 3x3 stem (2 for ImageNet, 1 for 32x32 inputs).
+        num_features: channels of ``conv_head`` after pooling (1280).
+        drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth, rising linearly over the blocks.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        width: float = 1.0,
+        stages: Sequence[Sequence[BlockCfg]] = GHOSTNET_STAGES,
+        stem_stride: int = 2,
+        num_features: int = 1280,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        check_positive("width", width)
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
+        self.num_classes, self.num_features, self.width = num_classes, num_features, width
+        self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
+        stem_chs = make_divisible(STEM_CHS * width, 4)
+        self.stem = ConvNormAct(3, stem_chs, 3, stem_stride)  # (B, 3, H, W) -> (B, 16w, H/2, W/2)
+        n_blocks = sum(len(s) for s in self.stage_cfgs)
+        stage_list, in_chs, i = [], stem_chs, 0
+        for cfgs in self.stage_cfgs:
+            blocks = []
+            for cfg in cfgs:
+                out_chs = make_divisible(cfg.out * width, 4)
+                hidden = make_divisible(cfg.hidden * width, 4)
+                dpr = drop_path_rate * i / max(1, n_blocks - 1)
+                blocks.append(self._make_block(cfg, in_chs, hidden, out_chs, dpr))
+                in_chs, i = out_chs, i + 1
+            stage_list.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stage_list)
+        last_chs = make_divisible(self.stage_cfgs[-1][-1].hidden * width, 4)
+        self.final_conv = ConvNormAct(in_chs, last_chs, 1)  # (B, 160w, h, w) -> (B, 960w, h, w)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_head = nn.Conv2d(last_chs, num_features, 1, bias=True)  # on the pooled 1x1 map
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        kaiming_init(self)
+
+    def _make_block(self, cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float) -> nn.Module:
+        if cfg.block != "ghost":
+            raise ValueError(f"GhostNet builds Ghost bottlenecks only, got block={cfg.block!r} (MoCoViT builds 'mtb')")
+        return GhostBottleneck(in_chs, hidden, out_chs, cfg.kernel, cfg.stride, se_ratio=cfg.se_ratio,
+                               drop_path_rate=drop_path_rate)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_conv(self.stages(self.stem(x)))  # (B, 960w, H/32, W/32)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.act(self.conv_head(self.pool(x))).flatten(1)  # (B, 1280)
+        return x if pre_logits else self.classifier(self.drop(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.final_conv]
+
+    def architecture(self, img_size: int = 224) -> list[dict]:
+        """The architecture table (GhostNet's Table 1, MoCoViT's Table 2), read off the built
+        model by one forward pass (eval mode, no gradients) of a ``(1, 3, img_size, img_size)``
+        input: one dict per layer with ``input`` (H, W, C), ``operator``, ``exp`` (hidden
+        channels or ``None``), ``out``, ``se`` and ``stride``."""
+        layers: list[tuple[str, nn.Module, dict]] = [("Conv2d 3x3", self.stem, {"stride": self.stem.conv.stride[0]})]
+        for blk in (b for stage in self.stages for b in stage):
+            if isinstance(blk, GhostBottleneck):
+                info = {"exp": blk.mid_chs, "se": not isinstance(blk.se, nn.Identity), "stride": blk.stride}
+                layers.append(("G-bneck", blk, info))
+            else:  # a Mobile Transformer Block
+                info = {"exp": blk.ffn.hidden, "se": not isinstance(blk.ffn.se, nn.Identity), "stride": 1}
+                layers.append(("MTB", blk, info))
+        layers += [("Conv2d 1x1", self.final_conv, {"stride": 1}), ("Avg-Pool", self.pool, {}),
+                   ("Conv2d 1x1", self.conv_head, {"stride": 1}), ("FC", self.classifier, {})]
+        shapes: list = [None] * len(layers)
+
+        def hook(k):
+            return lambda m, inp, out: shapes.__setitem__(k, (tuple(inp[0].shape), tuple(out.shape)))
+
+        handles = [m.register_forward_hook(hook(k)) for k, (_, m, _) in enumerate(layers)]
+        was_training = self.training
+        try:
+            self.eval()
+            with torch.no_grad():
+                self(torch.zeros(1, 3, img_size, img_size, device=self.stem.conv.weight.device))
+        finally:
+            self.train(was_training)
+            for h in handles:
+                h.remove()
+        rows = []
+        for (name, _, info), (i_shape, o_shape) in zip(layers, shapes):
+            hw = i_shape[2:] if len(i_shape) == 4 else (1, 1)
+            rows.append({"input": (*hw, i_shape[1]), "operator": name, "exp": info.get("exp"),
+                         "out": o_shape[1], "se": info.get("se", False), "stride": info.get("stride")})
+        return rows
+
+
+@register_model(
+    reference={"params": 2_587_292, "macs": 42.33e6, "fvcore": 45.89e6},
+    paper={"params": "2.6M", "flops": "42M", "top1": 66.2},
+    source="GhostNet paper, Table 7; exact counts of the widely used pytorch-image-models ghostnet_050",
+)
+def ghostnet_050(num_classes: int = 1000, **kwargs) -> GhostNet:
+    """GhostNet 0.5x at 224x224: 2,587,292 parameters, 42.33M multiply-adds."""
+    return GhostNet(num_classes, width=0.5, **kwargs)
+
+
+@register_model(
+    reference={"params": 5_182_508, "macs": 141.15e6, "fvcore": 148.27e6},
+    paper={"params": "5.2M", "flops": "141M", "top1": 73.9},
+    source="GhostNet paper, Table 7; exact counts of the widely used pytorch-image-models ghostnet_100",
+)
+def ghostnet_100(num_classes: int = 1000, **kwargs) -> GhostNet:
+    """GhostNet 1.0x at 224x224: 5,182,508 parameters, 141.15M multiply-adds."""
+    return GhostNet(num_classes, width=1.0, **kwargs)
+
+
+@register_model(
+    reference={"params": 7_358_820, "macs": 227.00e6, "fvcore": 236.24e6},
+    paper={"params": "7.3M", "flops": "226M", "top1": 75.7},
+    source="GhostNet paper, Table 7; exact counts of the widely used pytorch-image-models ghostnet_130",
+)
+def ghostnet_130(num_classes: int = 1000, **kwargs) -> GhostNet:
+    """GhostNet 1.3x at 224x224: 7,358,820 parameters, 227.00M multiply-adds."""
+    return GhostNet(num_classes, width=1.3, **kwargs)
+
+
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                notes="stem stride 1, first block of stage 2 at stride 1: maps 32, 32, 16, 8, 4")
+def ghostnet_100_cifar(num_classes: int = 10, **kwargs) -> GhostNet:
+    """GhostNet 1.0x for 32x32 inputs (CIFAR-10).
+
+    Two of the five stride-2 steps become stride 1: the stem and the first block of stage 2.
+    The stages then produce 32, 32, 16, 8 and 4 pixels (the ImageNet layout would end at 1x1,
+    where the 5x5 depthwise convolutions of stage 5 see mostly padding). The blocks are those of
+    ``ghostnet_100``, except that the first block of stage 2 loses its strided depthwise
+    convolution (528 parameters). With 10 classes the model has 3,913,790 parameters, 1,230,080
+    of them in the 960 -> 1280 ``conv_head`` (``num_features`` shrinks it); 42.7M multiply-adds.
+    """
+    return GhostNet(num_classes, width=1.0, stages=small_input_stages(), stem_stride=1, **kwargs)
+
+
+@register_model(input_size=(3, 160, 160),
+                notes="ImageNet layout unchanged: maps 80, 40, 20, 10, 5 at 160x160")
+def ghostnet_100_imagenette(num_classes: int = 10, **kwargs) -> GhostNet:
+    """GhostNet 1.0x for the 10-class ImageNet subset (Imagenette) at 160x160.
+
+    The ImageNet layout is kept (five stride-2 steps): at 160 pixels the stages produce 80, 40,
+    20, 10 and 5 pixels, and the multiply-adds are about (160/224)² ≈ 0.51 of the 224x224 count.
+    Same blocks as ``ghostnet_100``; 10 classes. The network accepts other sizes too (any
+    multiple of 32 keeps every map whole).
+    """
+    return GhostNet(num_classes, width=1.0, **kwargs)

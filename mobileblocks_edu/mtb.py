@@ -1,0 +1,189 @@
+"""The Mobile Transformer Block of MoCoViT (Ma et al., 2022, arXiv:2205.12635, Sec. 3).
+
+Two residuals, no LayerNorm (BatchNorm lives inside the Ghost modules and folds into the
+convolutions at deployment), ReLU instead of GELU:
+
+.. math::
+
+    X' = X + \\mathrm{MoSA}(X), \\qquad Y = X' + \\mathrm{MoFFN}(X')
+
+**MoSA** (Mobile Self-Attention, Eqs. 2-3). One Ghost module computes the values
+``V = Ghost(X)``; *branch sharing* reuses them as queries and keys (``Q = K = V``), and a
+depthwise convolution refines V:
+
+.. math::
+
+    \\mathrm{MoSA}(X) = \\mathrm{Ghost}_o\\Big(\\mathrm{softmax}\\big(V V^\\top / \\sqrt{d}\\big)\\, V
+        + \\mathrm{DW}_{3 \\times 3}(V)\\Big)
+
+The softmax runs over the ``N = H·W`` spatial tokens: ``V`` is read as an ``N x C`` matrix
+(one row per pixel, split into heads), so the attention map is ``(B, heads, N, N)``.
+
+**MoFFN** (Mobile FFN): the two linear layers of the MLP become Ghost modules, with BN inside,
+ReLU, and a squeeze-excitation after the up-projection:
+``MoFFN(X) = Ghost_{hid -> C}(SE(Ghost_{C -> hid}(X)))``.
+
+Choices the paper leaves open, made here (the book's MoCoViT lesson checks them against the
+paper's budget):
+
+* **Output projection**: a linear Ghost module after the attention (``out_proj=True``). With it
+  the MoSA of a 160-channel block costs 28,480 multiply-adds per token against the 102,400 of
+  vanilla self-attention's four projections: the paper's "3.6x fewer FLOPs"; and MoCoViT 1.0x
+  then has 5,300,268 parameters (the paper: 5.3M).
+* **No activation** after the V projection and the output projection: they replace linear
+  layers. The expansion Ghost module of the MoFFN has ReLU, as in a Ghost bottleneck.
+* **Heads**: 4 (``num_heads``). Every GhostNet width is a multiple of 4, so 4 heads divide
+  every width multiplier; heads change neither parameters nor multiply-adds.
+* **Squeeze-excitation**: per block (``se_ratio``); MoCoViT puts it in MTBs 2 and 4, where
+  GhostNet's replaced bottlenecks had it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .attention import WindowAttention, _resolve_heads
+from .ghost import GhostModule, ghost_se
+from .layers import ConvNormAct, DropPath, LayerFactory, check_input, check_positive
+
+
+class MoSA(nn.Module):
+    """Mobile Self-Attention: ``Ghost_o(softmax(V Vᵀ/√d) V + DW(V))`` with ``V = Ghost_v(X)``.
+
+    Args:
+        dim: channels C (input and output).
+        num_heads: attention heads h (``dim`` must be divisible by it); ``d = C / h``.
+        dw_kernel_size: kernel of the depthwise refiner (3 in the paper).
+        out_proj: apply a linear Ghost module ``C -> C`` after the attention (see the module
+            docstring); ``False`` returns ``softmax(V Vᵀ/√d) V + DW(V)`` as in Eq. 3.
+        act_layer: activation after the V projection (``None``: linear, the default).
+        fused: use ``F.scaled_dot_product_attention`` (one kernel, no N x N map stored) or the
+            readable softmax path. Setting ``keep_attn = True`` forces the readable path and
+            keeps the last attention map ``(B, heads, N, N)`` in :attr:`last_attn`.
+
+    Parameters at C = 160: 13,840 (Ghost V) + 1,760 (DW 3x3 + BN) + 13,840 (Ghost O) = 29,440.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        dw_kernel_size: int = 3,
+        out_proj: bool = True,
+        act_layer: LayerFactory = None,
+        fused: bool = True,
+    ):
+        super().__init__()
+        check_positive("dim", dim, int)
+        check_positive("dw_kernel_size", dw_kernel_size, int)
+        num_heads = _resolve_heads(dim, num_heads, None)
+        self.dim, self.num_heads = dim, num_heads
+        self.v = GhostModule(dim, dim, act_layer=act_layer)  # f_v = f_k = f_q (branch sharing)
+        self.attn = WindowAttention(num_heads, dim // num_heads, window_size=None, fused=fused)
+        self.refine = ConvNormAct(dim, dim, dw_kernel_size, groups=dim, act_layer=None)  # DW(V)
+        self.proj = GhostModule(dim, dim, act_layer=None) if out_proj else nn.Identity()
+
+    @property
+    def keep_attn(self) -> bool:
+        return self.attn.keep_attn
+
+    @keep_attn.setter
+    def keep_attn(self, value: bool) -> None:
+        self.attn.keep_attn = bool(value)
+
+    @property
+    def last_attn(self) -> Optional[torch.Tensor]:
+        """The attention map ``(B, heads, H·W, H·W)`` of the last forward with ``keep_attn``."""
+        return self.attn.last_attn
+
+    def attend(self, v: torch.Tensor) -> torch.Tensor:
+        """``softmax(V Vᵀ/√d) V`` over the H·W tokens of ``v: (B, C, H, W)`` -> ``(B, C, H, W)``.
+
+        Q = K = V: the same map is passed as query, key and value.
+        """
+        return self.attn(v, v, v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.dim)
+        v = self.v(x)  # (B, C, H, W)
+        return self.proj(self.attend(v) + self.refine(v))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}"
+
+
+class MoFFN(nn.Module):
+    """Mobile FFN: ``Ghost_{hid -> C}(SE(Ghost_{C -> hid}(X)))``, BN inside, ReLU.
+
+    Args:
+        dim: channels C (input and output).
+        hidden: channels after the up-projection (960 for C = 160 in MoCoViT 1.0x).
+        se_ratio: squeeze-excitation after the up-projection when > 0 (GhostNet's: reduce to
+            ``make_divisible(hidden · se_ratio, 4)``, ReLU, hard-sigmoid gate).
+        act_layer: activation of the up-projection (ReLU, not the MLP's GELU).
+
+    The same layers as a stride-1 Ghost bottleneck without its shortcut: 160,880 parameters at
+    C = 160, hidden 960 (622,880 with SE).
+    """
+
+    def __init__(self, dim: int, hidden: int, se_ratio: float = 0.0, act_layer: LayerFactory = nn.ReLU):
+        super().__init__()
+        check_positive("dim", dim, int)
+        check_positive("hidden", hidden, int)
+        if se_ratio < 0:
+            raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
+        self.dim, self.hidden = dim, hidden
+        self.ghost1 = GhostModule(dim, hidden, act_layer=act_layer)  # (B, C, H, W) -> (B, hid, H, W)
+        self.se = ghost_se(hidden, se_ratio) if se_ratio > 0 else nn.Identity()
+        self.ghost2 = GhostModule(hidden, dim, act_layer=None)  # (B, hid, H, W) -> (B, C, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.dim)
+        return self.ghost2(self.se(self.ghost1(x)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, hidden={self.hidden}"
+
+
+class MobileTransformerBlock(nn.Module):
+    """MTB: ``x = x + MoSA(x)``, then ``x = x + MoFFN(x)``. No LayerNorm, one residual each.
+
+    Args:
+        dim: channels C.
+        hidden: MoFFN hidden channels.
+        num_heads: MoSA heads.
+        se_ratio: squeeze-excitation inside the MoFFN (0: none).
+        dw_kernel_size: kernel of MoSA's depthwise refiner.
+        out_proj: MoSA's output Ghost projection.
+        act_layer: activation of the MoFFN's up-projection.
+        drop_path_rate: stochastic depth on both residual branches.
+        fused: MoSA's fused attention kernel (see :class:`MoSA`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        num_heads: int = 4,
+        se_ratio: float = 0.0,
+        dw_kernel_size: int = 3,
+        out_proj: bool = True,
+        act_layer: LayerFactory = nn.ReLU,
+        drop_path_rate: float = 0.0,
+        fused: bool = True,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.attn = MoSA(dim, num_heads, dw_kernel_size, out_proj, fused=fused)
+        self.ffn = MoFFN(dim, hidden, se_ratio, act_layer)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.dim)
+        x = x + self.drop_path(self.attn(x))  # (B, C, H, W)
+        return x + self.drop_path(self.ffn(x))
+
+
+__all__ = ["MoSA", "MoFFN", "MobileTransformerBlock"]

@@ -1,0 +1,923 @@
+"""The trainer of the lab: the papers' recipes scaled down, exact resume, and a command line.
+
+Two recipes (:data:`RECIPES`), both with a per-step learning rate
+
+.. math::
+
+    \\eta_t = \\eta \\cdot \\begin{cases} (t + 1) / T_w & t < T_w \\\\
+    r + (1 - r)\\,\\tfrac12\\left(1 + \\cos\\left(\\pi \\tfrac{t - T_w}{T - T_w}\\right)\\right) & t \\ge T_w \\end{cases}
+
+(linear warm-up over :math:`T_w` steps, then cosine decay to :math:`r\\eta` at step :math:`T`):
+
+* ``"emo"``: EMO (Zhang et al., ICCV 2023, Sec. 5.1): AdamW, betas (0.9, 0.999), weight decay
+  0.05, lr 6e-3 at batch 2048, 20 of 300 epochs warm-up, label smoothing 0.1, RandAugment,
+  drop path 0.05 (their Fig. 6C).
+* ``"mocovit"`` (alias ``"ghostnet"``): MoCoViT's basic setting, GhostNet's recipe with lr 0.5 at
+  batch 1024: SGD with momentum 0.9, weight decay 4e-5, 5 of 360 epochs warm-up, no label
+  smoothing, no extra augmentation.
+
+Scaled down: the learning rate follows the linear rule ``lr * batch_size / reference_batch`` and
+the warm-up keeps its fraction of the epochs. Weight decay skips biases and normalisation
+weights (every parameter with one dimension), as timm does for both papers.
+
+Around the loop: optional EMA of weights and buffers (``torch.optim.swa_utils.AveragedModel``),
+mixed precision on CUDA (bf16, else fp16 with a gradient scaler), gradient clipping, ``tqdm``
+progress bars, and a checkpoint after every epoch (``last.pt``, ``best.pt``; atomic, loadable
+with ``weights_only=True``).
+
+**Exact resume.** Every epoch starts from a state that is a pure function of ``(seed, epoch)``
+plus what the checkpoint holds: the data order and each sample's augmentation come from
+``derive_seed(seed, epoch[, index])`` (:mod:`mobileblocks_edu.data`), and torch's global random
+stream (dropout, drop path) is re-seeded with ``derive_seed(seed, epoch, 1)``. A checkpoint
+holds model, optimizer, scheduler, EMA, gradient scaler, random states and history at the end
+of an epoch, so a run interrupted anywhere and resumed from ``last.pt`` repeats the unfinished
+epoch exactly and ends with the same weights, bit for bit on the CPU.
+
+Command line::
+
+    python -m mobileblocks_edu.train --model emo_1m_cifar --data cifar10 --epochs 30 --out runs/NAME
+    python -m mobileblocks_edu.train --out runs/NAME --resume
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import __version__, lab
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .complexity import count_flops, count_params
+from .data import derive_seed, set_epoch
+
+PathLike = Union[str, os.PathLike]
+CHECKPOINT_FORMAT = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes and configuration
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """A paper's training recipe; ``lr`` is given at ``lr_batch`` and scaled linearly."""
+
+    opt: str
+    lr: float
+    lr_batch: int
+    weight_decay: float
+    warmup_fraction: float
+    label_smoothing: float
+    randaugment: bool
+    drop_path: float
+    source: str
+
+
+RECIPES = {
+    "emo": Recipe("adamw", 6e-3, 2048, 0.05, 20 / 300, 0.1, True, 0.05,
+                  "EMO, ICCV 2023, Sec. 5.1 and Fig. 6C"),
+    "mocovit": Recipe("sgd", 0.5, 1024, 4e-5, 5 / 360, 0.0, False, 0.0,
+                      "MoCoViT, Sec. 4.1 (basic setting), GhostNet's recipe with lr 0.5 at batch 1024"),
+}
+_RECIPE_ALIASES = {"ghostnet": "mocovit"}
+
+
+def get_recipe(name: str) -> Recipe:
+    """``"emo"`` or ``"mocovit"`` (``"ghostnet"`` is the same recipe)."""
+    key = _RECIPE_ALIASES.get(name, name)
+    if key not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES) + sorted(_RECIPE_ALIASES)}, got {name!r}")
+    return RECIPES[key]
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`fit` needs besides the model and the data.
+
+    ``None`` fields take the recipe's value (:meth:`resolved`); the learning rate is then the
+    recipe's, scaled to the loader's batch size.
+    """
+
+    epochs: int = 30
+    recipe: str = "emo"                       # "emo" (AdamW) or "mocovit"/"ghostnet" (SGD)
+    opt: Optional[str] = None                 # "adamw" or "sgd"
+    lr: Optional[float] = None                # peak learning rate
+    weight_decay: Optional[float] = None
+    momentum: float = 0.9                     # SGD momentum; AdamW uses betas (momentum, 0.999)
+    warmup_epochs: Optional[float] = None     # linear warm-up (may be fractional)
+    min_lr_ratio: float = 0.0                 # r: the cosine ends at r * lr
+    label_smoothing: Optional[float] = None
+    ema: bool = False                         # evaluate an EMA of weights and buffers
+    ema_decay: float = 0.995                  # per step: a horizon of ~1 / (1 - decay) = 200 steps
+    clip_grad: Optional[float] = None         # max gradient norm (None: no clipping)
+    amp: str = "auto"                         # "auto" (CUDA: bf16, else fp16; CPU: off), "off", "bf16", "fp16"
+    channels_last: bool = False               # NHWC memory format (faster convolutions on some CPUs)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True                     # tqdm progress bars
+
+    def resolved(self, batch_size: int) -> "TrainConfig":
+        """A copy with the recipe's values filled in; the learning rate scaled to ``batch_size``."""
+        r = get_recipe(self.recipe)
+        out = replace(
+            self,
+            opt=self.opt or r.opt,
+            lr=self.lr if self.lr is not None else r.lr * batch_size / r.lr_batch,
+            weight_decay=self.weight_decay if self.weight_decay is not None else r.weight_decay,
+            warmup_epochs=self.warmup_epochs if self.warmup_epochs is not None else r.warmup_fraction * self.epochs,
+            label_smoothing=self.label_smoothing if self.label_smoothing is not None else r.label_smoothing,
+        )
+        out.check()
+        return out
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        from .layers import check_positive
+
+        check_positive("epochs", self.epochs, int)
+        if self.opt is not None and self.opt not in ("adamw", "sgd"):
+            raise ValueError(f"opt must be 'adamw' or 'sgd', got {self.opt!r}")
+        if self.lr is not None:
+            check_positive("lr", self.lr)
+        for name in ("weight_decay", "warmup_epochs", "label_smoothing"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if self.label_smoothing is not None and self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
+        if self.clip_grad is not None:
+            check_positive("clip_grad", self.clip_grad)
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
+
+
+# settings that may change when a run is resumed (they do not change the numbers on the CPU)
+_RESUME_MAY_CHANGE = {"progress", "device"}
+
+
+class WarmupCosine:
+    """The learning-rate factor of step ``t``: linear warm-up, then cosine to ``min_ratio``.
+
+    A callable object (not a closure), so that ``LambdaLR.state_dict()`` stores its numbers.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+        self.warmup_steps, self.total_steps, self.min_ratio = int(warmup_steps), int(total_steps), float(min_ratio)
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup_steps:
+            return (t + 1) / self.warmup_steps
+        progress = min(1.0, (t - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weight decay on weight matrices and kernels, none on biases and norm weights."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (momentum) over :func:`param_groups`, from a resolved config."""
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
+    """Per-step :class:`WarmupCosine` over ``cfg.epochs * steps_per_epoch`` steps."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    return LambdaLR(optimizer, WarmupCosine(warmup, total, cfg.min_lr_ratio))
+
+
+def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``amp`` on ``device``, or ``None`` (full precision).
+
+    Mixed precision is used on CUDA only: ``"auto"`` means bf16 where supported, else fp16.
+    """
+    if amp not in ("auto", "off", "bf16", "fp16"):
+        raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {amp!r}")
+    if device.type != "cuda":
+        if amp in ("bf16", "fp16"):
+            raise ValueError(f"amp={amp!r} needs a CUDA device; this run uses {device} (use amp='auto' or 'off')")
+        return None
+    if amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """Accuracy of a classifier on a dataset; accuracies in percent.
+
+    ``confusion[i, j]`` counts images of true class ``i`` predicted as ``j``; ``per_class[i]`` is
+    the recall of class ``i`` (``None`` when the data holds no image of it).
+    """
+
+    loss: float
+    top1: float
+    top5: float
+    per_class: list
+    confusion: torch.Tensor
+    n: int
+    classes: Optional[list] = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["confusion"] = self.confusion.tolist()
+        return d
+
+
+def confusion_matrix(targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(num_classes, num_classes)`` counts: row = true class, column = prediction."""
+    idx = targets.long() * num_classes + preds.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> int:
+    """How many targets are among the ``k`` highest logits (``k`` capped at the number of classes)."""
+    k = min(k, logits.shape[1])
+    return int((logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: Optional[Union[str, torch.device]] = None,
+    amp: str = "auto",
+    num_classes: Optional[int] = None,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    """Top-1, top-5, per-class accuracy and confusion matrix of ``model`` on ``loader``
+    (the loss is plain cross-entropy, without label smoothing)."""
+    if device is None:
+        device = next(model.parameters(), torch.empty(0)).device
+    device = torch.device(device)
+    dtype = amp_dtype(amp, device)
+    classes = getattr(loader.dataset, "classes", None)
+    num_classes = num_classes or (len(classes) if classes else None)
+    was_training = model.training
+    model.eval()
+    loss_sum, top1, top5, n = 0.0, 0, 0, 0
+    all_t, all_p = [], []
+    try:
+        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            x = x.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            y = y.to(device)
+            with _autocast(device, dtype):
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            top1 += topk_correct(logits, y, 1)
+            top5 += topk_correct(logits, y, 5)
+            n += len(y)
+            all_t.append(y.cpu())
+            all_p.append(logits.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate got an empty loader")
+    num_classes = max(num_classes or 0, int(logits.shape[1]))  # a model may have more outputs than the data classes
+    cm = confusion_matrix(torch.cat(all_t), torch.cat(all_p), num_classes)
+    support = cm.sum(1)
+    per_class = [100.0 * float(cm[i, i]) / float(s) if s > 0 else None for i, s in enumerate(support.tolist())]
+    return EvalResult(loss_sum / n, 100.0 * top1 / n, 100.0 * top5 / n, per_class, cm, n,
+                      list(classes) if classes else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers: JSON written atomically, random states, code version
+# ---------------------------------------------------------------------------------------------
+def write_json(obj: Any, path: PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def rng_state() -> dict:
+    """Every random state as tensors and plain containers (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed torch, Python and NumPy for epoch ``epoch`` (0-based) of a run with ``seed``."""
+    s = derive_seed(seed, epoch, 1)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+
+
+def code_version() -> dict:
+    """The package version, and the git commit and dirty flag when run from a checkout."""
+    out: dict = {"package": __version__, "git_commit": None, "git_dirty": None}
+    root = lab.repo_root()
+    if root is None:
+        return out
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10)
+        head = run("rev-parse", "HEAD")
+        if head.returncode == 0:
+            out["git_commit"] = head.stdout.strip()
+            status = run("status", "--porcelain", "--untracked-files=no")
+            out["git_dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def environment() -> dict:
+    """Hardware and software of this run."""
+    import torchvision
+
+    return {
+        "hardware": lab.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+class StepInfo(NamedTuple):
+    """What ``on_step`` receives after every optimizer step (``epoch`` counts from 1)."""
+
+    epoch: int
+    step: int
+    global_step: int
+    loss: float
+    lr: float
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``eval_model`` is the EMA model when EMA is on, else ``model``."""
+
+    model: nn.Module
+    ema: Optional[AveragedModel]
+    history: list
+    best: dict
+    final: Optional[EvalResult]
+    out_dir: Optional[Path]
+    result: dict = field(default_factory=dict)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _config_diff(saved: dict, now: dict) -> list[str]:
+    keys = (set(saved) | set(now)) - _RESUME_MAY_CHANGE
+    return [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(keys) if saved.get(k) != now.get(k)]
+
+
+def _input_shape(loader: Optional[DataLoader]) -> Optional[tuple]:
+    if loader is None:
+        return None
+    x, _ = loader.dataset[0]
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else None
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: Optional[DataLoader] = None,
+    config: Optional[TrainConfig] = None,
+    out_dir: Optional[PathLike] = None,
+    *,
+    resume: bool = False,
+    on_step: Optional[Callable[[StepInfo], None]] = None,
+    on_epoch: Optional[Callable[[dict], None]] = None,
+    meta: Optional[dict] = None,
+) -> FitResult:
+    """Train ``model`` and return a :class:`FitResult`.
+
+    Args:
+        model: any classifier; trained in place.
+        train_loader: training batches (:func:`mobileblocks_edu.data.build_loaders`). Before each
+            epoch :func:`mobileblocks_edu.data.set_epoch` gives its sampler and dataset the
+            epoch and ``config.seed``.
+        val_loader: evaluated after every epoch (top-1 picks ``best.pt``); optional.
+        config: a :class:`TrainConfig` (default: EMO's recipe, 30 epochs).
+        out_dir: where ``last.pt``, ``best.pt``, ``history.json`` and ``result.json`` go
+            (nothing is written when ``None``). An existing ``last.pt`` is never overwritten
+            by a new run: resume it or choose another folder.
+        resume: continue the run in ``out_dir`` from ``last.pt``; the config must be the same
+            (except ``progress`` and ``device``) and so must the number of steps per epoch.
+        on_step: called after every optimizer step with a :class:`StepInfo`.
+        on_epoch: called after every epoch with its history record.
+        meta: extra facts for ``result.json`` (the command line, model and data settings).
+
+    Ctrl-C (``KeyboardInterrupt``) stops the run: ``last.pt`` then holds the last completed
+    epoch, ``result.json`` says ``"interrupted"``, and the exception propagates.
+    """
+    t_start = time.perf_counter()
+    cfg = (config or TrainConfig()).resolved(train_loader.batch_size or 1)
+    device = lab.get_device(cfg.device)
+    dtype = amp_dtype(cfg.amp, device)
+    out = Path(out_dir) if out_dir is not None else None
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError("train_loader yields no batch (fewer images than batch_size with drop_last?)")
+    if out is not None and (out / "last.pt").exists() and not resume:
+        raise FileExistsError(f"{out / 'last.pt'} exists: resume that run (resume=True, --resume) or choose another out_dir")
+
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=fmt)
+    input_shape = _input_shape(val_loader) or _input_shape(train_loader)
+    complexity = {"params": count_params(model)}
+    if input_shape is not None:
+        complexity.update(input_size=list(input_shape),
+                          macs=count_flops(model, (1, *input_shape), "macs"),
+                          fvcore_flops=count_flops(model, (1, *input_shape), "fvcore"))
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    classes = getattr(val_loader.dataset if val_loader is not None else train_loader.dataset, "classes", None)
+
+    start_epoch, history, best, elapsed, commands = 0, [], {}, 0.0, []
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out_dir")
+        ck = read_checkpoint(out / "last.pt")
+        diff = _config_diff(ck["config"], asdict(cfg))
+        if ck["steps_per_epoch"] != steps_per_epoch or ck["batch_size"] != train_loader.batch_size:
+            diff.append(f"steps per epoch x batch size: checkpoint {ck['steps_per_epoch']} x {ck['batch_size']}, "
+                        f"now {steps_per_epoch} x {train_loader.batch_size}")
+        if diff:
+            raise ValueError("cannot resume: the run differs from the checkpoint's\n  " + "\n  ".join(diff))
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        if ck["scaler"]:
+            scaler.load_state_dict(ck["scaler"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        set_rng_state(ck["rng"])
+        start_epoch, history, best = ck["epoch"], list(ck["history"]), dict(ck["best"])
+        elapsed, commands = float(ck["elapsed_s"]), list(ck.get("commands", []))
+    if meta and meta.get("command"):
+        commands.append(meta["command"])
+
+    def checkpoint(epoch: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "ema": ema.state_dict() if ema is not None else None,
+            "epoch": epoch,
+            "steps_per_epoch": steps_per_epoch,
+            "batch_size": train_loader.batch_size,
+            "history": history,
+            "best": best,
+            "rng": rng_state(),
+            "config": asdict(cfg),
+            "meta": dict(meta or {}),
+            "commands": commands,
+            "elapsed_s": elapsed + time.perf_counter() - t_start,
+        }
+
+    def result(status: str, final: Optional[EvalResult] = None) -> dict:
+        train_speed = [h["train_img_per_s"] for h in history]
+        res = {
+            "name": out.name if out is not None else None,
+            "status": status,
+            **dict(meta or {}),
+            "commands": commands,
+            "seed": cfg.seed,
+            "config": asdict(cfg),
+            "code_version": code_version(),
+            **environment(),
+            "device": str(device),
+            "amp": str(dtype).replace("torch.", "") if dtype else "off",
+            "wall_time_s": round(elapsed + time.perf_counter() - t_start, 3),
+            "epochs_done": len(history),
+            "steps_per_epoch": steps_per_epoch,
+            "batch_size": train_loader.batch_size,
+            "train_images": len(train_loader.dataset),
+            "val_images": len(val_loader.dataset) if val_loader is not None else None,
+            "classes": list(classes) if classes else None,
+            **complexity,
+            "train_img_per_s": round(float(np.median(train_speed)), 2) if train_speed else None,
+            "best": best,
+            "last": history[-1] if history else None,
+        }
+        if final is not None:
+            res["final"] = final.to_dict()
+        return res
+
+    eval_model = ema.module if ema is not None else model
+    final = None
+    status = "running"
+    saved_epoch = start_epoch
+    try:
+        with tqdm(total=cfg.epochs, initial=start_epoch, desc="epochs", disable=not cfg.progress,
+                  dynamic_ncols=True) as epoch_bar:
+            for epoch in range(start_epoch, cfg.epochs):
+                set_epoch(train_loader, epoch, cfg.seed)
+                seed_epoch(cfg.seed, epoch)
+                record = _train_epoch(model, train_loader, optimizer, scheduler, scaler, ema, criterion, cfg,
+                                      device, dtype, epoch, on_step)
+                if val_loader is not None:
+                    ev = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
+                    record.update(val_loss=ev.loss, val_top1=ev.top1, val_top5=ev.top5)
+                    if ema is not None:
+                        record["model_val_top1"] = evaluate(model, val_loader, device, cfg.amp,
+                                                            channels_last=cfg.channels_last).top1
+                    improved = not best or ev.top1 > best["val_top1"]
+                else:
+                    ev, improved = None, True
+                history.append(record)
+                if improved:
+                    best = {"epoch": epoch + 1, **{k: v for k, v in record.items() if k != "epoch"}}
+                    if ev is not None:
+                        best["eval"] = ev.to_dict()
+                if out is not None:
+                    ck = checkpoint(epoch + 1)
+                    save_checkpoint(ck, out / "last.pt")
+                    saved_epoch = epoch + 1
+                    if improved:
+                        save_checkpoint(ck, out / "best.pt")
+                    write_json(history, out / "history.json")
+                    write_json(result("running"), out / "result.json")
+                epoch_bar.update(1)
+                epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                                      val=f"{record.get('val_top1', float('nan')):.1f}%",
+                                      best=f"{best.get('val_top1', float('nan')):.1f}%")
+                if on_epoch is not None:
+                    on_epoch(record)
+        if val_loader is not None:
+            final = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        if out is not None:
+            print(f"\ninterrupted: {out / 'last.pt'} holds epoch {saved_epoch} of {cfg.epochs}; continue with "
+                  f"fit(..., resume=True) or python -m mobileblocks_edu.train --out {out} --resume", file=sys.stderr)
+        raise
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        if out is not None and status != "running":
+            write_json(result(status, final), out / "result.json")
+    res = result(status, final)
+    return FitResult(model, ema, history, best, final, out, res)
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion, cfg, device, dtype, epoch, on_step):
+    """One epoch of training; returns its history record (epoch counts from 1)."""
+    model.train()
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    loss_sum, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    steps = len(loader)
+    with tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress,
+              dynamic_ncols=True) as bar:
+        for step, (x, y) in enumerate(loader):
+            x = x.to(device, non_blocking=True, memory_format=fmt)
+            y = y.to(device, non_blocking=True)
+            with _autocast(device, dtype):
+                logits = model(x)
+                loss = criterion(logits, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
+                                         "lower the learning rate or clip gradients (clip_grad)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            b = len(y)
+            loss_val = loss.item()
+            loss_sum += loss_val * b
+            correct += topk_correct(logits.detach().float(), y, 1)
+            seen += b
+            bar.update(1)
+            if step % 5 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            if on_step is not None:
+                on_step(StepInfo(epoch + 1, step + 1, epoch * steps + step + 1, loss_val, lr))
+    dt = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": loss_sum / seen,
+        "train_top1": 100.0 * correct / seen,
+        "epoch_time_s": dt,
+        "train_img_per_s": seen / dt,
+    }
+
+
+def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool] = None, half: bool = False) -> Path:
+    """Write only the weights of a training checkpoint (a plain state dict): the EMA weights when
+    the run had EMA (``ema=None``) or when ``ema=True``, else the model's; ``half`` stores
+    floating-point tensors as float16 (half the size, for committed checkpoints)."""
+    ck = read_checkpoint(checkpoint_path)
+    use_ema = ck.get("ema") is not None if ema is None else ema
+    if use_ema and ck.get("ema") is None:
+        raise ValueError(f"{checkpoint_path} has no EMA weights")
+    if use_ema:
+        sd = {k[len("module."):]: v for k, v in ck["ema"].items() if k.startswith("module.")}
+    else:
+        sd = dict(ck["model"])
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    sd = {k: v.contiguous() for k, v in sd.items()}
+    return save_checkpoint(sd, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+DEFAULTS = {
+    "data": "cifar10", "epochs": 30, "batch_size": 128, "recipe": "emo", "seed": 0, "subset": None,
+    "eval_subset": None, "opt": None, "lr": None, "wd": None, "momentum": 0.9, "warmup_epochs": None,
+    "min_lr_ratio": 0.0, "label_smoothing": None, "randaugment": None, "drop_path": None, "ema": False,
+    "ema_decay": 0.995, "clip_grad": None, "amp": "auto", "img_size": None, "channels_last": False,
+    "model_arg": [], "workers": 0, "threads": None, "device": "auto", "download": None, "data_dir": None,
+    "progress": True,
+}
+# options that may differ when resuming: they do not change the numbers on the CPU
+_CLI_MAY_CHANGE = {"threads", "workers", "progress", "download", "data_dir", "device", "resume", "out"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    D = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="python -m mobileblocks_edu.train",
+        description="Train a model of the library on CIFAR-10 or Imagenette. Writes last.pt, best.pt "
+                    "(checkpoints after every epoch), history.json (one record per epoch) and result.json "
+                    "(command, code version, seed, hardware, wall time, metrics, params/FLOPs) to --out.",
+        epilog="Resume an interrupted run with: python -m mobileblocks_edu.train --out runs/NAME --resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument
+    a("--model", help="registered model name, e.g. mobilenetv2_100_cifar (required for a new run)")
+    a("--data", choices=["cifar10", "imagenette"], help=f"dataset (default: {D['data']})")
+    a("--out", type=Path, help="output folder (default: runs/<model>_<data>_seed<seed>)")
+    a("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
+    a("--epochs", type=int, help=f"training epochs (default: {D['epochs']})")
+    a("--batch-size", type=int, help=f"training batch size (default: {D['batch_size']})")
+    a("--seed", type=int, help=f"seed of the model init, data order, augmentation and dropout (default: {D['seed']})")
+    a("--subset", type=int, help="use only this many training images per class (fast runs)")
+    a("--eval-subset", type=int, help="use only this many evaluation images per class")
+    g = p.add_argument_group("recipe (defaults come from --recipe; the lr is scaled linearly to the batch size)")
+    g.add_argument("--recipe", choices=sorted(RECIPES) + sorted(_RECIPE_ALIASES),
+                   help=f"emo: AdamW + warm-up + cosine + label smoothing + RandAugment; mocovit/ghostnet: SGD + cosine (default: {D['recipe']})")
+    g.add_argument("--opt", choices=["adamw", "sgd"], help="optimizer")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--wd", type=float, help="weight decay (not applied to biases and norm weights)")
+    g.add_argument("--momentum", type=float, help=f"SGD momentum / AdamW beta1 (default: {D['momentum']})")
+    g.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (may be fractional)")
+    g.add_argument("--min-lr-ratio", type=float, help=f"final lr as a fraction of the peak (default: {D['min_lr_ratio']})")
+    g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss")
+    g.add_argument("--randaugment", action=argparse.BooleanOptionalAction, help="RandAugment(2, 9) on training images")
+    g.add_argument("--drop-path", type=float, help="stochastic depth rate given to the model (drop_path_rate)")
+    g.add_argument("--ema", action=argparse.BooleanOptionalAction, help="evaluate an EMA of the weights and buffers")
+    g.add_argument("--ema-decay", type=float, help=f"EMA decay per step (default: {D['ema_decay']})")
+    g.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value")
+    g.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="mixed precision, CUDA only (default: auto)")
+    h = p.add_argument_group("model, data and machine")
+    h.add_argument("--img-size", type=int, help="training/evaluation resolution (default: the model's input size)")
+    h.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="extra keyword argument for the model factory (VALUE read as JSON if it parses), repeatable")
+    h.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory format")
+    h.add_argument("--workers", type=int, help=f"DataLoader worker processes (default: {D['workers']})")
+    h.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    h.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    h.add_argument("--data-dir", type=Path, help="data directory (default: $MBE_DATA, else data/ of the repository)")
+    dl = h.add_mutually_exclusive_group()
+    dl.add_argument("--download", dest="download", action="store_const", const=True,
+                    help="download the dataset if it is not in the data directory")
+    dl.add_argument("--offline", dest="download", action="store_const", const=False,
+                    help="never download (default: try only when it is missing and the host answers)")
+    h.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bars (default: on)")
+    return p
+
+
+def _parse_model_args(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-arg needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _resolve_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """Command-line values over (the resumed run's settings or) the defaults."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume",)}
+    if args.resume:
+        if args.out is None:
+            p.error("--resume needs --out (the folder of the run to continue)")
+        last = Path(args.out) / "last.pt"
+        if not last.is_file():
+            p.error(f"--resume: no checkpoint at {last}")
+        saved = dict(read_checkpoint(last)["meta"].get("args", {}))
+        bad = [f"--{k.replace('_', '-')} {given[k]!r} (the run used {saved.get(k)!r})"
+               for k in given if k not in _CLI_MAY_CHANGE and _norm(given[k]) != _norm(saved.get(k))]
+        if bad:
+            p.error("--resume continues a run with its own settings; these differ: " + "; ".join(bad))
+        base = {**DEFAULTS, **saved}
+    else:
+        base = dict(DEFAULTS)
+    opts = {**base, **{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}}
+    if not opts.get("model"):
+        p.error("--model is required for a new run")
+    if opts.get("out") is None:
+        opts["out"] = f"runs/{opts['model']}_{opts['data']}_seed{opts['seed']}"
+    return opts
+
+
+def _norm(v):
+    return str(v) if isinstance(v, Path) else v
+
+
+def run(opts: dict, command: Optional[str] = None, resume: bool = False) -> FitResult:
+    """Train from resolved command-line options (a dict with the keys of :data:`DEFAULTS`)."""
+    from . import registry
+    from .data import build_loaders, dataset_info
+
+    if opts.get("threads"):
+        torch.set_num_threads(int(opts["threads"]))
+    info = dataset_info(opts["data"])
+    mcfg = registry.model_cfg(opts["model"])
+    recipe = get_recipe(opts["recipe"])
+    randaugment = recipe.randaugment if opts["randaugment"] is None else opts["randaugment"]
+    drop_path = recipe.drop_path if opts["drop_path"] is None else opts["drop_path"]
+    img_size = opts["img_size"] or mcfg.input_size[-1]
+    model_kwargs = _parse_model_args(opts["model_arg"])
+    if drop_path:
+        model_kwargs.setdefault("drop_path_rate", drop_path)
+
+    lab.seed_everything(opts["seed"])
+    train_loader, val_loader = build_loaders(
+        info.name, root=opts["data_dir"], download=opts["download"], img_size=img_size,
+        batch_size=opts["batch_size"], subset=opts["subset"], eval_subset=opts["eval_subset"],
+        randaugment=randaugment, workers=opts["workers"], seed=opts["seed"],
+    )
+    model = registry.create_model(opts["model"], num_classes=info.num_classes, **model_kwargs)
+    cfg = TrainConfig(
+        epochs=opts["epochs"], recipe=opts["recipe"], opt=opts["opt"], lr=opts["lr"], weight_decay=opts["wd"],
+        momentum=opts["momentum"], warmup_epochs=opts["warmup_epochs"], min_lr_ratio=opts["min_lr_ratio"],
+        label_smoothing=opts["label_smoothing"], ema=bool(opts["ema"]), ema_decay=opts["ema_decay"],
+        clip_grad=opts["clip_grad"], amp=opts["amp"], channels_last=bool(opts["channels_last"]),
+        seed=opts["seed"], device=opts["device"], progress=bool(opts["progress"]),
+    )
+    saved_args = {k: opts[k] for k in DEFAULTS} | {"model": opts["model"], "out": str(opts["out"])}
+    meta = {
+        "command": command,
+        "model": opts["model"],
+        "model_kwargs": model_kwargs,
+        "data": {"name": info.name, "img_size": img_size, "subset": opts["subset"],
+                 "eval_subset": opts["eval_subset"], "randaugment": randaugment,
+                 "source": train_loader.dataset.source, "workers": opts["workers"]},
+        "threads": torch.get_num_threads(),
+        "args": saved_args,
+    }
+    return fit(model, train_loader, val_loader, cfg, opts["out"], resume=resume, meta=meta)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command line; returns the exit status (130 after Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    opts = _resolve_args(p, args)
+    try:
+        from .registry import model_cfg
+
+        model_cfg(opts["model"])
+        get_recipe(opts["recipe"])
+    except ValueError as e:
+        p.error(str(e))
+    command = "python -m mobileblocks_edu.train " + shlex.join(argv)
+    try:
+        res = run(opts, command, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    best = res.best.get("val_top1")
+    print(f"done: {len(res.history)} epochs in {res.result['wall_time_s']:.1f} s"
+          + (f", best top-1 {best:.2f}% (epoch {res.best['epoch']})" if best is not None else "")
+          + f"; results in {res.out_dir}")
+    return 0
+
+
+__all__ = [
+    "Recipe",
+    "RECIPES",
+    "get_recipe",
+    "TrainConfig",
+    "WarmupCosine",
+    "param_groups",
+    "make_optimizer",
+    "make_scheduler",
+    "amp_dtype",
+    "EvalResult",
+    "evaluate",
+    "confusion_matrix",
+    "topk_correct",
+    "write_json",
+    "rng_state",
+    "set_rng_state",
+    "seed_epoch",
+    "code_version",
+    "environment",
+    "StepInfo",
+    "FitResult",
+    "fit",
+    "export_weights",
+    "build_parser",
+    "run",
+    "main",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -236,6 +236,44 @@ def irmb_mpl(size: int, kernel_size: int, window_size: int) -> float:
     return 2 * size / (kernel_size - 1 + 2 * window_size)
 
 
+# ---- EW-MHSA and the iRMB (EMO Sec. 2.3) ---------------------------------------------------------
+
+
+def ewmhsa_cost(
+    dim: int,
+    hidden: int,
+    height: int,
+    window_size: Optional[int] = None,
+    width: Optional[int] = None,
+    attn_before_mlp_e: bool = True,
+    project_padding: bool = False,
+    v_groups: int = 1,
+) -> ModuleCost:
+    """EW-MHSA with MLP_e included: Q, K from C channels, values expanded to λC = ``hidden``.
+
+    On a C x H x W map (L = H·W real tokens, Lp = Hp·Wp after padding to windows of l = w²):
+
+    * params ``2C² + 2C`` (W_q, W_k with biases) ``+ C·λC/G + λC`` (MLP_e with bias, G groups).
+    * multiply-adds ``2C²·L`` (Q, K) ``+ C·λC/G·L`` (MLP_e) ``+ C·Lp·l`` (Q Kᵀ) ``+ C_v·Lp·l``
+      (A V) with ``C_v = C`` in the efficient order (attention before MLP_e) and ``C_v = λC`` in
+      the paper's order: the efficient order saves ``(λ - 1)·C·Lp·l``.
+    * ``project_padding=True``: the reference order, which runs Q/K and MLP_e inside the padded
+      windows (L becomes Lp in the projection terms).
+    * ``paper_flops``: EMO gives no EW-MHSA row; by analogy with its W-MHSA row, ``2·macs + 3·Lp·l``.
+    * MPL: 1 for global attention (``window_size=None``), ∞ with windows.
+    """
+    C, hid = dim, hidden
+    H, W, L = _tokens(height, width)
+    w_h, w_w = (H, W) if window_size is None else (window_size, window_size)
+    Lp = math.ceil(H / w_h) * w_h * math.ceil(W / w_w) * w_w
+    l = w_h * w_w
+    params = 2 * C * C + 2 * C + C * hid // v_groups + hid
+    L_proj = Lp if project_padding else L
+    c_v = C if attn_before_mlp_e else hid
+    macs = (2 * C * C + C * hid // v_groups) * L_proj + C * Lp * l + c_v * Lp * l
+    return ModuleCost(params, macs, 2 * macs + 3 * Lp * l, 1.0 if window_size is None else math.inf)
+
+
 __all__ = [
     "CONVENTIONS",
     "count_params",
@@ -249,6 +287,7 @@ __all__ = [
     "conv_cost",
     "dwconv_cost",
     "irmb_mpl",
+    "ewmhsa_cost",
 ]
 
 

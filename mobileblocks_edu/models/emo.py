@@ -1,0 +1,318 @@
+"""EMO, the Efficient MOdel built only from iRMBs (Zhang et al., ICCV 2023, arXiv:2301.01146,
+Sec. 2.4, Table 4), laid out exactly like the reference network behind the published numbers.
+
+A 3x3 stem (stride 2, with bias, BN, no activation) and a stem iRMB (DW-conv + SE, no
+residual), then four stages of iRMBs. The first block of every stage downsamples (DW-conv
+stride 2) with an expansion of *twice* the stage's ratio applied to its input channels, and has
+no residual and no attention; the other blocks carry the residual, the inner DW skip, and, in
+the attention stages, EW-MHSA in 7x7 interleaved ("grid") windows. Head: LayerNorm2d, global
+mean, linear. Stages 1-2 use BN + SiLU, stages 3-4 LN + GELU; the DW-conv always has BN + SiLU.
+
+The parameter names equal the reference implementation's (``stage0.0.convs.0.0.weight``,
+``stage3.1.qk.conv.weight``, ``norm.norm.weight``, ``head.weight``, ...), so the authors'
+checkpoints load with :func:`mobileblocks_edu.load_checkpoint`. Counts at 224x224 with 1000
+classes (fvcore convention): EMO-1M 1,361,168 / 260.84M, 2M 2,377,472 / 439.36M,
+5M 5,108,848 / 902.58M, 6M 6,168,496 / 960.75M.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..irmb import batchnorm2d, iRMB
+from ..layers import LayerFactory, LayerNorm2d, check_positive, trunc_normal_init
+from ..registry import register_model
+from ._base import Classifier
+
+NORM_LAYERS = {"bn": batchnorm2d, "ln": LayerNorm2d}
+ACT_LAYERS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
+
+# Table 4 of the paper plus what the reference network adds (dim_head, drop path; EMO-6M)
+EMO_CONFIGS = {
+    "emo_1m": dict(depths=(2, 2, 8, 3), embed_dims=(32, 48, 80, 168), exp_ratios=(2.0, 2.5, 3.0, 3.5),
+                   dim_heads=(16, 16, 20, 21), drop_path_rate=0.04036),
+    "emo_2m": dict(depths=(3, 3, 9, 3), embed_dims=(32, 48, 120, 200), exp_ratios=(2.0, 2.5, 3.0, 3.5),
+                   dim_heads=(16, 16, 20, 20), drop_path_rate=0.05),
+    "emo_5m": dict(depths=(3, 3, 9, 3), embed_dims=(48, 72, 160, 288), exp_ratios=(2.0, 3.0, 4.0, 4.0),
+                   dim_heads=(24, 24, 32, 32), drop_path_rate=0.05),
+    "emo_6m": dict(depths=(3, 3, 9, 3), embed_dims=(48, 72, 160, 320), exp_ratios=(2.0, 3.0, 4.0, 5.0),
+                   dim_heads=(16, 24, 20, 32), drop_path_rate=0.05),
+}
+
+Spec = Union[str, LayerFactory]
+
+
+def _layer(spec: Spec, table: dict, what: str) -> LayerFactory:
+    if isinstance(spec, str):
+        if spec not in table:
+            raise ValueError(f"{what} must be one of {sorted(table)} or a layer factory, got {spec!r}")
+        return table[spec]
+    return spec
+
+
+def _per_stage(name: str, value, n: int = 4) -> tuple:
+    value = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+    if len(value) != n:
+        raise ValueError(f"{name} needs one value per stage ({n}), got {len(value)}: {value!r}")
+    return value
+
+
+class EMOStem(nn.Module):
+    """3x3 convolution with bias (stride 2, padding 1), then BatchNorm; no activation.
+
+    Kept as ``convs[0] = Sequential(conv, norm)``, the reference's multi-scale patch embedding
+    with a single branch, so that the keys are ``convs.0.0.*`` and ``convs.0.1.*``.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 2, norm_layer: LayerFactory = batchnorm2d):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=True), norm_layer(out_chs))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs[0](x)  # (B, 3, H, W) -> (B, stem_chs, H/s, W/s)
+
+
+class EMO(Classifier):
+    """EMO: stem, stem iRMB, four stages of iRMBs, LayerNorm2d + mean + linear head.
+
+    Args:
+        num_classes: classifier outputs (0: no classifier, ``forward`` returns pooled features).
+        depths: blocks per stage (the first block of each stage downsamples).
+        embed_dims: channels per stage.
+        exp_ratios: expansion λ per stage (the first block uses 2λ on its input channels).
+        dim_heads: channels per attention head, per stage.
+        attn_stages: which stages use EW-MHSA in their non-first blocks (stages 3-4).
+        window_sizes: attention window per stage (``None``: global attention).
+        window_layout: ``"grid"`` (the reference network) or ``"block"``.
+        dw_kernel_sizes: DW-conv kernel per stage ([3, 3, 5, 5]).
+        norm_layers: pre-norm per stage, ``"bn"``/``"ln"`` or a factory; the last one is also the
+            head's norm. ``None`` (default) follows the paper's rule "LN + GELU are bound to EW-MHSA":
+            LN in the stages with attention, BN in the others (BN, BN, LN, LN for the default stages).
+        act_layers: MLP_e activation per stage, ``"silu"``/``"gelu"``/``"relu"`` or a factory;
+            ``None``: GELU in the stages with attention, SiLU in the others.
+        stem_chs: channels of the stem (24).
+        stem_stride: stride of the stem convolution (2; 1 for small inputs).
+        stage_strides: stride of each stage's first block (2, 2, 2, 2).
+        drop_path_rate: stochastic depth, ``linspace(0, rate, sum(depths))`` over the stage blocks.
+        attn_before_mlp_e: efficient order (the reference network) or the paper's order.
+        v_groups: groups of MLP_e in the attention blocks (1 in the reference network).
+        qk_bias: bias of the Q/K projection.
+        fused: fast path (True) or the readable reference-order path (False); same function
+            and weights.
+        channels_last: in the fast path, run the network in the channels-last memory format
+            (convolutions, above all the depthwise ones, are much faster on CPUs).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        depths: Sequence[int] = (2, 2, 8, 3),
+        embed_dims: Sequence[int] = (32, 48, 80, 168),
+        exp_ratios: Sequence[float] = (2.0, 2.5, 3.0, 3.5),
+        dim_heads: Sequence[int] = (16, 16, 20, 21),
+        attn_stages: Sequence[bool] = (False, False, True, True),
+        window_sizes: Union[Optional[int], Sequence[Optional[int]]] = 7,
+        window_layout: str = "grid",
+        dw_kernel_sizes: Sequence[int] = (3, 3, 5, 5),
+        norm_layers: Optional[Sequence[Spec]] = None,
+        act_layers: Optional[Sequence[Spec]] = None,
+        stem_chs: int = 24,
+        stem_stride: int = 2,
+        stage_strides: Sequence[int] = (2, 2, 2, 2),
+        drop_path_rate: float = 0.05,
+        attn_before_mlp_e: bool = True,
+        v_groups: int = 1,
+        qk_bias: bool = True,
+        fused: bool = True,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        attn_stages = _per_stage("attn_stages", attn_stages)
+        if norm_layers is None:
+            norm_layers = tuple("ln" if a else "bn" for a in attn_stages)
+        if act_layers is None:
+            act_layers = tuple("gelu" if a else "silu" for a in attn_stages)
+        depths, embed_dims, exp_ratios, dim_heads, attn_stages, window_sizes, dw_kernel_sizes, norm_layers, act_layers, \
+            stage_strides = (
+                _per_stage(n, v) for n, v in [
+                    ("depths", depths), ("embed_dims", embed_dims), ("exp_ratios", exp_ratios),
+                    ("dim_heads", dim_heads), ("attn_stages", attn_stages), ("window_sizes", window_sizes),
+                    ("dw_kernel_sizes", dw_kernel_sizes), ("norm_layers", norm_layers),
+                    ("act_layers", act_layers), ("stage_strides", stage_strides),
+                ]
+            )
+        for i, d in enumerate(depths):
+            check_positive(f"depths[{i}]", d, int)
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        norms = [_layer(n, NORM_LAYERS, "norm_layers") for n in norm_layers]
+        acts = [_layer(a, ACT_LAYERS, "act_layers") for a in act_layers]
+        self.num_classes, self.num_features = num_classes, embed_dims[-1]
+        self.fused, self.channels_last = fused, channels_last
+
+        # stage 0: stem conv (H/2) and a stem iRMB without pre-norm, MLP_e or residual, with SE
+        self.stage0 = nn.ModuleList([
+            EMOStem(3, stem_chs, stem_stride, norms[0]),
+            iRMB(stem_chs, stem_chs, exp_ratio=1, dw_kernel_size=dw_kernel_sizes[0], norm_layer=None,
+                 act_layer=acts[0], v_proj=False, se_ratio=1.0, has_skip=False, fused=fused),
+        ])
+        dprs = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        in_chs, n = stem_chs, 0
+        for i in range(4):
+            blocks = []
+            for j in range(depths[i]):
+                first = j == 0
+                blocks.append(iRMB(
+                    in_chs, embed_dims[i],
+                    stride=stage_strides[i] if first else 1,
+                    exp_ratio=exp_ratios[i] * (2 if first else 1),
+                    dw_kernel_size=dw_kernel_sizes[i],
+                    has_attn=attn_stages[i] and not first,
+                    dim_head=dim_heads[i],
+                    window_size=window_sizes[i],
+                    window_layout=window_layout,
+                    attn_before_mlp_e=attn_before_mlp_e,
+                    norm_layer=norms[i],
+                    act_layer=acts[i],
+                    v_groups=1 if first or not attn_stages[i] else v_groups,
+                    qk_bias=qk_bias,
+                    has_skip=not first,
+                    drop_path_rate=dprs[n],
+                    fused=fused,
+                ))
+                in_chs, n = embed_dims[i], n + 1
+            setattr(self, f"stage{i + 1}", nn.ModuleList(blocks))
+        self.norm = norms[-1](embed_dims[-1])
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        trunc_normal_init(self)
+
+    def stages(self) -> list[nn.ModuleList]:
+        """``[stage0, stage1, ..., stage4]``."""
+        return [getattr(self, f"stage{i}") for i in range(5)]
+
+    def set_fused(self, fused: bool) -> "EMO":
+        """Switch every block (and the model) between the fast and the readable path."""
+        self.fused = fused
+        for m in self.modules():
+            if isinstance(m, iRMB):
+                m.fused = fused
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for stage in self.stages():
+            for blk in stage:
+                x = blk(x)
+        x = self.norm(x)  # (B, C_last, H/32, W/32): the map the head pools
+        return x if self.fused else x.contiguous()
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # (B, C_last); a mean, as the reference (fvcore does not count it)
+        return x if pre_logits else self.head(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        trunc_normal_init(self.head)
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        return [self.norm]
+
+
+def _emo(variant: str, num_classes: int, **kwargs) -> EMO:
+    cfg = {**EMO_CONFIGS[variant], **kwargs}
+    return EMO(num_classes=num_classes, **cfg)
+
+
+_SOURCE = "EMO paper (ICCV 2023) Table 7; exact counts of the reference implementation, fvcore convention at 224x224"
+
+
+@register_model(
+    reference={"params": 1_361_168, "fvcore": 260.84e6},
+    paper={"params": "1.3M", "flops": "261M", "top1": 71.5},
+    source=_SOURCE,
+)
+def emo_1m(num_classes: int = 1000, **kwargs) -> EMO:
+    """EMO-1M: depths [2, 2, 8, 3], channels [32, 48, 80, 168], λ [2, 2.5, 3, 3.5]."""
+    return _emo("emo_1m", num_classes, **kwargs)
+
+
+@register_model(
+    reference={"params": 2_377_472, "fvcore": 439.36e6},
+    paper={"params": "2.3M", "flops": "439M", "top1": 75.1},
+    source=_SOURCE,
+)
+def emo_2m(num_classes: int = 1000, **kwargs) -> EMO:
+    """EMO-2M: depths [3, 3, 9, 3], channels [32, 48, 120, 200], λ [2, 2.5, 3, 3.5]."""
+    return _emo("emo_2m", num_classes, **kwargs)
+
+
+@register_model(
+    reference={"params": 5_108_848, "fvcore": 902.58e6},
+    paper={"params": "5.1M", "flops": "903M", "top1": 78.4},
+    source=_SOURCE,
+)
+def emo_5m(num_classes: int = 1000, **kwargs) -> EMO:
+    """EMO-5M: depths [3, 3, 9, 3], channels [48, 72, 160, 288], λ [2, 3, 4, 4]."""
+    return _emo("emo_5m", num_classes, **kwargs)
+
+
+@register_model(
+    reference={"params": 6_168_496, "fvcore": 960.75e6},
+    paper={"params": "6.1M", "flops": "961M", "top1": 79.0},
+    source=_SOURCE,
+)
+def emo_6m(num_classes: int = 1000, **kwargs) -> EMO:
+    """EMO-6M: EMO-5M with 320 channels and λ = 5 in stage 4 (dim_head [16, 24, 20, 32])."""
+    return _emo("emo_6m", num_classes, **kwargs)
+
+
+# ---- small-input variants ---------------------------------------------------------------------------
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_CIFAR_LAYOUT = dict(stage_strides=(1, 2, 2, 2), window_sizes=(4, 4, 4, 2), drop_path_rate=0.05)
+
+
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
+def emo_1m_cifar(num_classes: int = 10, **kwargs) -> EMO:
+    """EMO-1M for 32x32 inputs (CIFAR-10), 10 classes by default.
+
+    Changes from the ImageNet layout (fvcore counts at 32x32, 10 classes):
+
+    * The ImageNet layout downsamples 32 -> 16 (stem) -> 8 -> 4 -> 2 (stage 3) -> 1 (stage 4).
+      Its 7x7 windows then hold 4 and 1 real pixels out of 49: the reference order costs 34.4M,
+      three quarters of it on padded pixels (the library's fast path skips their projections:
+      9.4M), and attention over 1 pixel does nothing at all.
+    * Here stage 1 keeps the stem's resolution (its first block has stride 1), so the maps are
+      16 -> 16 -> 8 -> 4 -> 2: four downsamplings by 2 instead of five. The stem stays at
+      stride 2 (a stride-1 stem, 32x32 maps, costs 20.6M and about 1.4x the training time).
+    * Windows (4, 4, 4, 2) divide the stage maps (16, 8, 4, 2): no padding at all; stage-3
+      attention is global over 4x4 = 16 pixels, stage 4 over 2x2.
+    * 17.6M FLOPs; the parameters are EMO-1M's except the 10-class head.
+    """
+    return _emo("emo_1m", num_classes, **{**_CIFAR_LAYOUT, **kwargs})
+
+
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
+def emo_5m_cifar(num_classes: int = 10, **kwargs) -> EMO:
+    """EMO-5M for 32x32 inputs, with the layout of :func:`emo_1m_cifar` (stage-1 stride 1,
+    windows (4, 4, 4, 2)): 69.1M FLOPs at 32x32, no padding (the ImageNet layout: 129.8M in
+    the reference order)."""
+    return _emo("emo_5m", num_classes, **{**_CIFAR_LAYOUT, **kwargs})
+
+
+@register_model(input_size=(3, 128, 128))
+def emo_1m_imagenette(num_classes: int = 10, **kwargs) -> EMO:
+    """EMO-1M for 128x128 inputs (Imagenette, 10 ImageNet classes), 10 classes by default.
+
+    The ImageNet layout unchanged except the window: w = 4 instead of 7. At 128x128 the stage
+    maps are 32, 16, 8, 4, and w = 4 divides them all, giving exactly the window structure of
+    224x224 with w = 7: stage 3 has 2x2 interleaved windows, stage 4 one global window.
+    With w = 7, stages 3-4 (8x8 and 4x4) would be padded to 14x14 and 7x7 (133.3M in the
+    reference order); with w = 4 the count is 82.4M and nothing is padded. (160x160 with w = 5
+    also avoids padding, at 129.9M; 128 keeps the CPU training step cheaper.)
+    """
+    return _emo("emo_1m", num_classes, **{"window_sizes": 4, **kwargs})

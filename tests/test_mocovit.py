@@ -279,6 +279,6 @@ def test_small_input_variants_and_api():
     cifar = _meta(mbe.create_model, "mocovit_100_cifar")
     assert count_params(cifar) == count_params(ghost_cifar) + 4 * 29_440 == 4_031_550
     imnette = _meta(mbe.create_model, "mocovit_100_imagenette")
-    assert imnette.num_classes == 10 and imnette.cfg.input_size == (3, 160, 160)
-    assert [r["input"][0] for r in mbe.create_model("mocovit_100_imagenette").architecture(160)
-            if r["operator"] == "MTB"] == [5] * 4
+    assert imnette.num_classes == 10 and imnette.cfg.input_size == (3, 128, 128)
+    assert count_params(imnette) == 4_032_078
+    assert [r["input"][0] for r in imnette.architecture(128) if r["operator"] == "MTB"] == [4] * 4

@@ -218,14 +218,16 @@ def ghostnet_100_cifar(num_classes: int = 10, **kwargs) -> GhostNet:
     return GhostNet(num_classes, width=1.0, stages=small_input_stages(), stem_stride=1, **kwargs)
 
 
-@register_model(input_size=(3, 160, 160),
-                notes="ImageNet layout unchanged: maps 80, 40, 20, 10, 5 at 160x160")
+@register_model(input_size=(3, 128, 128),
+                notes="ImageNet layout unchanged: maps 64, 32, 16, 8, 4 at 128x128")
 def ghostnet_100_imagenette(num_classes: int = 10, **kwargs) -> GhostNet:
-    """GhostNet 1.0x for the 10-class ImageNet subset (Imagenette) at 160x160.
+    """GhostNet 1.0x for the 10-class ImageNet subset (Imagenette) at 128x128.
 
-    The ImageNet layout is kept (five stride-2 steps): at 160 pixels the stages produce 80, 40,
-    20, 10 and 5 pixels, and the multiply-adds are about (160/224)² ≈ 0.51 of the 224x224 count.
-    Same blocks as ``ghostnet_100``; 10 classes. The network accepts other sizes too (any
-    multiple of 32 keeps every map whole).
+    The ImageNet layout is kept (five stride-2 steps): at 128 pixels the stages produce 64, 32,
+    16, 8 and 4 pixels (47.5M multiply-adds, about a third of the 224x224 count), and the last
+    stage works on 4x4 maps like ``ghostnet_100_cifar``'s. 128 pixels is
+    also the size of the EMO Imagenette variant, so the training lab compares them at equal
+    input. Same blocks as ``ghostnet_100``; 10 classes: 3,914,318 parameters. The network accepts
+    other sizes too (multiples of 32 keep every map whole).
     """
     return GhostNet(num_classes, width=1.0, **kwargs)

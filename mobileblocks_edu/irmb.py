@@ -49,7 +49,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import (
@@ -300,16 +299,17 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
 
     def _ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         C, H, W = self.in_chs, xn.shape[-2], xn.shape[-1]
-        qk = self.qk.conv
-        # keys without their bias: softmax is unchanged, and padded keys become exact zeros
-        bias = None if qk.bias is None else torch.cat([qk.bias[:C], qk.bias.new_zeros(C)])
-        q, k = F.conv2d(xn, qk.weight, bias).chunk(2, dim=1)  # 2 x (B, C, H, W)
+        w = self.window_size
+        padded = w is not None and (H % w != 0 or W % w != 0)
+        q, k = self.qk(xn).chunk(2, dim=1)  # 2 x (B, C, H, W)
+        if padded and self.qk.conv.bias is not None:
+            # keys without their bias: softmax is unchanged, and padded keys become exact zeros
+            k = k - self.qk.conv.bias[C:].view(1, C, 1, 1)
         if values is not None:  # dw_attn: padded values are zeros by definition
             return self.attn(q, k, values)
         if self.attn_before_mlp_e:
             return self.v(self.attn(q, k, xn))  # attention on C channels, then MLP_e (λC)
-        w = self.window_size
-        if w is None or (H % w == 0 and W % w == 0):
+        if not padded:
             return self.attn(q, k, self.v(xn))  # paper order, nothing to pad
         # paper order with padding: padded values would be MLP_e(0) = act(b_v); shift them to zero and back
         b = self.v.conv.bias

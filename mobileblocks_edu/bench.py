@@ -1,0 +1,231 @@
+"""CPU throughput: the library's fast path against a readable path that mirrors the reference code.
+
+For every model the benchmark builds two copies with identical weights:
+
+* ``fast``: the library's default, fused attention (``scaled_dot_product_attention``), no
+  projections of padded pixels, no forced copies, the channels-last memory format;
+* ``readable``: the reference implementation's sequence of operations (pad, cut into windows,
+  project inside the windows, explicit softmax, ``.contiguous()`` copies), NCHW memory format.
+
+Models without a readable path (MobileNetV2) are timed in channels-last (``fast``) and NCHW
+(``readable``). Before timing, the two copies' eval-mode outputs are compared. Then, for every
+setting (input size, batch) and mode (``train``: forward, cross-entropy, backward, SGD step;
+``eval``: forward under ``torch.inference_mode``), all contenders are timed *interleaved*, one
+step each in turn, the order rotating every round, so that a busy machine slows them alike; the
+report gives medians and the readable/fast ratio of each model.
+
+Usage::
+
+    python -m mobileblocks_edu.bench                      # EMO-1M, EMO-5M, MobileNetV2 at 224/32 and 32/128
+    python -m mobileblocks_edu.bench --models emo_1m --settings 32:128 --modes eval --repeats 3
+    python -m mobileblocks_edu.bench --output lessons/results/bench_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import lab
+from .registry import create_model
+
+DEFAULT_MODELS = ("emo_1m", "emo_5m", "mobilenetv2_100")
+DEFAULT_SETTINGS = ("224:32", "32:128")
+MODES = ("train", "eval")
+PATHS = ("fast", "readable")
+
+
+def parse_setting(text: str) -> tuple[int, int]:
+    """``"224:32"`` -> ``(224, 32)`` (input size, batch)."""
+    try:
+        size, batch = (int(t) for t in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a setting is SIZE:BATCH such as 224:32, got {text!r}") from None
+    if size <= 0 or batch <= 0:
+        raise argparse.ArgumentTypeError(f"size and batch must be positive, got {text!r}")
+    return size, batch
+
+
+def build_pair(name: str, num_classes: int = 1000, seed: int = 0) -> dict[str, nn.Module]:
+    """``{"fast": ..., "readable": ...}``: the same weights, the two execution paths."""
+    torch.manual_seed(seed)
+    fast = create_model(name, num_classes=num_classes)
+    readable = create_model(name, num_classes=num_classes)
+    readable.load_state_dict(fast.state_dict())
+    if hasattr(readable, "set_fused"):
+        readable.set_fused(False)
+    fast.to(memory_format=torch.channels_last)
+    return {"fast": fast, "readable": readable}
+
+
+def _input(path: str, x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if path == "fast" else x.contiguous()
+
+
+@torch.inference_mode()
+def check_outputs(pair: dict[str, nn.Module], size: int, batch: int = 2, seed: int = 0) -> dict[str, float]:
+    """Eval-mode outputs of both paths on the same random batch: max |difference| and max |output|."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, size, size, generator=g)
+    outs = {p: m.eval()(_input(p, x)) for p, m in pair.items()}
+    return {
+        "max_abs_diff": (outs["fast"] - outs["readable"]).abs().max().item(),
+        "max_abs_output": outs["readable"].abs().max().item(),
+    }
+
+
+class _Step:
+    """One timed unit of work for one contender: a training step or a forward pass."""
+
+    def __init__(self, model: nn.Module, path: str, mode: str, size: int, batch: int, num_classes: int):
+        self.model, self.mode = model, mode
+        g = torch.Generator().manual_seed(1)
+        self.x = _input(path, torch.randn(batch, 3, size, size, generator=g))
+        self.y = torch.randint(0, num_classes, (batch,), generator=g)
+        if mode == "train":
+            model.train()
+            self.opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        else:
+            model.eval()
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        if self.mode == "train":
+            self.opt.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(self.x), self.y).backward()
+            self.opt.step()
+        else:
+            with torch.inference_mode():
+                self.model(self.x)
+        return time.perf_counter() - t0
+
+
+def time_interleaved(
+    contenders: dict[str, _Step], repeats: int, warmup: int = 1, log=None
+) -> dict[str, list[float]]:
+    """Seconds per step of every contender: ``warmup`` untimed rounds, then ``repeats`` rounds in
+    which each contender runs once, in an order that rotates every round."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for n in names:
+            contenders[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        if r % 2:
+            order.reverse()
+        for n in order:
+            times[n].append(contenders[n]())
+        if log:
+            log(f"    round {r + 1}/{repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
+    return times
+
+
+def run(
+    models: Sequence[str] = DEFAULT_MODELS,
+    settings: Sequence[tuple[int, int]] = tuple(parse_setting(s) for s in DEFAULT_SETTINGS),
+    modes: Sequence[str] = MODES,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int = 2,
+    num_classes: int = 1000,
+    log=print,
+) -> dict:
+    """Run the benchmark and return the report (see :func:`main` for the command line)."""
+    torch.set_num_threads(threads)
+    log = log or (lambda *a: None)
+    pairs = {name: build_pair(name, num_classes) for name in models}
+    report = {
+        "machine": lab.machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "repeats": repeats,
+        "warmup": warmup,
+        "paths": {
+            "fast": "fused attention, no projections of padded pixels, channels-last memory format",
+            "readable": "the reference implementation's order of operations and copies, NCHW memory format",
+        },
+        "checks": {},
+        "groups": [],
+    }
+    log(f"machine: {report['machine']}; torch {report['torch']}")
+    for size, _ in settings:
+        for name, pair in pairs.items():
+            chk = check_outputs(pair, size)
+            report["checks"][f"{name}@{size}"] = chk
+            log(f"check {name} at {size}x{size}: max |fast - readable| = {chk['max_abs_diff']:.2e} "
+                f"(outputs up to {chk['max_abs_output']:.2f})")
+            if chk["max_abs_diff"] > 1e-4 * max(1.0, chk["max_abs_output"]):
+                raise RuntimeError(f"{name}: the fast and readable paths disagree at {size}x{size}: {chk}")
+    for size, batch in settings:
+        for mode in modes:
+            log(f"{mode}, {size}x{size}, batch {batch}:")
+            steps = {
+                f"{name}/{path}": _Step(pair[path], path, mode, size, batch, num_classes)
+                for name, pair in pairs.items()
+                for path in PATHS
+            }
+            times = time_interleaved(steps, repeats, warmup, log)
+            runs = {
+                key: {"seconds": [round(t, 5) for t in ts], "median_s": statistics.median(ts),
+                      "img_per_s": batch / statistics.median(ts)}
+                for key, ts in times.items()
+            }
+            ratios = {name: runs[f"{name}/readable"]["median_s"] / runs[f"{name}/fast"]["median_s"] for name in pairs}
+            report["groups"].append({"size": size, "batch": batch, "mode": mode, "runs": runs, "ratios": ratios})
+            for name in pairs:
+                log(f"  {name:<18} fast {runs[f'{name}/fast']['img_per_s']:8.1f} img/s   readable "
+                    f"{runs[f'{name}/readable']['img_per_s']:8.1f} img/s   ratio {ratios[name]:.2f}x")
+    return report
+
+
+def default_output() -> Path:
+    """``lessons/results/bench_cpu.json`` in a checkout, else ``bench_cpu.json`` here."""
+    results = lab.results_dir()
+    return results / "bench_cpu.json" if results is not None else Path("bench_cpu.json")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mobileblocks_edu.bench",
+        description="CPU training and inference throughput: fast path vs the readable reference-order path.",
+    )
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered model names")
+    parser.add_argument("--settings", nargs="+", type=parse_setting, default=[parse_setting(s) for s in DEFAULT_SETTINGS],
+                        metavar="SIZE:BATCH", help="input size and batch, e.g. 224:32 32:128")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per setting and mode (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--output", type=Path, default=None, help=f"JSON report (default: {default_output()})")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
+    t0 = time.perf_counter()
+    report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads)
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    report["command"] = "python -m mobileblocks_edu.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.no_save:
+        out = args.output or default_output()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out} ({report['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -573,6 +573,7 @@ def fit(
             "train_img_per_s": round(float(np.median(train_speed)), 2) if train_speed else None,
             "best": best,
             "last": history[-1] if history else None,
+            "history": history,
         }
         if final is not None:
             res["final"] = final.to_dict()
@@ -805,7 +806,7 @@ def _resolve_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
         base = {**DEFAULTS, **saved}
     else:
         base = dict(DEFAULTS)
-    opts = {**base, **{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}}
+    opts = {**base, **{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}, "resume": args.resume}
     if not opts.get("model"):
         p.error("--model is required for a new run")
     if opts.get("out") is None:
@@ -817,8 +818,16 @@ def _norm(v):
     return str(v) if isinstance(v, Path) else v
 
 
-def run(opts: dict, command: Optional[str] = None, resume: bool = False) -> FitResult:
-    """Train from resolved command-line options (a dict with the keys of :data:`DEFAULTS`)."""
+def options(argv: Sequence[str]) -> dict:
+    """The resolved options of a command line (defaults filled in; with ``--resume``, the run's
+    own settings), as :func:`run` takes them: ``run(options(["--model", ..., "--out", ...]))``."""
+    p = build_parser()
+    return _resolve_args(p, p.parse_args(list(argv)))
+
+
+def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None, **fit_kwargs) -> FitResult:
+    """Train from resolved command-line options (:func:`options`); ``fit_kwargs`` go to :func:`fit`
+    (``on_step``, ``on_epoch``). ``resume`` defaults to the options' ``--resume``."""
     from . import registry
     from .data import build_loaders, dataset_info
 
@@ -859,7 +868,8 @@ def run(opts: dict, command: Optional[str] = None, resume: bool = False) -> FitR
         "threads": torch.get_num_threads(),
         "args": saved_args,
     }
-    return fit(model, train_loader, val_loader, cfg, opts["out"], resume=resume, meta=meta)
+    resume = bool(opts.get("resume")) if resume is None else resume
+    return fit(model, train_loader, val_loader, cfg, opts["out"], resume=resume, meta=meta, **fit_kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -915,6 +925,7 @@ __all__ = [
     "fit",
     "export_weights",
     "build_parser",
+    "options",
     "run",
     "main",
 ]

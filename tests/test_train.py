@@ -1,7 +1,7 @@
 """The trainer: exact resume, determinism, checkpoints, metrics, recipes and the command line."""
 import json
 import math
-import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -306,3 +306,53 @@ def test_cli_errors(toy_root, tmp_path, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
     rc = train.main(CLI_RUN + ["--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert rc == 2 and "CIFAR-10 ('train' split) was not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the named experiments
+def test_every_experiment_is_a_valid_command():
+    from mobileblocks_edu import experiments as E
+
+    parser = train.build_parser()
+    for e in E.list_experiments():
+        argv = e.argv(0, "runs")
+        assert shlex.split(e.command(0))[3:] == argv
+        opts = train._resolve_args(parser, parser.parse_args(argv))
+        assert (opts["model"], opts["data"], opts["epochs"], opts["out"]) == (e.model, e.data, e.epochs, f"runs/{e.name}_seed0")
+        kwargs = train._parse_model_args(opts["model_arg"])
+        assert kwargs == dict(e.model_args)
+        mbe.create_model(e.model, **kwargs)  # registered, and the factory takes the arguments
+    assert len({e.name for e in E.list_experiments()}) == len(E.EXPERIMENTS)
+    with pytest.raises(ValueError, match="did you mean 'cifar10_emo_1m'"):
+        E.get_experiment("cifar10_emo1m")
+
+
+def test_experiment_run_resume_collect_summarize(toy_root, tmp_path, monkeypatch, capsys):
+    from mobileblocks_edu import experiments as E
+
+    exp = E.Experiment("toy", "mobilenetv2_100_cifar", epochs=2, seeds=(0, 1), batch_size=8,
+                       options=("--subset", "2", "--img-size", "16", "--data-dir", str(toy_root), "--offline",
+                                "--no-progress"))
+    monkeypatch.setitem(E.EXPERIMENTS, "toy", exp)
+    runs = tmp_path / "runs"
+    assert E.run_status(exp, 0, runs) == "missing"
+    assert E.run_experiment("toy", 0, runs) == 0
+    assert E.run_status(exp, 0, runs) == "done"
+    assert E.run_experiment("toy", 0, runs) == 0 and "done already" in capsys.readouterr().out
+
+    def stop(record):
+        raise Stop
+
+    with pytest.raises(KeyboardInterrupt):  # seed 1 stopped after its first epoch ...
+        train.run(train.options(exp.argv(1, runs)), on_epoch=stop)
+    assert E.run_status(exp, 1, runs) == "partial"
+    assert E.run_experiment("toy", 1, runs) == 0  # ... and resumed by run_experiment
+    assert E.run_status(exp, 1, runs) == "done"
+
+    written = E.collect("toy", runs, tmp_path / "results", tmp_path / "ckpt")
+    assert sorted(p.name for p in written) == ["toy_seed0.json", "toy_seed0.pt", "toy_seed1.json", "toy_seed1.pt"]
+    load_checkpoint(mbe.create_model("mobilenetv2_100_cifar"), tmp_path / "ckpt" / "toy_seed0.pt")
+    s = E.summarize("toy", tmp_path / "results")
+    finals = [json.loads((tmp_path / "results" / f"toy_seed{i}.json").read_text())["final"]["top1"] for i in (0, 1)]
+    assert s["seeds"] == [0, 1] and s["top1"] == finals
+    assert math.isclose(s["mean"], sum(finals) / 2) and math.isclose(s["std"], float(np.std(finals, ddof=1)))
+    assert len(E.load_results("toy", tmp_path / "results")[0]["history"]) == 2

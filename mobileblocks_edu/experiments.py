@@ -1,0 +1,232 @@
+"""The named experiments of the training lab: each one a reproducible command.
+
+An :class:`Experiment` fixes the model, the dataset, the recipe, the epochs and the seeds; its
+run for one seed is exactly the command :meth:`Experiment.command` prints, written to
+``runs/<name>_seed<seed>/``. The lessons read the collected results from ``lessons/results``
+and small checkpoints from ``lessons/checkpoints``::
+
+    python -m mobileblocks_edu.experiments list                 # every command
+    python -m mobileblocks_edu.experiments run cifar10_emo_1m --seed 0
+    python -m mobileblocks_edu.experiments collect cifar10_emo_1m
+
+``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
+run's ``result.json`` (history included) to ``lessons/results/<name>_seed<seed>.json`` and, with
+``--checkpoint``, its best weights (EMA when used, float16) to ``lessons/checkpoints``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import lab
+
+PathLike = Any
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training setting, run once per seed.
+
+    Args:
+        name: unique name; run folders and result files are ``<name>_seed<seed>``.
+        model: registered model name.
+        data: ``"cifar10"`` or ``"imagenette"``.
+        epochs: training epochs.
+        seeds: the seeds to run (mean ± std over them).
+        recipe: ``"emo"`` or ``"mocovit"`` (see :data:`mobileblocks_edu.train.RECIPES`).
+        batch_size: training batch size.
+        model_args: keyword arguments for the model factory, as ``(key, value)`` pairs.
+        options: further command-line flags, e.g. ``("--subset", "100")``.
+        group: what the experiment belongs to (``"cifar10"``, ``"imagenette"``, ``"ablation"``).
+        note: one line on what it shows.
+    """
+
+    name: str
+    model: str
+    data: str = "cifar10"
+    epochs: int = 30
+    seeds: tuple[int, ...] = (0, 1, 2)
+    recipe: str = "emo"
+    batch_size: int = 128
+    model_args: tuple[tuple[str, Any], ...] = ()
+    options: tuple[str, ...] = ()
+    group: str = ""
+    note: str = ""
+
+    def run_name(self, seed: int) -> str:
+        return f"{self.name}_seed{seed}"
+
+    def out_dir(self, seed: int, runs: PathLike = "runs") -> Path:
+        return Path(runs) / self.run_name(seed)
+
+    def argv(self, seed: int, runs: PathLike = "runs") -> list[str]:
+        """The arguments of ``python -m mobileblocks_edu.train`` for ``seed``."""
+        args = ["--model", self.model, "--data", self.data, "--recipe", self.recipe, "--epochs", str(self.epochs),
+                "--batch-size", str(self.batch_size), "--seed", str(seed)]
+        for key, value in self.model_args:
+            args += ["--model-arg", f"{key}={json.dumps(value)}"]
+        return args + list(self.options) + ["--out", str(self.out_dir(seed, runs))]
+
+    def command(self, seed: int, runs: PathLike = "runs") -> str:
+        return "python -m mobileblocks_edu.train " + shlex.join(self.argv(seed, runs))
+
+
+# Sizes: on the 2-core CPU the book is built on, see the measured throughput in the report of
+# the training lab; every run here is meant to finish in minutes.
+_CIFAR = dict(data="cifar10", epochs=30, seeds=(0, 1, 2), recipe="emo", group="cifar10")
+_INETTE = dict(data="imagenette", epochs=30, seeds=(0,), recipe="emo", group="imagenette")
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    Experiment("cifar10_emo_1m", "emo_1m_cifar", **_CIFAR, note="EMO-1M, small-input variant"),
+    Experiment("cifar10_mocovit_100", "mocovit_100_cifar", **_CIFAR, note="MoCoViT-1.0x, small-input variant"),
+    Experiment("cifar10_ghostnet_100", "ghostnet_100_cifar", **_CIFAR, note="GhostNet-1.0x, small-input variant"),
+    Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR, note="MobileNetV2-1.0x, small-input variant"),
+    Experiment("imagenette_emo_1m", "emo_1m_imagenette", **_INETTE, note="EMO-1M at 128x128"),
+    Experiment("imagenette_ghostnet_100", "ghostnet_100_imagenette", **_INETTE, note="GhostNet-1.0x at 128x128"),
+    Experiment("ablation_emo_1m_no_attn", "emo_1m_cifar", **{**_CIFAR, "group": "ablation"},
+               model_args=(("attn_stages", [False, False, False, False]),
+                           ("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["silu", "silu", "gelu", "gelu"])),
+               note="EMO Table 5: F = DW-conv only (no EW-MHSA; norms and activations as in EMO-1M)"),
+]}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown experiment {name!r}{hint} (list_experiments() shows all)")
+    return EXPERIMENTS[name]
+
+
+def list_experiments(group: Optional[str] = None) -> list[Experiment]:
+    return [e for e in EXPERIMENTS.values() if group is None or e.group == group]
+
+
+def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
+    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``."""
+    out = exp.out_dir(seed, runs)
+    result = out / "result.json"
+    if result.is_file() and json.loads(result.read_text()).get("status") == "done":
+        return "done"
+    return "partial" if (out / "last.pt").is_file() else "missing"
+
+
+def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequence[str] = ()) -> int:
+    """Train one seed of an experiment (resume a partial run, skip a finished one); exit status."""
+    from .train import main
+
+    exp = get_experiment(name)
+    status = run_status(exp, seed, runs)
+    if status == "done":
+        print(f"{exp.run_name(seed)}: done already ({exp.out_dir(seed, runs)})")
+        return 0
+    if status == "partial":
+        return main(["--out", str(exp.out_dir(seed, runs)), "--resume", *extra])
+    return main(exp.argv(seed, runs) + list(extra))
+
+
+def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
+            checkpoints: Optional[PathLike] = None) -> list[Path]:
+    """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
+    ``<name>_seed<seed>.json``; with ``checkpoints``, also their best weights as float16."""
+    from .train import export_weights
+
+    exp = get_experiment(name)
+    results = Path(results) if results is not None else lab.results_dir()
+    if results is None:
+        raise ValueError("results: no repository checkout here; pass a folder")
+    written = []
+    for seed in exp.seeds:
+        if run_status(exp, seed, runs) != "done":
+            continue
+        out = exp.out_dir(seed, runs)
+        results.mkdir(parents=True, exist_ok=True)
+        written.append(Path(shutil.copyfile(out / "result.json", results / f"{exp.run_name(seed)}.json")))
+        if checkpoints is not None:
+            written.append(export_weights(out / "best.pt", Path(checkpoints) / f"{exp.run_name(seed)}.pt", half=True))
+    return written
+
+
+def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
+    """The collected result files of an experiment (one dict per finished seed)."""
+    exp = get_experiment(name)
+    results = Path(results) if results is not None else lab.results_dir()
+    files = [results / f"{exp.run_name(s)}.json" for s in exp.seeds] if results is not None else []
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+
+def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1") -> dict:
+    """Mean and standard deviation over seeds of the final evaluation's ``metric`` (and the
+    params, MACs, wall time and training throughput of the runs)."""
+    runs = load_results(name, results)
+    if not runs:
+        raise FileNotFoundError(f"no collected results for {name!r} in {results or lab.results_dir()}")
+    values = [r["final"][metric] for r in runs]
+    return {
+        "name": name,
+        "model": runs[0]["model"],
+        "seeds": [r["seed"] for r in runs],
+        metric: values,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "params": runs[0]["params"],
+        "macs": runs[0].get("macs"),
+        "wall_time_s": [r["wall_time_s"] for r in runs],
+        "train_img_per_s": [r["train_img_per_s"] for r in runs],
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mobileblocks_edu.experiments",
+                                description="The training lab's named experiments.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="print every experiment's commands and the state of its runs")
+    ls.add_argument("--group")
+    ls.add_argument("--runs", default="runs")
+    r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
+    r.add_argument("name")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--runs", default="runs")
+    r.add_argument("--threads", type=int)
+    c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
+    c.add_argument("name")
+    c.add_argument("--runs", default="runs")
+    c.add_argument("--checkpoint", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for e in list_experiments(args.group):
+                print(f"# {e.name} [{e.group}]: {e.note}")
+                for s in e.seeds:
+                    print(f"{e.command(s, args.runs)}    # {run_status(e, s, args.runs)}")
+            return 0
+        if args.cmd == "run":
+            exp = get_experiment(args.name)
+            extra = ["--threads", str(args.threads)] if args.threads else []
+            for s in ([args.seed] if args.seed is not None else exp.seeds):
+                rc = run_experiment(args.name, s, args.runs, extra)
+                if rc:
+                    return rc
+            return 0
+        ckpts = lab.checkpoints_dir() if args.checkpoint else None
+        for path in collect(args.name, args.runs, checkpoints=ckpts):
+            print(path)
+        return 0
+    except ValueError as e:
+        p.error(str(e))
+
+
+__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "list_experiments", "run_status", "run_experiment",
+           "collect", "load_results", "summarize", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -163,9 +163,11 @@ def test_small_input_variants(name, size, final):
 
 def test_cifar_variant_counts():
     full, small = _meta("ghostnet_100", num_classes=10), _meta("ghostnet_100_cifar")
-    # the only change in the blocks: the first block of stage 2 has no strided depthwise conv
-    assert count_params(full) - count_params(small) == 48 * 9 + 2 * 48
-    assert count_params(small) == 3_913_790
+    # the only change in the blocks: the first block of stage 5 has no strided 5x5 depthwise conv
+    assert count_params(full) - count_params(small) == 672 * 25 + 2 * 672
+    assert count_params(small) == 3_896_174
+    assert [r["input"][0] for r in small.architecture(32)[1:-3]] == [32] * 2 + [16] * 2 + [8] * 2 + [4] * 11
+    assert abs(count_flops(small, (1, 3, 32, 32), "macs") / 24.2e6 - 1) < 0.005  # the docstring's number
     assert count_params(small.conv_head) == 960 * 1280 + 1280
 
 

@@ -154,15 +154,15 @@ def mocovit_130(num_classes: int = 1000, **kwargs) -> MoCoViT:
 
 
 @register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
-                notes="stem stride 1, first block of stage 2 at stride 1: maps 32, 32, 16, 8, 4; MoSA over 16 tokens")
+                notes="stem stride 1, first block of stage 5 at stride 1: maps 32, 16, 8, 4, 4; MoSA over 16 tokens")
 def mocovit_100_cifar(num_classes: int = 10, **kwargs) -> MoCoViT:
     """MoCoViT 1.0x for 32x32 inputs (CIFAR-10), with the strides of ``ghostnet_100_cifar``.
 
-    The stem and the first block of stage 2 run at stride 1, so the stages produce 32, 32, 16,
-    8 and 4 pixels and the four MTBs attend over 4x4 = 16 tokens (49 at 224x224 in the ImageNet
-    layout; it would be a single token here). The two small-input models differ only in the
-    last four blocks. 10 classes: 4,031,550 parameters, 1,230,080 of them in the 960 -> 1280
-    ``conv_head`` (``num_features`` shrinks it).
+    The stem and the first block of stage 5 run at stride 1, so the stages produce 32, 16, 8, 4
+    and 4 pixels and the four MTBs attend over 4x4 = 16 tokens (49 at 224x224 in the ImageNet
+    layout, which would leave a single token here). The two small-input models differ only in
+    the last four blocks. 26.4M multiply-adds; 10 classes: 4,013,934 parameters, 1,230,080 of
+    them in the 960 -> 1280 ``conv_head`` (``num_features`` shrinks it).
     """
     return MoCoViT(num_classes, width=1.0, stages=small_input_stages(MOCOVIT_STAGES), stem_stride=1, **kwargs)
 

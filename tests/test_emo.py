@@ -18,10 +18,21 @@ VARIANTS = ["emo_1m", "emo_2m", "emo_5m", "emo_6m"]
 SHAPE_224 = (1, 3, 224, 224)
 
 
+def _on_meta(name: str, **kwargs):
+    """Counting needs only shapes: a model on the meta device runs the counter without computing."""
+    with torch.device("meta"):
+        return mbe.create_model(name, **kwargs)
+
+
 @lru_cache(maxsize=None)
 def _counts(name: str, **kwargs) -> tuple[int, int]:
-    model = mbe.create_model(name, **kwargs)
+    model = _on_meta(name, **kwargs)
     return count_params(model), count_flops(model, SHAPE_224, "fvcore")
+
+
+def test_counts_do_not_depend_on_the_device():
+    model = mbe.create_model("emo_1m")
+    assert (count_params(model), count_flops(model, SHAPE_224, "fvcore")) == _counts("emo_1m")
 
 
 def _reference_layout() -> list[tuple[str, tuple[int, ...]]]:
@@ -44,7 +55,7 @@ def test_parameters_and_flops_match_the_reference(name):
 
 
 def test_emo_1m_per_stage_breakdown():
-    model = mbe.create_model("emo_1m")
+    model = _on_meta("emo_1m")
     per_stage = group_counts(flop_breakdown(model, SHAPE_224, "fvcore"), depth=1)
     params = params_by_prefix(model, depth=1)
     # design note: params (K) / FLOPs (M) per stage; the head is the linear layer
@@ -70,7 +81,7 @@ def test_attention_in_different_stages_fig_6b(attn_stages, paper):
     params, flops = _counts("emo_5m", attn_stages=attn_stages)
     assert round(params / 1e6, 3) == paper[0]
     assert round(flops / 1e6) == paper[1]
-    model = mbe.create_model("emo_5m", attn_stages=attn_stages)
+    model = _on_meta("emo_5m", attn_stages=attn_stages)
     assert [type(s[-1].norm).__name__ for s in model.stages()[1:]] == [
         "LayerNorm2d" if a else "BatchNorm2d" for a in attn_stages
     ]
@@ -106,7 +117,7 @@ def test_state_dict_equals_the_reference_layout():
 @pytest.mark.parametrize("name", ["emo_2m", "emo_5m", "emo_6m"])
 def test_larger_variants_follow_the_same_pattern(name):
     pattern = {re.sub(r"^stage(\d)\.\d+\.", r"stage\1.N.", k) for k, _ in _reference_layout()}
-    sd = mbe.create_model(name).state_dict()
+    sd = _on_meta(name).state_dict()
     assert len(sd) == 258
     assert {re.sub(r"^stage(\d)\.\d+\.", r"stage\1.N.", k) for k in sd} == pattern
 
@@ -122,7 +133,7 @@ def test_larger_variants_follow_the_same_pattern(name):
     ],
 )
 def test_hidden_widths_of_the_design_table(name, key, shape):
-    assert tuple(mbe.create_model(name).state_dict()[key].shape) == shape
+    assert tuple(_on_meta(name).state_dict()[key].shape) == shape
 
 
 def _synthetic_reference_checkpoint() -> dict[str, torch.Tensor]:
@@ -186,9 +197,11 @@ def test_reference_building_rules():
     assert not any(b.has_attn for b in [*model.stage1, *model.stage2])
     stem_block = model.stage0[1]
     assert not stem_block.has_skip and isinstance(stem_block.norm, torch.nn.Identity)
-    rates = [b.drop_path.p if hasattr(b.drop_path, "p") else 0.0 for s in model.stages()[1:] for b in s]
+    blocks = model.blocks()
+    assert blocks[0] is stem_block and len(blocks) == 1 + 15
+    rates = [b.drop_path.p if hasattr(b.drop_path, "p") else 0.0 for b in blocks[1:]]
     expected = torch.linspace(0, 0.04036, 15).tolist()
-    assert rates == pytest.approx([r if b.has_skip else 0.0 for r, b in zip(expected, [b for s in model.stages()[1:] for b in s])])
+    assert rates == pytest.approx([r if b.has_skip else 0.0 for r, b in zip(expected, blocks[1:])])
     eps = {m.eps for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))}
     assert eps == {1e-6}
     assert isinstance(model.stage4[1].v.act, torch.nn.GELU) and model.stage4[1].v.act.approximate == "none"
@@ -232,15 +245,15 @@ def test_small_variants_have_no_padding(name, size):
     model = mbe.create_model(name)
     assert model.num_classes == 10
     shape = (1, 3, size, size)
-    readable = mbe.create_model(name, fused=False)
+    readable = _on_meta(name, fused=False)
     # the reference order counts every padded pixel: equal counts mean no padding at all
-    assert count_flops(model, shape, "fvcore") == count_flops(readable, shape, "fvcore")
+    assert count_flops(_on_meta(name), shape, "fvcore") == count_flops(readable, shape, "fvcore")
     assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
 
 
 def test_small_variant_docstring_counts():
     """The counts quoted in the factory docstrings."""
-    flops = lambda name, size, **kw: round(count_flops(mbe.create_model(name, **kw), (1, 3, size, size)) / 1e6, 1)  # noqa: E731
+    flops = lambda name, size, **kw: round(count_flops(_on_meta(name, **kw), (1, 3, size, size)) / 1e6, 1)  # noqa: E731
     assert flops("emo_1m", 32, num_classes=10, fused=False) == 34.4  # ImageNet layout, reference order
     assert flops("emo_1m", 32, num_classes=10) == 9.4  # ImageNet layout, padding skipped
     assert flops("emo_1m_cifar", 32) == 17.6

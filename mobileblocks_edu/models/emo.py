@@ -158,7 +158,7 @@ class EMO(Classifier):
             iRMB(stem_chs, stem_chs, exp_ratio=1, dw_kernel_size=dw_kernel_sizes[0], norm_layer=None,
                  act_layer=acts[0], v_proj=False, se_ratio=1.0, has_skip=False, fused=fused),
         ])
-        dprs = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dprs = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         in_chs, n = stem_chs, 0
         for i in range(4):
             blocks = []
@@ -192,12 +192,15 @@ class EMO(Classifier):
         """``[stage0, stage1, ..., stage4]``."""
         return [getattr(self, f"stage{i}") for i in range(5)]
 
+    def blocks(self) -> list[iRMB]:
+        """Every iRMB in order: the stem block, then the blocks of stages 1-4."""
+        return [m for m in self.modules() if isinstance(m, iRMB)]
+
     def set_fused(self, fused: bool) -> "EMO":
         """Switch every block (and the model) between the fast and the readable path."""
         self.fused = fused
-        for m in self.modules():
-            if isinstance(m, iRMB):
-                m.fused = fused
+        for blk in self.blocks():
+            blk.fused = fused
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

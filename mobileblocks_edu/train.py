@@ -401,6 +401,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "platform": platform.platform(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -592,7 +593,7 @@ def fit(
                 record = _train_epoch(model, train_loader, optimizer, scheduler, scaler, ema, criterion, cfg,
                                       device, dtype, epoch, on_step)
                 if val_loader is not None:
-                    ev = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
+                    ev = final = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
                     record.update(val_loss=ev.loss, val_top1=ev.top1, val_top5=ev.top5)
                     if ema is not None:
                         record["model_val_top1"] = evaluate(model, val_loader, device, cfg.amp,
@@ -619,7 +620,7 @@ def fit(
                                       best=f"{best.get('val_top1', float('nan')):.1f}%")
                 if on_epoch is not None:
                     on_epoch(record)
-        if val_loader is not None:
+        if val_loader is not None and final is None:  # resumed after the last epoch: evaluate once more
             final = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
         status = "done"
     except KeyboardInterrupt:
@@ -714,7 +715,7 @@ DEFAULTS = {
     "data": "cifar10", "epochs": 30, "batch_size": 128, "recipe": "emo", "seed": 0, "subset": None,
     "eval_subset": None, "opt": None, "lr": None, "wd": None, "momentum": 0.9, "warmup_epochs": None,
     "min_lr_ratio": 0.0, "label_smoothing": None, "randaugment": None, "drop_path": None, "ema": False,
-    "ema_decay": 0.995, "clip_grad": None, "amp": "auto", "img_size": None, "channels_last": False,
+    "ema_decay": 0.995, "clip_grad": None, "amp": "auto", "img_size": None, "channels_last": True,
     "model_arg": [], "workers": 0, "threads": None, "device": "auto", "download": None, "data_dir": None,
     "progress": True,
 }
@@ -729,7 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model of the library on CIFAR-10 or Imagenette. Writes last.pt, best.pt "
                     "(checkpoints after every epoch), history.json (one record per epoch) and result.json "
                     "(command, code version, seed, hardware, wall time, metrics, params/FLOPs) to --out.",
-        epilog="Resume an interrupted run with: python -m mobileblocks_edu.train --out runs/NAME --resume",
+        epilog="Resume an interrupted run with: python -m mobileblocks_edu.train --out runs/NAME --resume\n"
+               "On a CPU shared with other work, set OMP_WAIT_POLICY=PASSIVE in the environment: OpenMP threads\n"
+               "that spin while waiting for a busy core can make two threads slower than one.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a = p.add_argument
@@ -762,7 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--img-size", type=int, help="training/evaluation resolution (default: the model's input size)")
     h.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="extra keyword argument for the model factory (VALUE read as JSON if it parses), repeatable")
-    h.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory format")
+    h.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory format (default: on; faster convolutions on CPUs)")
     h.add_argument("--workers", type=int, help=f"DataLoader worker processes (default: {D['workers']})")
     h.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     h.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -138,12 +138,13 @@ def test_fixed_seed_identical_other_seed_different(toy_root):
     assert "head.weight" in diff and "stem.conv.weight" in diff
 
 
-def test_checkpoints_load_with_weights_only(toy_root, tmp_path):
-    res = _fit(toy_root, tmp_path, epochs=2)
+@pytest.mark.parametrize("recipe, state_keys", [("emo", {"step", "exp_avg", "exp_avg_sq"}), ("mocovit", {"momentum_buffer"})])
+def test_checkpoints_load_with_weights_only(toy_root, tmp_path, recipe, state_keys):
+    res = _fit(toy_root, tmp_path, epochs=2, recipe=recipe)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "history.json", "last.pt", "result.json"]
     ck = torch.load(tmp_path / "last.pt", weights_only=True)  # tensors and plain containers only
     assert ck["epoch"] == 2 and ck["config"]["seed"] == 0 and ck["rng"]["torch"].dtype == torch.uint8
-    assert set(ck["optimizer"]["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert set(ck["optimizer"]["state"][0]) == state_keys
     assert ck["scheduler"]["last_epoch"] == 2 * 4 and ck["scheduler"]["lr_lambdas"][0]["total_steps"] == 8
     train.set_rng_state(ck["rng"])  # every saved random state can be restored
     assert torch.equal(torch.get_rng_state(), ck["rng"]["torch"])
@@ -272,6 +273,7 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     assert r["model"] == "mobilenetv2_100_cifar" and r["data"]["subset"] == 2 and r["data"]["img_size"] == 16
     assert r["params"] == mbe.count_params(mbe.create_model("mobilenetv2_100_cifar")) and r["macs"] > 0
     assert r["config"]["lr"] == 6e-3 * 8 / 2048 and r["data"]["randaugment"] is True  # EMO's recipe, scaled
+    assert r["config"]["channels_last"] is True  # the command line's default
 
     # the same run in a child process, stopped by a real Ctrl-C (SIGINT) once epoch 1 is saved
     out = tmp_path / "cut"

@@ -506,6 +506,7 @@ def fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     classes = getattr(val_loader.dataset if val_loader is not None else train_loader.dataset, "classes", None)
 
+    version = code_version()
     start_epoch, history, best, elapsed, commands = 0, [], {}, 0.0, []
     if resume:
         if out is None:
@@ -559,7 +560,7 @@ def fit(
             "commands": commands,
             "seed": cfg.seed,
             "config": asdict(cfg),
-            "code_version": code_version(),
+            "code_version": version,
             **environment(),
             "device": str(device),
             "amp": str(dtype).replace("torch.", "") if dtype else "off",
@@ -593,8 +594,10 @@ def fit(
                 record = _train_epoch(model, train_loader, optimizer, scheduler, scaler, ema, criterion, cfg,
                                       device, dtype, epoch, on_step)
                 if val_loader is not None:
+                    t_eval = time.perf_counter()
                     ev = final = evaluate(eval_model, val_loader, device, cfg.amp, channels_last=cfg.channels_last)
-                    record.update(val_loss=ev.loss, val_top1=ev.top1, val_top5=ev.top5)
+                    record.update(val_loss=ev.loss, val_top1=ev.top1, val_top5=ev.top5,
+                                  eval_time_s=time.perf_counter() - t_eval)
                     if ema is not None:
                         record["model_val_top1"] = evaluate(model, val_loader, device, cfg.amp,
                                                             channels_last=cfg.channels_last).top1
@@ -608,10 +611,10 @@ def fit(
                         best["eval"] = ev.to_dict()
                 if out is not None:
                     ck = checkpoint(epoch + 1)
+                    if improved:  # best.pt first: an interruption in between leaves last.pt one epoch behind
+                        save_checkpoint(ck, out / "best.pt")
                     save_checkpoint(ck, out / "last.pt")
                     saved_epoch = epoch + 1
-                    if improved:
-                        save_checkpoint(ck, out / "best.pt")
                     write_json(history, out / "history.json")
                     write_json(result("running"), out / "result.json")
                 epoch_bar.update(1)
@@ -625,9 +628,11 @@ def fit(
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
-        if out is not None:
+        if out is not None and saved_epoch > 0:
             print(f"\ninterrupted: {out / 'last.pt'} holds epoch {saved_epoch} of {cfg.epochs}; continue with "
                   f"fit(..., resume=True) or python -m mobileblocks_edu.train --out {out} --resume", file=sys.stderr)
+        elif out is not None:
+            print("\ninterrupted before the first epoch ended: no checkpoint to resume", file=sys.stderr)
         raise
     except Exception:
         status = "failed"

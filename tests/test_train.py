@@ -81,7 +81,7 @@ def _assert_same(a, b):
 
 
 def _numbers(history):
-    return [{k: v for k, v in h.items() if k not in ("epoch_time_s", "train_img_per_s")} for h in history]
+    return [{k: v for k, v in h.items() if k not in ("epoch_time_s", "train_img_per_s", "eval_time_s")} for h in history]
 
 
 def _opt_state(result_dir):

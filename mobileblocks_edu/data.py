@@ -641,12 +641,13 @@ def build_loaders(
     if len(train_set) < batch_size:
         raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(train_set)} images)")
     train_set.seed = seed
+    pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
     train_loader = DataLoader(
         train_set, batch_size=batch_size, sampler=EpochSampler(len(train_set), seed), drop_last=True,
-        num_workers=workers, generator=torch.Generator().manual_seed(seed), persistent_workers=False,
+        num_workers=workers, generator=torch.Generator().manual_seed(seed), persistent_workers=False, pin_memory=pin,
     )
     eval_loader = DataLoader(eval_set, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
-                             num_workers=workers, generator=torch.Generator().manual_seed(seed))
+                             num_workers=workers, generator=torch.Generator().manual_seed(seed), pin_memory=pin)
     return train_loader, eval_loader
 
 

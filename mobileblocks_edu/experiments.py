@@ -78,8 +78,8 @@ class Experiment:
         return "python -m mobileblocks_edu.train " + shlex.join(self.argv(seed, runs))
 
 
-# Sizes: on the 2-core CPU the book is built on, see the measured throughput in the report of
-# the training lab; every run here is meant to finish in minutes.
+# Sizes are starting points for a 2-core CPU: every result.json records the run's wall time and
+# training throughput (train_img_per_s), from which the epochs and seeds can be re-balanced.
 _CIFAR = dict(data="cifar10", epochs=30, seeds=(0, 1, 2), recipe="emo", group="cifar10")
 _INETTE = dict(data="imagenette", epochs=30, seeds=(0,), recipe="emo", group="imagenette")
 

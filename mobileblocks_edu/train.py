@@ -324,7 +324,7 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------------------------
-# Small helpers: JSON written atomically, random states, code version
+# JSON written atomically, random states, code version
 # ---------------------------------------------------------------------------------------------
 def write_json(obj: Any, path: PathLike) -> Path:
     """Write ``obj`` as indented JSON, atomically (temporary file + rename)."""

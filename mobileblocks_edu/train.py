@@ -557,7 +557,8 @@ def fit(
             "name": out.name if out is not None else None,
             "status": status,
             **dict(meta or {}),
-            "commands": commands,
+            "command": commands[0] if commands else None,  # the command that started the run
+            "commands": commands,  # ... and every command that continued it
             "seed": cfg.seed,
             "config": asdict(cfg),
             "code_version": version,
@@ -877,6 +878,11 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
         "threads": torch.get_num_threads(),
         "args": saved_args,
     }
+    root = Path(opts["data_dir"]) if opts["data_dir"] else lab.data_dir()
+    try:  # where the images came from, relative to the data directory (no machine-specific path)
+        meta["data"]["source"] = str(Path(train_loader.dataset.source).relative_to(root))
+    except ValueError:
+        meta["data"]["source"] = Path(train_loader.dataset.source).name
     resume = bool(opts.get("resume")) if resume is None else resume
     return fit(model, train_loader, val_loader, cfg, opts["out"], resume=resume, meta=meta, **fit_kwargs)
 

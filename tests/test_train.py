@@ -274,6 +274,7 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     assert r["params"] == mbe.count_params(mbe.create_model("mobilenetv2_100_cifar")) and r["macs"] > 0
     assert r["config"]["lr"] == 6e-3 * 8 / 2048 and r["data"]["randaugment"] is True  # EMO's recipe, scaled
     assert r["config"]["channels_last"] is True  # the command line's default
+    assert r["data"]["source"] == "cifar10/train"  # relative to the data directory
 
     # the same run in a child process, stopped by a real Ctrl-C (SIGINT) once epoch 1 is saved
     out = tmp_path / "cut"
@@ -297,6 +298,7 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     _assert_same(read_checkpoint(out / "last.pt")["model"], read_checkpoint(tmp_path / "straight" / "last.pt")["model"])
     r = json.loads((out / "result.json").read_text())
     assert r["status"] == "done" and len(r["commands"]) == 2 and r["commands"][1].endswith("--resume --no-progress")
+    assert r["command"] == r["commands"][0] and "--epochs 4" in r["command"]
 
 
 def test_cli_errors(toy_root, tmp_path, capsys):

@@ -31,7 +31,8 @@ plus what the checkpoint holds: the data order and each sample's augmentation co
 stream (dropout, drop path) is re-seeded with ``derive_seed(seed, epoch, 1)``. A checkpoint
 holds model, optimizer, scheduler, EMA, gradient scaler, random states and history at the end
 of an epoch, so a run interrupted anywhere and resumed from ``last.pt`` repeats the unfinished
-epoch exactly and ends with the same weights, bit for bit on the CPU.
+epoch exactly and ends with the same weights, bit for bit on the CPU (with the same number of
+threads: a different number splits floating-point sums differently).
 
 Command line::
 
@@ -52,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
@@ -473,6 +475,8 @@ def fit(
             by a new run: resume it or choose another folder.
         resume: continue the run in ``out_dir`` from ``last.pt``; the config must be the same
             (except ``progress`` and ``device``) and so must the number of steps per epoch.
+            Bit-identical to the uninterrupted run on the CPU with the same number of threads
+            (a different number gives a warning: sums are split differently).
         on_step: called after every optimizer step with a :class:`StepInfo`.
         on_epoch: called after every epoch with its history record.
         meta: extra facts for ``result.json`` (the command line, model and data settings).
@@ -526,6 +530,10 @@ def fit(
         if ema is not None:
             ema.load_state_dict(ck["ema"])
         set_rng_state(ck["rng"])
+        if ck.get("threads") not in (None, torch.get_num_threads()):
+            warnings.warn(f"the run used {ck['threads']} CPU threads, this process {torch.get_num_threads()}: "
+                          "floating-point sums split differently, so the weights will not be bit-identical to "
+                          "an uninterrupted run (set the same number of threads for that)", stacklevel=2)
         start_epoch, history, best = ck["epoch"], list(ck["history"]), dict(ck["best"])
         elapsed, commands = float(ck["elapsed_s"]), list(ck.get("commands", []))
     if meta and meta.get("command"):
@@ -542,6 +550,7 @@ def fit(
             "epoch": epoch,
             "steps_per_epoch": steps_per_epoch,
             "batch_size": train_loader.batch_size,
+            "threads": torch.get_num_threads(),
             "history": history,
             "best": best,
             "rng": rng_state(),
@@ -725,7 +734,8 @@ DEFAULTS = {
     "model_arg": [], "workers": 0, "threads": None, "device": "auto", "download": None, "data_dir": None,
     "progress": True,
 }
-# options that may differ when resuming: they do not change the numbers on the CPU
+# options that may differ when resuming (a different thread count or device gives a warning in
+# fit: the weights are then no longer bit-identical to an uninterrupted run)
 _CLI_MAY_CHANGE = {"threads", "workers", "progress", "download", "data_dir", "device", "resume", "out"}
 
 

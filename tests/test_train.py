@@ -245,6 +245,12 @@ def test_no_silent_overwrite_and_checked_resume(toy_root, tmp_path):
         _fit(toy_root, tmp_path, epochs=1)
     with pytest.raises(ValueError, match=r"cannot resume.*\n  lr: checkpoint .*, now 0.5"):
         _fit(toy_root, tmp_path, epochs=1, lr=0.5, resume=True)
+    torch.set_num_threads(2)
+    try:
+        with pytest.warns(UserWarning, match="the run used 1 CPU threads, this process 2"):
+            _fit(toy_root, tmp_path, epochs=1, resume=True)
+    finally:
+        torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------ the command line

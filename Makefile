@@ -7,6 +7,9 @@ VENV        ?= .venv
 BIN         := $(VENV)/bin
 SHARED_DATA ?= ../shared/datasets
 JB_FLAGS    := --all -W --keep-going
+# Idle OpenMP threads sleep instead of spinning: on a small or shared CPU, spinning threads
+# slow training several-fold.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test book-fast install data-link clean
 

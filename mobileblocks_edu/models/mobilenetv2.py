@@ -100,9 +100,24 @@ def mobilenetv2_100(num_classes: int = 1000, **kwargs) -> MobileNetV2:
 
 @register_model(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 def mobilenetv2_100_cifar(num_classes: int = 10, **kwargs) -> MobileNetV2:
-    """MobileNetV2 1.0x for 32x32 inputs: stem stride 1 and the second stage at stride 1, so the
-    map shrinks 32 -> 16 -> 8 -> 4 (three downsamplings instead of five; the ImageNet layout
-    would end at 1x1). Same blocks and parameters, except the classifier."""
-    stages = list(MOBILENETV2_STAGES)
-    stages[1] = (6, 24, 2, 1)
+    """MobileNetV2 1.0x for 32x32 inputs (CIFAR-10), with the strides of ``ghostnet_100_cifar``.
+
+    Two of the five stride-2 steps become stride 1: the stem and the first block of the
+    160-channel stage. The map then shrinks 32 -> 16 -> 8 -> 4 and the last stages work on 4x4
+    maps, as the ImageNet layout does on a 128x128 image (it would end at 1x1 here). Keeping
+    the early stride-2 steps (rather than the late ones) keeps the multiply-adds in the range
+    of the other small-input models of the training lab. Same blocks and parameters as
+    ``mobilenetv2_100`` except the 10-class classifier.
+    """
+    stages = [(t, c, n, 1 if c == 160 else s) for t, c, n, s in MOBILENETV2_STAGES]
     return MobileNetV2(num_classes, width_mult=1.0, stages=stages, stem_stride=1, **kwargs)
+
+
+@register_model(input_size=(3, 128, 128))
+def mobilenetv2_100_imagenette(num_classes: int = 10, **kwargs) -> MobileNetV2:
+    """MobileNetV2 1.0x for the 10-class ImageNet subset (Imagenette) at 128x128.
+
+    The ImageNet layout unchanged (five stride-2 steps: maps 64, 32, 16, 8, 4), the input size
+    of the other Imagenette models of the training lab; 10 classes.
+    """
+    return MobileNetV2(num_classes, width_mult=1.0, **kwargs)

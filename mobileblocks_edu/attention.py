@@ -55,7 +55,9 @@ def _check_window(window_size: int, layout: str) -> None:
         raise ValueError(f"window_layout must be one of {WINDOW_LAYOUTS}, got {layout!r}")
 
 
-def window_partition(x: torch.Tensor, window_size: int, layout: str = "block") -> tuple[torch.Tensor, WindowInfo]:
+def window_partition(
+    x: torch.Tensor, window_size: int, layout: str = "block", tokens_last: bool = False
+) -> tuple[torch.Tensor, WindowInfo]:
     """Split ``(B, C, H, W)`` into ``(B * n1 * n2, C, w, w)`` windows.
 
     H and W are zero-padded on the bottom and right to ``Hp = n1·w`` and ``Wp = n2·w``.
@@ -63,6 +65,10 @@ def window_partition(x: torch.Tensor, window_size: int, layout: str = "block") -
     * ``"block"``: window (i, j) holds rows ``i·w + r`` and columns ``j·w + c`` (a contiguous tile).
     * ``"grid"``: window (a, b) holds rows ``r·n1 + a`` and columns ``c·n2 + b`` for r, c in 0..w-1
       (pixels n1 and n2 apart: a dilated window that spans the map).
+
+    ``tokens_last=True`` returns the same windows as ``(B * n1 * n2, w², C)``: one row of C
+    channels per pixel, row-major within the window, the layout fused attention kernels read
+    (for a channels-last input this costs one copy).
     """
     _check_window(window_size, layout)
     B, C, H, W = x.shape
@@ -71,6 +77,13 @@ def window_partition(x: torch.Tensor, window_size: int, layout: str = "block") -
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))  # (B, C, Hp, Wp), zeros at the bottom/right
     n1, n2 = (H + pad_h) // w, (W + pad_w) // w
+    if tokens_last:
+        x = x.permute(0, 2, 3, 1)  # (B, Hp, Wp, C), a view of a channels-last map
+        if layout == "block":
+            x = x.reshape(B, n1, w, n2, w, C).permute(0, 1, 3, 2, 4, 5)  # (B, n1, n2, w, w, C)
+        else:
+            x = x.reshape(B, w, n1, w, n2, C).permute(0, 2, 4, 1, 3, 5)  # (B, n1, n2, w, w, C)
+        return x.reshape(B * n1 * n2, w * w, C), WindowInfo(B, H, W, n1, n2, w, layout)
     if layout == "block":
         x = x.view(B, C, n1, w, n2, w).permute(0, 2, 4, 1, 3, 5)  # (B, n1, n2, C, w, w)
     else:
@@ -79,8 +92,21 @@ def window_partition(x: torch.Tensor, window_size: int, layout: str = "block") -
 
 
 def window_reverse(windows: torch.Tensor, info: WindowInfo) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: ``(B·n1·n2, C, w, w) -> (B, C, H, W)`` (padding cropped)."""
+    """Inverse of :func:`window_partition`: ``(B·n1·n2, C, w, w) -> (B, C, H, W)`` (padding cropped).
+
+    Windows in the ``tokens_last`` layout ``(B·n1·n2, w², C)`` come back as a ``(B, C, H, W)``
+    tensor with channels-last strides (channels innermost; a view, so a cropped map is not contiguous).
+    """
     B, H, W, n1, n2, w, layout = info
+    if windows.dim() == 3:  # tokens_last
+        C = windows.shape[-1]
+        x = windows.view(B, n1, n2, w, w, C)
+        if layout == "block":
+            x = x.permute(0, 1, 3, 2, 4, 5)  # (B, n1, w, n2, w, C)
+        else:
+            x = x.permute(0, 3, 1, 4, 2, 5)  # (B, w, n1, w, n2, C)
+        x = x.reshape(B, n1 * w, n2 * w, C)[:, :H, :W]
+        return x.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last strides
     C = windows.shape[1]
     x = windows.view(B, n1, n2, C, w, w)
     if layout == "block":
@@ -138,6 +164,10 @@ class WindowAttention(nn.Module):
     ``window_size=None`` attention is global over the H·W tokens. Padded tokens (zeros) are not
     masked, as in Swin and EMO. With ``keep_attn=True`` (readable path only) the last attention
     map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots.
+
+    ``tokens_last=True`` (fused path only) cuts the windows in the ``(pixels, channels)`` layout,
+    so that every head's slice has unit stride and the fused kernel runs without extra copies;
+    the output is then in the channels-last memory format. Same values as the default.
     """
 
     def __init__(
@@ -147,6 +177,7 @@ class WindowAttention(nn.Module):
         window_size: Optional[int] = None,
         window_layout: str = "block",
         fused: bool = True,
+        tokens_last: bool = False,
     ):
         super().__init__()
         if window_size is not None:
@@ -156,10 +187,32 @@ class WindowAttention(nn.Module):
         self.num_heads, self.dim_head = num_heads, dim_head
         self.scale = dim_head**-0.5
         self.window_size, self.window_layout, self.fused = window_size, window_layout, fused
+        self.tokens_last = tokens_last
         self.keep_attn = False
         self.last_attn: Optional[torch.Tensor] = None
 
+    def _forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = q.shape
+        info = None
+        if self.window_size is None:  # one window: the whole map, (B, H·W, C)
+            q, k, v = (t.permute(0, 2, 3, 1).reshape(B, H * W, t.shape[1]) for t in (q, k, v))
+        else:
+            (q, _), (k, _), (v, info) = (
+                window_partition(t, self.window_size, self.window_layout, tokens_last=True) for t in (q, k, v)
+            )  # (B·nW, w², C) each
+
+        def heads(t):  # (b, N, heads·d) -> (b, heads, N, d), unit stride along d
+            return t.view(t.shape[0], t.shape[1], self.num_heads, -1).transpose(1, 2)
+
+        out, _ = scaled_dot_product(heads(q), heads(k), heads(v), self.scale, fused=True)
+        out = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)  # (b, N, C_v)
+        if info is None:
+            return out.view(B, H, W, -1).permute(0, 3, 1, 2)  # (B, C_v, H, W), channels-last strides
+        return window_reverse(out, info)
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.tokens_last and self.fused and not self.keep_attn:
+            return self._forward_tokens_last(q, k, v)
         B, _, H, W = q.shape
         info = None
         if self.window_size is not None:
@@ -181,7 +234,8 @@ class WindowAttention(nn.Module):
 
     def extra_repr(self) -> str:
         win = "global" if self.window_size is None else f"window_size={self.window_size}, layout={self.window_layout}"
-        return f"num_heads={self.num_heads}, dim_head={self.dim_head}, {win}, fused={self.fused}"
+        tl = ", tokens_last=True" if self.tokens_last else ""
+        return f"num_heads={self.num_heads}, dim_head={self.dim_head}, {win}, fused={self.fused}{tl}"
 
 
 class MHSA(nn.Module):

@@ -84,7 +84,7 @@ def check_outputs(pair: dict[str, nn.Module], size: int, batch: int = 2, seed: i
     }
 
 
-class _Step:
+class Step:
     """One timed unit of work for one contender: a training step or a forward pass."""
 
     def __init__(self, model: nn.Module, path: str, mode: str, size: int, batch: int, num_classes: int):
@@ -111,7 +111,7 @@ class _Step:
 
 
 def time_interleaved(
-    contenders: dict[str, _Step], repeats: int, warmup: int = 1, log=None
+    contenders: dict[str, Step], repeats: int, warmup: int = 1, log=None
 ) -> dict[str, list[float]]:
     """Seconds per step of every contender: ``warmup`` untimed rounds, then ``repeats`` rounds in
     which each contender runs once, in an order that rotates every round."""
@@ -131,6 +131,40 @@ def time_interleaved(
     return times
 
 
+# aten operators by kind, for the profile of one training step (first match wins)
+OP_KINDS = (
+    ("convolution, backward", ("convolution_backward",)),
+    ("convolution, forward", ("convolution",)),
+    ("normalisation", ("batch_norm", "layer_norm")),
+    ("activations", ("silu", "gelu", "sigmoid")),
+    ("attention", ("bmm", "matmul", "softmax", "scaled_dot_product", "_flash_attention")),
+    ("copies and reshapes", ("copy_", "contiguous", "clone", "cat", "pad", "_to_copy")),
+)
+
+
+def op_kind(name: str) -> str:
+    """The kind of an aten operator (``"other"`` when none of :data:`OP_KINDS` matches)."""
+    for kind, keys in OP_KINDS:
+        if any(k in name for k in keys):
+            return kind
+    return "other"
+
+
+def profile_step(step: "Step") -> dict[str, float]:
+    """Self CPU seconds of one step, summed by :func:`op_kind` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    out: dict[str, float] = {}
+    for evt in prof.key_averages():
+        if evt.key.startswith("aten::"):
+            kind = op_kind(evt.key)
+            out[kind] = out.get(kind, 0.0) + evt.self_cpu_time_total / 1e6
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 def run(
     models: Sequence[str] = DEFAULT_MODELS,
     settings: Sequence[tuple[int, int]] = tuple(parse_setting(s) for s in DEFAULT_SETTINGS),
@@ -139,6 +173,7 @@ def run(
     warmup: int = 1,
     threads: int = 2,
     num_classes: int = 1000,
+    profile: bool = False,
     log=print,
 ) -> dict:
     """Run the benchmark and return the report (see :func:`main` for the command line)."""
@@ -174,7 +209,7 @@ def run(
         for mode in modes:
             log(f"{mode}, {size}x{size}, batch {batch}:")
             steps = {
-                f"{name}/{path}": _Step(pair[path], path, mode, size, batch, num_classes)
+                f"{name}/{path}": Step(pair[path], path, mode, size, batch, num_classes)
                 for name, pair in pairs.items()
                 for path in PATHS
             }
@@ -189,6 +224,13 @@ def run(
             for name in pairs:
                 log(f"  {name:<18} fast {runs[f'{name}/fast']['img_per_s']:8.1f} img/s   readable "
                     f"{runs[f'{name}/readable']['img_per_s']:8.1f} img/s   ratio {ratios[name]:.2f}x")
+            if profile and mode == "train":
+                name = models[0]
+                report["groups"][-1]["profile"] = {
+                    "model": name,
+                    **{path: profile_step(steps[f"{name}/{path}"]) for path in PATHS},
+                }
+                log(f"  profile of one {name} step: {report['groups'][-1]['profile']}")
     return report
 
 
@@ -211,12 +253,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--output", type=Path, default=None, help=f"JSON report (default: {default_output()})")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one training step of the first model per setting (time by kind of operator)")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
     t0 = time.perf_counter()
-    report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads)
+    report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads, profile=args.profile)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     report["command"] = "python -m mobileblocks_edu.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.no_save:

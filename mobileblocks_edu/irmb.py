@@ -200,7 +200,8 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
             # [W_q; W_k]: (B, C, H, W) -> (B, 2C, H, W), channels ordered (q|k, heads, dim_head)
             self.qk = ConvNormAct(in_chs, 2 * in_chs, 1, bias=qk_bias, norm_layer=None, act_layer=None)
             # the parameter-free attention core of the fast path (windows + SDPA)
-            self.attn = WindowAttention(self.num_heads, self.dim_head, window_size, window_layout, fused=True)
+            self.attn = WindowAttention(self.num_heads, self.dim_head, window_size, window_layout, fused=True,
+                                        tokens_last=True)
             self.keep_attn = False  # readable path: keep the last attention map for plots
             self.last_attn: Optional[torch.Tensor] = None
         elif op_order != "attn_dw":

@@ -280,3 +280,29 @@ def test_bad_configuration_is_refused():
         EMO(norm_layers=("bn", "bn", "gn", "ln"))
     with pytest.raises(ValueError, match=r"depths\[2\] must be a positive number"):
         EMO(depths=(2, 2, 0, 3))
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+def test_benchmark_runs_and_reports(tmp_path):
+    from mobileblocks_edu import bench
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["--models", "emo_1m", "--settings", "32:2", "--repeats", "2", "--warmup", "0",
+                       "--profile", "--output", str(out)]) == 0
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["checks"]["emo_1m@32"]["max_abs_diff"] < 1e-4
+    train, evaluation = report["groups"]
+    assert (train["mode"], evaluation["mode"]) == ("train", "eval")
+    assert len(train["runs"]["emo_1m/fast"]["seconds"]) == 2 and train["ratios"]["emo_1m"] > 0
+    assert set(train["profile"]["fast"]) <= {k for k, _ in bench.OP_KINDS} | {"other"}
+
+
+def test_benchmark_refuses_bad_settings():
+    from mobileblocks_edu import bench
+
+    with pytest.raises(SystemExit):
+        bench.main(["--settings", "224x32"])

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from conftest import randomize_
+from mobileblocks_edu.attention import WindowAttention, window_partition, window_reverse
 from mobileblocks_edu.complexity import count_flops, count_params, ewmhsa_cost
 from mobileblocks_edu.irmb import iRMB
 from mobileblocks_edu.layers import LayerNorm2d
@@ -93,6 +94,29 @@ def test_padding_costs_only_the_readable_path():
     C, hidden = 32, 96
     # Q/K (2C²) and MLP_e (C·λC) on 49 instead of 9 pixels
     assert f_read - f_fast == (2 * C * C + C * hidden) * (49 - 9)
+
+
+@pytest.mark.parametrize("layout", ["grid", "block"])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 10)])
+def test_tokens_last_windows_are_the_same_windows(layout, hw):
+    x = torch.randn(2, 6, *hw)
+    windows, info = window_partition(x, 4, layout)  # (B·nW, C, w, w)
+    tokens, info_t = window_partition(x.contiguous(memory_format=torch.channels_last), 4, layout, tokens_last=True)
+    assert info == info_t and tokens.shape == (windows.shape[0], 16, 6)
+    assert torch.equal(tokens, windows.flatten(2).transpose(1, 2))
+    back = window_reverse(tokens, info)
+    assert torch.equal(back, x) and back.stride(1) == 1  # channels innermost
+
+
+@pytest.mark.parametrize("window_size,layout", [(4, "grid"), (4, "block"), (None, "block")])
+def test_tokens_last_attention_equals_the_default(window_size, layout):
+    q, k = torch.randn(2, 16, 7, 9), torch.randn(2, 16, 7, 9)
+    v = torch.randn(2, 40, 7, 9)  # expanded values: C_v != C_qk
+    default = WindowAttention(4, 4, window_size, layout)
+    tokens = WindowAttention(4, 4, window_size, layout, tokens_last=True)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (q, k, v)]
+    torch.testing.assert_close(tokens(*cl), default(q, k, v), atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(tokens(q, k, v), default(q, k, v), atol=ATOL, rtol=ATOL)
 
 
 # ---- the efficient equivalent implementation ------------------------------------------------------

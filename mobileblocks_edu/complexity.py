@@ -1,10 +1,15 @@
 """Counting parameters and FLOPs, measured and by formula.
 
-Two papers, two conventions (both count one multiply-add as one operation):
+Papers say "FLOPs" for different counts; the library names three conventions (all count one
+multiply-add as one operation):
 
 * ``"macs"``: multiply-adds of convolutions, linear layers and matrix products, attention
-  included (``Q Kᵀ`` and ``A V``). Nothing else. The convention of MobileNetV2, GhostNet and
-  MoCoViT ("FLOPs" in their tables); MobileNetV2 1.0x is 300.77M at 224x224.
+  included (``Q Kᵀ`` and ``A V``). Nothing else. For convolutional networks this is what
+  MobileNetV2 and GhostNet report ("FLOPs" in their tables); MobileNetV2 1.0x is 300.77M at
+  224x224.
+* ``"conv_linear"``: the same without the attention products: only convolutions and linear
+  layers. The convention behind MoCoViT's tables (they grow linearly with H·W although
+  attention does not), equal to ``"macs"`` for networks without attention.
 * ``"fvcore"``: what fvcore's ``FlopCountAnalysis`` reports, the convention of EMO's tables:
   the ``"macs"`` count plus eval-mode BatchNorm (2 per element, 1 without affine), LayerNorm
   and GroupNorm (5 per element, 4 without affine) and adaptive average pooling (1 per input
@@ -33,7 +38,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-CONVENTIONS = ("macs", "fvcore")
+CONVENTIONS = ("macs", "conv_linear", "fvcore")
+ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")  # aten ops of attention products
 InputSpec = Union[Sequence[int], torch.Tensor]
 
 
@@ -63,17 +69,19 @@ def _norm_pool_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) ->
 class _MatmulCounter(TorchDispatchMode):
     """Adds the multiply-adds of every matrix-product-like aten op to the current module's count."""
 
-    def __init__(self, record):
+    def __init__(self, record, skip_attention: bool = False):
         super().__init__()
-        self.record = record
+        self.record, self.skip_attention = record, skip_attention
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
-            # PyTorch counts 2 FLOPs per multiply-add
-            self.record(str(func._overloadpacket).split(".")[-1], formula(*args, **kwargs, out_val=out) // 2)
+            op = str(func._overloadpacket).split(".")[-1]
+            if not (self.skip_attention and any(a in op for a in ATTENTION_OPS)):
+                # PyTorch counts 2 FLOPs per multiply-add
+                self.record(op, formula(*args, **kwargs, out_val=out) // 2)
         return out
 
 
@@ -121,7 +129,7 @@ def flop_breakdown(
     ]
     module.eval()
     try:
-        with torch.no_grad(), _MatmulCounter(record):
+        with torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
             module(x)
     finally:
         for h in handles:
@@ -297,21 +305,6 @@ __all__ = [
 
 from .layers import make_divisible  # noqa: E402
 
-ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")
-
-
-def count_conv_linear_macs(module: nn.Module, input_shape: InputSpec) -> int:
-    """Multiply-adds of convolutions and linear layers only: the ``"macs"`` count without the
-    attention matrix products (``bmm`` and the fused ``scaled_dot_product_attention`` kernels).
-
-    The convention behind MoCoViT's tables: its Table 1 grows exactly linearly with H·W
-    (4x per doubling of the side), so the ``2 N² C`` of ``Q Kᵀ`` and ``A V`` is not in it,
-    although its Eq. 4 writes it. Convolutions and ``Linear`` layers never run as ``bmm`` in
-    this library (projections are 1x1 convolutions).
-    """
-    bd = flop_breakdown(module, input_shape, "macs")
-    return sum(n for (_, op), n in bd.items() if not any(a in op for a in ATTENTION_OPS))
-
 
 @dataclass(frozen=True)
 class LayerCost:
@@ -321,7 +314,7 @@ class LayerCost:
     * ``macs``: multiply-adds in the ``"macs"`` convention, attention products included
       (equals :func:`count_flops` ``(..., "macs")`` of the library module).
     * ``linear_macs``: the same without the attention products (equals
-      :func:`count_conv_linear_macs`): the convention of MoCoViT's tables.
+      :func:`count_flops` ``(..., "conv_linear")``): the convention of MoCoViT's tables.
     * ``paper``: the paper's own expression where it gives one (MoSA's Eq. 4), else ``None``.
     """
 
@@ -420,7 +413,6 @@ def mtb_cost(
 
 __all__ += [
     "ATTENTION_OPS",
-    "count_conv_linear_macs",
     "LayerCost",
     "ghost_module_cost",
     "ghost_se_cost",

@@ -112,6 +112,9 @@ class LayerNorm2d(nn.Module):
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: ``x * gate(conv_expand(act(conv_reduce(mean_hw(x)))))``.
 
+    The squeeze is a plain ``mean`` over H and W, as in the reference implementations of EMO
+    and GhostNet (fvcore's convention does not count it; it counts ``nn.AdaptiveAvgPool2d``).
+
     Args:
         chs: channels of ``x``.
         rd_chs: channels after the reduction; defaults to ``round(chs * rd_ratio)``.
@@ -130,14 +133,13 @@ class SqueezeExcite(nn.Module):
     ):
         super().__init__()
         rd_chs = rd_chs or max(1, round(chs * rd_ratio))
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv_reduce = nn.Conv2d(chs, rd_chs, 1, bias=True)
         self.act = _make(act_layer)
         self.conv_expand = nn.Conv2d(rd_chs, chs, 1, bias=True)
         self.gate = _make(gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.pool(x)  # (B, C, 1, 1)
+        s = x.mean((2, 3), keepdim=True)  # squeeze: (B, C, 1, 1)
         s = self.conv_expand(self.act(self.conv_reduce(s)))
         return x * self.gate(s)
 

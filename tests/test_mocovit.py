@@ -11,7 +11,6 @@ import mobileblocks_edu as mbe
 from conftest import randomize_
 from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock
 from mobileblocks_edu.complexity import (
-    count_conv_linear_macs,
     count_flops,
     count_params,
     mlp_cost,
@@ -142,7 +141,7 @@ def test_formulas_match_measurement(dim, hidden, hw):
     for cost, module in cases:
         assert cost.params == count_params(module), type(module).__name__
         assert cost.macs == count_flops(module, shape, "macs"), type(module).__name__
-        assert cost.linear_macs == count_conv_linear_macs(module, shape), type(module).__name__
+        assert cost.linear_macs == count_flops(module, shape, "conv_linear"), type(module).__name__
 
 
 def _formula_cases(dim, hidden, hw):
@@ -185,9 +184,9 @@ def test_table1_vanilla_block_vs_mtb(size):
     vanilla = _meta(TransformerBlock, 160, 4, 6.0)
     mtb = _meta(MobileTransformerBlock, 160, 960, se_ratio=0.25)
     # the paper's numbers leave the attention products out: they grow 4x per doubling of the side
-    assert abs(count_conv_linear_macs(vanilla, shape) / 1e6 / vanilla_paper - 1) < 0.005
-    assert abs(count_conv_linear_macs(mtb, shape) / 1e6 / mtb_paper - 1) < 0.007
-    assert count_flops(mtb, shape, "macs") - count_conv_linear_macs(mtb, shape) == 2 * (size * size) ** 2 * 160
+    assert abs(count_flops(vanilla, shape, "conv_linear") / 1e6 / vanilla_paper - 1) < 0.005
+    assert abs(count_flops(mtb, shape, "conv_linear") / 1e6 / mtb_paper - 1) < 0.007
+    assert count_flops(mtb, shape, "macs") - count_flops(mtb, shape, "conv_linear") == 2 * (size * size) ** 2 * 160
 
 
 # ---- MoCoViT ----------------------------------------------------------------------------------------
@@ -199,11 +198,11 @@ def test_mocovit_counts_table3(name, width_chs):
     ref = model.cfg.reference
     params = count_params(model)
     assert abs(params / ref["params"] - 1) < 0.01
-    linear = count_conv_linear_macs(model, (1, 3, 224, 224))
+    linear = count_flops(model, (1, 3, 224, 224), "conv_linear")
     macs = count_flops(model, (1, 3, 224, 224), "macs")
-    assert abs(linear / ref["conv_linear_macs"] - 1) < 0.005  # the paper's convention
+    assert abs(linear / ref["conv_linear"] - 1) < 0.005  # the paper's convention
     assert macs - linear == 4 * 2 * 49 * 49 * width_chs  # four MoSAs' attention products at 7x7
-    assert abs(macs / ref["conv_linear_macs"] - 1) < 0.035
+    assert abs(macs / ref["conv_linear"] - 1) < 0.035
 
 
 def test_mocovit_100_is_ghostnet_with_four_mtbs():
@@ -245,7 +244,7 @@ def test_table6_mtb_placement(stage):
     assert n_mtb == {1: 1, 2: 1, 3: 1, 4: 4, 5: 4}[stage]
     params, flops = TABLE6[stage]
     assert abs(count_params(model) / 1e6 - params) < 0.05  # the paper rounds to 0.1M
-    assert abs(count_conv_linear_macs(model, (1, 3, 224, 224)) / 1e6 / flops - 1) < 0.01
+    assert abs(count_flops(model, (1, 3, 224, 224), "conv_linear") / 1e6 / flops - 1) < 0.01
 
 
 def test_mtb_stages_errors():

@@ -116,12 +116,12 @@ class MoCoViT(GhostNet):
 
 
 # The paper's FLOPs are multiply-adds of convolutions and linear layers only (its Table 1 grows
-# linearly with H·W): the reference key names that convention (``count_conv_linear_macs``).
+# linearly with H·W): the reference key names that convention (``count_flops(..., "conv_linear")``).
 _PAPER_NOTE = "MoCoViT paper, Table 3 (FLOPs = multiply-adds of convolutions and linear layers, attention products not included)"
 
 
 @register_model(
-    reference={"params": 2.6e6, "conv_linear_macs": 44e6},
+    reference={"params": 2.6e6, "conv_linear": 44e6},
     paper={"params": "2.6M", "flops": "44M", "top1": 67.6},
     source=_PAPER_NOTE,
 )
@@ -131,7 +131,7 @@ def mocovit_050(num_classes: int = 1000, **kwargs) -> MoCoViT:
 
 
 @register_model(
-    reference={"params": 5.3e6, "conv_linear_macs": 147e6},
+    reference={"params": 5.3e6, "conv_linear": 147e6},
     paper={"params": "5.3M", "flops": "147M", "top1": 74.5},
     source=_PAPER_NOTE,
 )
@@ -146,7 +146,7 @@ def mocovit_100(num_classes: int = 1000, mtb_stage: int = 5, **kwargs) -> MoCoVi
 
 
 @register_model(
-    reference={"params": 7.6e6, "conv_linear_macs": 237e6},
+    reference={"params": 7.6e6, "conv_linear": 237e6},
     paper={"params": "7.6M", "flops": "237M", "top1": 76.1},
     source=_PAPER_NOTE,
 )

@@ -23,9 +23,12 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from . import lab
+
+if TYPE_CHECKING:
+    import torch
 
 PathLike = Any
 
@@ -82,6 +85,8 @@ class Experiment:
 # training throughput (train_img_per_s), from which the epochs and seeds can be re-balanced.
 _CIFAR = dict(data="cifar10", epochs=30, seeds=(0, 1, 2), recipe="emo", group="cifar10")
 _INETTE = dict(data="imagenette", epochs=30, seeds=(0,), recipe="emo", group="imagenette")
+
+MAIN_GROUPS = ("cifar10", "imagenette")
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("cifar10_emo_1m", "emo_1m_cifar", **_CIFAR, note="EMO-1M, small-input variant"),
@@ -156,9 +161,61 @@ def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = No
     return written
 
 
+def resolve_experiment(name: str) -> Experiment:
+    """The experiment called ``name``, or, for a model name such as ``"emo_1m_cifar"``, the one
+    main (``cifar10``/``imagenette`` group) experiment that trains that model."""
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
+    main = [e for e in EXPERIMENTS.values() if e.model == name and e.group in MAIN_GROUPS and not e.model_args]
+    if len(main) == 1:
+        return main[0]
+    return get_experiment(name)  # raises, with suggestions
+
+
+def checkpoint_path(name: str, seed: int = 0, checkpoints: Optional[PathLike] = None) -> Optional[Path]:
+    """Where :func:`collect` puts the float16 weights of ``name``'s run with ``seed``
+    (``lessons/checkpoints/<name>_seed<seed>.pt``), or ``None`` outside a checkout."""
+    exp = resolve_experiment(name)
+    folder = Path(checkpoints) if checkpoints is not None else lab.checkpoints_dir()
+    return folder / f"{exp.run_name(seed)}.pt" if folder is not None else None
+
+
+def build_model(name: str) -> "torch.nn.Module":
+    """The untrained model of an experiment: its registered model with the experiment's
+    ``model_args`` and the dataset's number of classes."""
+    from .data import dataset_info
+    from .registry import create_model
+
+    exp = resolve_experiment(name)
+    return create_model(exp.model, num_classes=dataset_info(exp.data).num_classes, **dict(exp.model_args))
+
+
+def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[PathLike] = None,
+                 device: str = "cpu") -> Optional["torch.nn.Module"]:
+    """The trained model of an experiment, in eval mode, or ``None`` when its checkpoint has not
+    been collected (train it with ``python -m mobileblocks_edu.experiments run NAME --seed S``,
+    then ``collect NAME --checkpoint``).
+
+    ``experiment_name`` is an experiment's name (``"cifar10_emo_1m"``, ``"ablation_emo_1m_dw_only"``)
+    or the name of a model with one main experiment (``"emo_1m_cifar"``). The weights are the
+    committed float16 copy of the run's best epoch (EMA weights when the run used EMA), read with
+    ``weights_only=True`` and loaded strictly into a float32 model::
+
+        model = load_trained("cifar10_emo_1m")          # seed 0
+        if model is None: ...                           # not trained yet: train or skip
+    """
+    from .checkpoint import load_checkpoint
+
+    path = checkpoint_path(experiment_name, seed, checkpoints)
+    if path is None or not path.is_file():
+        return None
+    model = load_checkpoint(build_model(experiment_name), path)
+    return model.to(device).eval()
+
+
 def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
     """The collected result files of an experiment (one dict per finished seed)."""
-    exp = get_experiment(name)
+    exp = resolve_experiment(name)
     results = Path(results) if results is not None else lab.results_dir()
     files = [results / f"{exp.run_name(s)}.json" for s in exp.seeds] if results is not None else []
     return [json.loads(f.read_text()) for f in files if f.is_file()]
@@ -226,7 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "list_experiments", "run_status", "run_experiment",
-           "collect", "load_results", "summarize", "main"]
+           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_results",
+           "summarize", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,7 @@ the whole map with a stride (the network behind the EMO paper's numbers).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -118,16 +119,24 @@ def window_reverse(windows: torch.Tensor, info: WindowInfo) -> torch.Tensor:
 
 
 def scaled_dot_product(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, fused: bool = True
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    fused: bool = True,
+    bias: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``softmax(q kᵀ · scale) v`` for ``q, k: (..., N, d)`` and ``v: (..., N, d_v)``.
+    """``softmax(q kᵀ · scale + bias) v`` for ``q: (..., N, d)``, ``k: (..., M, d)``, ``v: (..., M, d_v)``.
 
-    ``fused=True`` calls ``F.scaled_dot_product_attention`` (one kernel, no N x N map kept);
-    ``fused=False`` is the readable version and also returns the attention map ``(..., N, N)``.
+    ``fused=True`` calls ``F.scaled_dot_product_attention`` (one kernel, no N x M map kept);
+    ``fused=False`` is the readable version and also returns the attention map ``(..., N, M)``.
+    ``bias`` (optional) is added to the scores, broadcast to ``(..., N, M)``.
     """
     if fused:
-        return F.scaled_dot_product_attention(q, k, v, scale=scale), None
-    attn = (q @ k.transpose(-2, -1)) * scale  # (..., N, N)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale), None
+    attn = (q @ k.transpose(-2, -1)) * scale  # (..., N, M)
+    if bias is not None:
+        attn = attn + bias
     attn = attn.softmax(dim=-1)
     return attn @ v, attn  # (..., N, d_v)
 
@@ -167,7 +176,12 @@ class WindowAttention(nn.Module):
 
     ``tokens_last=True`` (fused path only) cuts the windows in the ``(pixels, channels)`` layout,
     so that every head's slice has unit stride and the fused kernel runs without extra copies;
-    the output is then in the channels-last memory format. Same values as the default.
+    the output is then in the channels-last memory format. Same values as the default. When the
+    whole map fits in one window with padding (a 2x2 map in a 7x7 window), it attends over the
+    H·W pixels plus *one* zero key: the P = w² - H·W zero-padded keys all score ``q·0 = 0`` and
+    carry the value 0, so together they add ``P·e⁰`` to the softmax's denominator, which a single
+    zero key with the score bias ``log P`` reproduces exactly (and padded queries are cropped
+    anyway, so they are not computed).
     """
 
     def __init__(
@@ -193,9 +207,15 @@ class WindowAttention(nn.Module):
 
     def _forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         B, _, H, W = q.shape
-        info = None
-        if self.window_size is None:  # one window: the whole map, (B, H·W, C)
+        w = self.window_size
+        info, bias = None, None
+        if w is None or (H <= w and W <= w):  # one window: the whole map, (B, H·W, C)
             q, k, v = (t.permute(0, 2, 3, 1).reshape(B, H * W, t.shape[1]) for t in (q, k, v))
+            n_pad = 0 if w is None else w * w - H * W
+            if n_pad:  # the padded pixels as one zero key/value with score bias log(n_pad)
+                k, v = F.pad(k, (0, 0, 0, 1)), F.pad(v, (0, 0, 0, 1))  # (B, H·W + 1, C)
+                bias = torch.zeros(1, H * W + 1, dtype=q.dtype, device=q.device)  # (1 query row, keys)
+                bias[0, -1] = math.log(n_pad)
         else:
             (q, _), (k, _), (v, info) = (
                 window_partition(t, self.window_size, self.window_layout, tokens_last=True) for t in (q, k, v)
@@ -204,7 +224,7 @@ class WindowAttention(nn.Module):
         def heads(t):  # (b, N, heads·d) -> (b, heads, N, d), unit stride along d
             return t.view(t.shape[0], t.shape[1], self.num_heads, -1).transpose(1, 2)
 
-        out, _ = scaled_dot_product(heads(q), heads(k), heads(v), self.scale, fused=True)
+        out, _ = scaled_dot_product(heads(q), heads(k), heads(v), self.scale, fused=True, bias=bias)
         out = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)  # (b, N, C_v)
         if info is None:
             return out.view(B, H, W, -1).permute(0, 3, 1, 2)  # (B, C_v, H, W), channels-last strides

@@ -14,6 +14,9 @@ setting (input size, batch) and mode (``train``: forward, cross-entropy, backwar
 step each in turn, the order rotating every round, so that a busy machine slows them alike; the
 report gives medians and the readable/fast ratio of each model.
 
+On a shared machine, set ``OMP_WAIT_POLICY=PASSIVE`` so that idle OpenMP threads sleep instead of
+spinning against other processes (it is recorded in the report).
+
 Usage::
 
     python -m mobileblocks_edu.bench                      # EMO-1M, EMO-5M, MobileNetV2 at 224/32 and 32/128
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -186,6 +190,7 @@ def run(
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "repeats": repeats,
         "warmup": warmup,

@@ -267,6 +267,9 @@ def ewmhsa_cost(
       the paper's order: the efficient order saves ``(λ - 1)·C·Lp·l``.
     * ``project_padding=True``: the reference order, which runs Q/K and MLP_e inside the padded
       windows (L becomes Lp in the projection terms).
+    * Without it (the library's fast path), a map that fits in one window with padding attends
+      over its L pixels plus one key standing for all padded ones: the attention terms become
+      ``(C + C_v)·L·(L + 1)``.
     * ``paper_flops``: EMO gives no EW-MHSA row; by analogy with its W-MHSA row, ``2·macs + 3·Lp·l``.
     * MPL: 1 for global attention (``window_size=None``), ∞ with windows.
     """
@@ -278,7 +281,10 @@ def ewmhsa_cost(
     params = 2 * C * C + 2 * C + C * hid // v_groups + hid
     L_proj = Lp if project_padding else L
     c_v = C if attn_before_mlp_e else hid
-    macs = (2 * C * C + C * hid // v_groups) * L_proj + C * Lp * l + c_v * Lp * l
+    attn_pairs = Lp * l  # (query, key) pairs over the padded windows
+    if not project_padding and Lp == l and L < l:  # one padded window: L queries, L + 1 keys
+        attn_pairs = L * (L + 1)
+    macs = (2 * C * C + C * hid // v_groups) * L_proj + (C + c_v) * attn_pairs
     return ModuleCost(params, macs, 2 * macs + 3 * Lp * l, 1.0 if window_size is None else math.inf)
 
 

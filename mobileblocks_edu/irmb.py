@@ -30,8 +30,9 @@ one group and a GELU after MLP_e, so there the orders are *different functions*;
 Two implementations of the same function (``fused``):
 
 * ``fused=True`` (default, fast): Q/K and MLP_e run on the H x W map only (never on padding),
-  attention is ``F.scaled_dot_product_attention`` through :class:`~.attention.WindowAttention`,
-  no forced copies; works in the channels-last memory format.
+  attention is ``F.scaled_dot_product_attention`` through :class:`~.attention.WindowAttention`
+  in its tokens-last layout (a map smaller than one window attends over its pixels plus a single
+  key standing for all padded ones), no forced copies; works in the channels-last memory format.
 * ``fused=False`` (readable): the reference implementation's sequence step by step: pad,
   cut into windows, project Q/K (and V) inside the windows, explicit ``softmax(Q Kᵀ·scale) V``,
   MLP_e inside the windows, merge, crop, with the reference's ``.contiguous()`` copies.

@@ -92,8 +92,9 @@ def test_padding_costs_only_the_readable_path():
     f_fast = count_flops(fast, (1, 32, 3, 3), "fvcore")
     f_read = count_flops(readable, (1, 32, 3, 3), "fvcore")
     C, hidden = 32, 96
-    # Q/K (2C²) and MLP_e (C·λC) on 49 instead of 9 pixels
-    assert f_read - f_fast == (2 * C * C + C * hidden) * (49 - 9)
+    # Q/K (2C²) and MLP_e (C·λC) on 49 instead of 9 pixels; Q Kᵀ and A V (C channels each) over
+    # 49 x 49 pairs instead of 9 queries x (9 pixels + 1 key standing for the 40 padded ones)
+    assert f_read - f_fast == (2 * C * C + C * hidden) * (49 - 9) + 2 * C * (49 * 49 - 9 * 10)
 
 
 @pytest.mark.parametrize("layout", ["grid", "block"])
@@ -231,7 +232,7 @@ def test_parameter_count_by_formula():
 
 
 @pytest.mark.parametrize("layout", ["grid", "block"])
-@pytest.mark.parametrize("C,lam,size,w,heads", [(32, 3, 14, 7, 4), (48, 4, 9, 4, 3), (16, 2, 8, 8, 2)])
+@pytest.mark.parametrize("C,lam,size,w,heads", [(32, 3, 14, 7, 4), (48, 4, 9, 4, 3), (16, 2, 8, 8, 2), (16, 2, 5, 7, 2)])
 @pytest.mark.parametrize("attn_before_mlp_e", [True, False])
 def test_ewmhsa_formula_matches_measurement(layout, C, lam, size, w, heads, attn_before_mlp_e):
     blk = iRMB(C, C, exp_ratio=lam, has_attn=True, num_heads=heads, window_size=w, window_layout=layout,

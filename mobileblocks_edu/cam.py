@@ -1,0 +1,269 @@
+"""Where a model looks: Grad-CAM (Selvaraju et al., ICCV 2017, arXiv:1610.02391) with
+pytorch-grad-cam, and the attention maps of EW-MHSA (EMO) and MoSA (MoCoViT) for one query.
+
+Grad-CAM weighs the activations ``A^k`` of a target layer by the spatial mean of the gradient of
+the class score ``y^c``, sums over channels and keeps the positive part:
+
+.. math::
+
+    \\alpha_k^c = \\frac{1}{Z} \\sum_{i, j} \\frac{\\partial y^c}{\\partial A^k_{ij}}, \\qquad
+    L^c_{\\text{Grad-CAM}} = \\mathrm{ReLU}\\Big(\\sum_k \\alpha_k^c A^k\\Big).
+
+Every model of the library names its target layers (``model.cam_target_layers()``, the last
+spatial feature map before pooling) and any reshape they need (``model.cam_reshape_transform()``),
+so :func:`grad_cam` works on all of them without guessing. pytorch-grad-cam rescales each map to
+[0, 1] and resizes it to the input; on an untrained network the map can be all zeros.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import lab
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class CamResult:
+    """Grad-CAM of a batch.
+
+    * ``cams``: ``(B, H, W)`` float32 maps in [0, 1] at the input resolution.
+    * ``preds``: predicted class of each image; ``confidences``: its softmax probability.
+    * ``targets``: the class each map explains (the prediction unless asked otherwise).
+    * ``target_confidences``: the softmax probability of that class.
+    """
+
+    cams: np.ndarray
+    preds: list
+    confidences: list
+    targets: list
+    target_confidences: list
+
+
+def cam_layers(model: nn.Module) -> tuple[list[nn.Module], Optional[callable]]:
+    """The model's Grad-CAM target layers and reshape transform (``cam_target_layers()`` and
+    ``cam_reshape_transform()``); a clear error for a model that does not name them."""
+    if not hasattr(model, "cam_target_layers"):
+        raise ValueError(f"{type(model).__name__} has no cam_target_layers(); pass target_layers explicitly")
+    layers = list(model.cam_target_layers())
+    reshape = model.cam_reshape_transform() if hasattr(model, "cam_reshape_transform") else None
+    return layers, reshape
+
+
+def grad_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: Optional[Sequence[int]] = None,
+    target_layers: Optional[Sequence[nn.Module]] = None,
+    reshape_transform=None,
+) -> CamResult:
+    """Grad-CAM maps of ``x: (B, 3, H, W)`` (normalised images) for ``model``.
+
+    Args:
+        model: a classifier; put in eval mode by pytorch-grad-cam.
+        x: the batch of input images.
+        targets: class to explain per image; default the predicted class.
+        target_layers: default ``model.cam_target_layers()``.
+        reshape_transform: default ``model.cam_reshape_transform()``.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if x.dim() != 4:
+        raise ValueError(f"x must be a batch of images (B, 3, H, W), got shape {tuple(x.shape)}")
+    if target_layers is None:
+        target_layers, default_reshape = cam_layers(model)
+        reshape_transform = reshape_transform or default_reshape
+    model.eval()
+    with torch.no_grad():
+        probs = model(x).float().softmax(-1)  # (B, classes)
+    conf, preds = probs.max(-1)
+    classes = [int(p) for p in preds] if targets is None else [int(t) for t in targets]
+    if len(classes) != x.shape[0]:
+        raise ValueError(f"targets must have one class per image ({x.shape[0]}), got {len(classes)}")
+    with GradCAM(model=model, target_layers=list(target_layers), reshape_transform=reshape_transform) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
+    return CamResult(
+        cams=np.asarray(maps, dtype=np.float32),
+        preds=[int(p) for p in preds],
+        confidences=[float(c) for c in conf],
+        targets=classes,
+        target_confidences=[float(probs[i, c]) for i, c in enumerate(classes)],
+    )
+
+
+def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
+    """The map drawn over the image with pytorch-grad-cam's ``show_cam_on_image`` (jet colours):
+    ``rgb`` is ``(H, W, 3)`` float in [0, 1], ``cam`` ``(H, W)`` in [0, 1]; returns uint8 RGB."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be (H, W, 3), got shape {rgb.shape}")
+    if rgb.shape[:2] != cam.shape:
+        raise ValueError(f"rgb {rgb.shape[:2]} and cam {cam.shape} must have the same size")
+    return show_cam_on_image(np.clip(rgb, 0, 1), np.clip(cam, 0, 1), use_rgb=True, image_weight=image_weight)
+
+
+def to_rgb(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo the normalisation of one image ``(3, H, W)``: ``(H, W, 3)`` float in [0, 1]."""
+    m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
+    return (x.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+# ---- natural photos ------------------------------------------------------------------------------
+
+
+def photos_dir(root: Optional[PathLike] = None) -> Path:
+    """``<data directory>/photos`` (or ``root``)."""
+    return Path(root) if root is not None else lab.data_dir() / "photos"
+
+
+def load_photos(root: Optional[PathLike] = None) -> list[dict]:
+    """The offline photos and their metadata (``photos.json``): one dict per photo with the keys
+    of the metadata (``file``, ``imagenet_class``, ``cifar10_class``, ...) plus ``image``, the
+    PIL image in RGB. A clear error when the folder or its index is missing."""
+    from PIL import Image
+
+    folder = photos_dir(root)
+    index = folder / "photos.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"no photos.json in {folder}: the photos are part of the offline data directory "
+                                f"(set MBE_DATA or link data/ to it)")
+    out = []
+    for meta in json.loads(index.read_text()):
+        with Image.open(folder / meta["file"]) as im:
+            out.append({**meta, "image": im.convert("RGB")})
+    return out
+
+
+def prepare(image, size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, np.ndarray]:
+    """A PIL image resized (shorter side to ``size``) and centre-cropped to ``size x size``:
+    the normalised tensor ``(3, size, size)`` and the RGB picture ``(size, size, 3)`` in [0, 1]."""
+    from torchvision import transforms as T
+
+    crop = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.ToTensor()])(image)
+    return T.Normalize(mean, std)(crop), crop.permute(1, 2, 0).numpy()
+
+
+# ---- attention maps for one query -------------------------------------------------------------------
+
+
+def _window_pixels(height: int, width: int, window_size: int, layout: str) -> torch.Tensor:
+    """``(nW, w²)``: the flat pixel index (``-1`` for padding) of every window position, cut
+    by the library's own :func:`~mobileblocks_edu.attention.window_partition`."""
+    from .attention import window_partition
+
+    idx = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, 1, height, width)
+    wins, _ = window_partition(idx, window_size, layout)  # (nW, 1, w, w), 0 = padding
+    return wins.flatten(1).long() - 1
+
+
+def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int, int],
+                    window_size: Optional[int] = None, layout: str = "block", batch_index: int = 0) -> torch.Tensor:
+    """The attention weights of one query pixel over the map: ``(heads, H, W)``.
+
+    Args:
+        attn: a kept attention map: ``(B, heads, H·W, H·W)`` for global attention (MoSA) or
+            ``(B·nW, heads, w², w²)`` for windows (EW-MHSA, W-MHSA), windows ordered as
+            :func:`~mobileblocks_edu.attention.window_partition` cuts them.
+        query: ``(row, column)`` of the query pixel.
+        size: ``(H, W)`` of the map.
+        window_size, layout: the windows (``None`` for global attention).
+        batch_index: which image of the batch.
+
+    Keys outside the query's window get 0; weight on padded keys is not drawn (the map then
+    sums to less than 1).
+    """
+    H, W = size
+    qi, qj = query
+    if not (0 <= qi < H and 0 <= qj < W):
+        raise ValueError(f"query {query} lies outside the {H}x{W} map")
+    q = qi * W + qj
+    if window_size is None:
+        if attn.shape[-1] != H * W:
+            raise ValueError(f"a global attention map needs {H * W} keys, got {attn.shape[-1]}")
+        return attn[batch_index, :, q].reshape(-1, H, W).float()
+    pix = _window_pixels(H, W, window_size, layout)  # (nW, w²)
+    nW = pix.shape[0]
+    where = (pix == q).nonzero()
+    k, p = int(where[0, 0]), int(where[0, 1])  # the query's window and its position in it
+    row = attn[batch_index * nW + k, :, p].float()  # (heads, w²)
+    out = torch.zeros(row.shape[0], H * W)
+    real = pix[k] >= 0
+    out[:, pix[k][real]] = row[:, real]
+    return out.view(-1, H, W)
+
+
+def irmb_attention(block: nn.Module, x: torch.Tensor, query: tuple[int, int], batch_index: int = 0) -> torch.Tensor:
+    """Run an iRMB with EW-MHSA on ``x`` (its input, ``(B, C, H, W)``) keeping the attention map,
+    and return the weights of the ``query`` pixel: ``(heads, H, W)``."""
+    if not getattr(block, "has_attn", False):
+        raise ValueError("block must be an iRMB with has_attn=True")
+    keep = block.keep_attn
+    block.keep_attn = True
+    try:
+        with torch.no_grad():
+            block(x)
+        attn = block.last_attn
+    finally:
+        block.keep_attn = keep
+    return query_attention(attn, query, tuple(x.shape[-2:]), block.window_size, block.window_layout, batch_index)
+
+
+class _Capture:
+    """Record the input of one module during a forward pass."""
+
+    def __init__(self, module: nn.Module):
+        self.value = None
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.value = args[0].detach()
+
+    def remove(self):
+        self.handle.remove()
+
+
+def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, query: tuple[int, int],
+                          batch_index: int = 0) -> torch.Tensor:
+    """The attention weights ``(heads, h, w)`` of the ``query`` pixel in one attention block of a
+    model (an iRMB with EW-MHSA, or a MoSA / MTB), for the image batch ``x``."""
+    from .mtb import MobileTransformerBlock, MoSA
+
+    mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
+    if isinstance(mosa, MoSA):
+        keep = mosa.keep_attn
+        mosa.keep_attn = True
+        cap = _Capture(mosa)
+        try:
+            with torch.no_grad():
+                model(x)
+            attn, size = mosa.last_attn, tuple(cap.value.shape[-2:])
+        finally:
+            mosa.keep_attn = keep
+            cap.remove()
+        return query_attention(attn, query, size, None, batch_index=batch_index)
+    cap = _Capture(block)
+    keep = block.keep_attn
+    block.keep_attn = True
+    try:
+        with torch.no_grad():
+            model(x)
+        attn, size = block.last_attn, tuple(cap.value.shape[-2:])
+    finally:
+        block.keep_attn = keep
+        cap.remove()
+    return query_attention(attn, query, size, block.window_size, block.window_layout, batch_index)
+
+
+__all__ = ["CamResult", "cam_layers", "grad_cam", "overlay", "to_rgb", "photos_dir", "load_photos", "prepare",
+           "query_attention", "irmb_attention", "model_block_attention"]

@@ -1,0 +1,116 @@
+"""Figure and table helpers shared by the lessons of Part V.
+
+* :func:`show_table`: a computed table as HTML (same rendering in Jupyter, Colab and the book).
+* :func:`jshtml_slider`: a parameterised matplotlib figure as a slider that works without a
+  kernel (``FuncAnimation(...).to_jshtml()``: one pre-rendered frame per value), so the static
+  HTML book is interactive too.
+* :func:`model_for_figure`: the trained model of a training-lab experiment when its checkpoint is
+  committed, else the same architecture untrained, with a label that says which.
+* :func:`cam_grid`: Grad-CAM overlays side by side, one column per model (EMO's Fig. 7 layout).
+"""
+from __future__ import annotations
+
+import html
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """An HTML table of already formatted cells (escaped)."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def show_table(header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """Display a table of computed values."""
+    from IPython.display import HTML, display
+
+    display(HTML(html_table(header, rows)))
+
+
+def jshtml_slider(fig, draw: Callable[[object], None], values: Sequence, interval: int = 700):
+    """A kernel-free slider over ``values``: ``draw(value)`` redraws ``fig`` for one value; each
+    frame is rendered once and embedded in the page (keep figures small: every frame is a PNG).
+    Returns an ``IPython.display.HTML`` object and closes the figure."""
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    values = list(values)
+    if not values:
+        raise ValueError("values must not be empty")
+    with mpl.rc_context({"animation.embed_limit": 60.0}):  # MB
+        anim = FuncAnimation(fig, draw, frames=values, interval=interval, repeat=False)
+        out = HTML(anim.to_jshtml(default_mode="once"))
+    plt.close(fig)
+    return out
+
+
+def model_for_figure(experiment: str, seed: int = 0, fallback_model: Optional[str] = None, **fallback_kwargs):
+    """``(model, trained, label)`` for a figure about a training-lab experiment.
+
+    The trained network comes from :func:`mobileblocks_edu.experiments.load_trained` (the
+    committed checkpoint of ``experiment`` and ``seed``). When there is none (not trained yet, or
+    an unknown experiment name), the same architecture is built with fresh weights:
+    ``fallback_model`` (default: the experiment's model) with the experiment's model arguments
+    and ``fallback_kwargs``. ``label`` says which one the figure shows. The model is in eval mode.
+    """
+    import torch
+
+    from . import experiments
+    from .registry import create_model
+
+    exp = experiments.EXPERIMENTS.get(experiment)
+    load = getattr(experiments, "load_trained", None)
+    model = None
+    if exp is not None and load is not None:
+        model = load(experiment, seed=seed)
+    if model is not None:
+        return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
+    name = fallback_model or (exp.model if exp is not None else None)
+    if name is None:
+        raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
+    kwargs = {**(dict(exp.model_args) if exp is not None else {}), **fallback_kwargs}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = create_model(name, **kwargs)
+    return model.eval(), False, f"{name} (untrained: no checkpoint of {experiment})"
+
+
+def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[str],
+             labels: Optional[Sequence[Optional[int]]] = None, title: Optional[str] = None, size: float = 1.9):
+    """Grad-CAM overlays in a grid: one row per image, the image first, then one column per
+    model (``columns``: ``{model label: CamResult}``), each titled with the prediction and its
+    softmax confidence (a red title: wrong, when ``labels`` gives the true class). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .cam import overlay
+
+    n, m = len(images), len(columns)
+    fig, axes = plt.subplots(n, m + 1, figsize=(size * (m + 1), size * n + 0.4), squeeze=False)
+    for i, rgb in enumerate(images):
+        ax = axes[i, 0]
+        ax.imshow(rgb)
+        truth = labels[i] if labels is not None else None
+        ax.set_title("image" if truth is None else f"true: {class_names[truth]}", fontsize=8)
+        for j, (name, res) in enumerate(columns.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(overlay(rgb, res.cams[i]))
+            pred, conf = res.preds[i], res.confidences[i]
+            wrong = truth is not None and pred != truth
+            ax.set_title(f"{class_names[pred]} {100 * conf:.0f}%", fontsize=8, color="crimson" if wrong else "black")
+            if i == 0:
+                ax.text(0.5, 1.32, name, transform=ax.transAxes, ha="center", fontsize=9, weight="bold")
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[])
+        ax.grid(False)
+    if title:
+        fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["html_table", "show_table", "jshtml_slider", "model_for_figure", "cam_grid"]

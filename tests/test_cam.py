@@ -1,0 +1,182 @@
+"""Grad-CAM on every registered model, the CAM wiring on a model whose answer is known, overlays,
+photos, and the attention maps of EW-MHSA windows and MoSA for one query."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import mobileblocks_edu as mbe
+from mobileblocks_edu.cam import (
+    grad_cam,
+    irmb_attention,
+    load_photos,
+    model_block_attention,
+    overlay,
+    prepare,
+    query_attention,
+    to_rgb,
+)
+from mobileblocks_edu.irmb import iRMB
+from mobileblocks_edu.viz import html_table, model_for_figure
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _small_input(name: str) -> int:
+    return 32 if mbe.model_cfg(name).input_size[-1] == 32 else 64
+
+
+@pytest.mark.parametrize("name", mbe.list_models())
+def test_grad_cam_runs_on_every_model(name):
+    model = mbe.create_model(name).eval()
+    size = _small_input(name)
+    layers = model.cam_target_layers()
+    assert layers and all(any(layer is m for m in model.modules()) for layer in layers)
+    acts = []
+    handles = [layer.register_forward_hook(lambda m, a, o: acts.append(o)) for layer in layers]
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    reshape = model.cam_reshape_transform()
+    for a in acts:
+        a = reshape(a) if reshape is not None else a
+        assert a.dim() == 4 and a.shape[0] == 2 and min(a.shape[-2:]) >= 1, (name, tuple(a.shape))
+    res = grad_cam(model, x)
+    assert res.cams.shape == (2, size, size) and res.cams.dtype == np.float32
+    assert np.isfinite(res.cams).all() and res.cams.min() >= 0 and res.cams.max() <= 1 + 1e-6
+    n_classes = model.num_classes
+    assert all(0 <= p < n_classes for p in res.preds) and res.targets == res.preds
+    assert all(0 < c <= 1 for c in res.confidences)
+
+
+class _Spotlight(nn.Module):
+    """Class 1's score is the mean brightness of the feature map, class 0's its negative: Grad-CAM
+    for class 1 must light up the bright square of the image, and be empty for class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        nn.init.constant_(self.features.weight, 1.0 / 27)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        f = self.act(self.features(x))  # (B, 4, H, W)
+        s = f.mean((1, 2, 3))
+        return torch.stack([-s, s], 1)
+
+    def cam_target_layers(self):
+        return [self.act]
+
+    def cam_reshape_transform(self):
+        return None
+
+
+def test_grad_cam_lights_up_what_the_class_score_uses():
+    x = torch.zeros(1, 3, 24, 24)
+    x[:, :, 2:8, 14:20] = 1.0  # a bright square near the top right
+    res = grad_cam(_Spotlight(), x)
+    assert res.preds == [1]
+    cam = res.cams[0]
+    i, j = np.unravel_index(cam.argmax(), cam.shape)
+    assert 2 <= i < 8 and 14 <= j < 20
+    assert cam[16:, :8].max() < 0.05  # far corner: nothing
+    other = grad_cam(_Spotlight(), x, targets=[0])
+    assert other.targets == [0] and other.cams.max() == 0  # negative evidence: ReLU leaves nothing
+    assert other.target_confidences[0] < 0.5 < res.confidences[0]
+    with pytest.raises(ValueError, match="one class per image"):
+        grad_cam(_Spotlight(), x, targets=[0, 1])
+
+
+def test_overlay_and_rgb():
+    rgb = np.random.rand(8, 8, 3).astype(np.float32)
+    img = overlay(rgb, np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
+    assert img.shape == (8, 8, 3) and img.dtype == np.uint8
+    with pytest.raises(ValueError, match="same size"):
+        overlay(rgb, np.zeros((4, 4), np.float32))
+    x = torch.rand(3, 5, 5)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    norm = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    np.testing.assert_allclose(to_rgb(norm, mean, std), x.permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_photos_and_prepare(tmp_path):
+    with pytest.raises(FileNotFoundError, match="photos.json"):
+        load_photos(tmp_path)
+    Image.new("RGB", (60, 40), (255, 0, 0)).save(tmp_path / "red.png")
+    (tmp_path / "photos.json").write_text(json.dumps([{"file": "red.png", "cifar10_class": "truck"}]))
+    photos = load_photos(tmp_path)
+    assert photos[0]["cifar10_class"] == "truck" and photos[0]["image"].size == (60, 40)
+    x, rgb = prepare(photos[0]["image"], 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert x.shape == (3, 32, 32) and rgb.shape == (32, 32, 3)
+    assert torch.allclose(x[0], torch.ones(32, 32)) and np.allclose(rgb[..., 1], 0)
+
+
+# ---- attention for one query ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["block", "grid"])
+@pytest.mark.parametrize("size", [8, 7])  # 7: padded windows
+def test_ewmhsa_query_attention_covers_the_query_window(layout, size):
+    w, q = 4, (1, 5)
+    block = iRMB(16, 16, exp_ratio=2, has_attn=True, dim_head=8, window_size=w, window_layout=layout).eval()
+    amap = irmb_attention(block, torch.randn(2, 16, size, size), q)  # (heads, H, W)
+    assert amap.shape == (2, size, size)
+    n = math.ceil(size / w)
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    if layout == "block":
+        same = (rows // w == q[0] // w) & (cols // w == q[1] // w)
+    else:
+        same = (rows % n == q[0] % n) & (cols % n == q[1] % n)
+    assert torch.equal(amap[0] > 0, same)  # exactly the query's window
+    sums = amap.sum((1, 2))
+    if size % w == 0:
+        torch.testing.assert_close(sums, torch.ones(2))
+    else:
+        assert (sums < 1).all() and (sums > 0).all()  # padded keys take the rest
+
+
+def test_global_query_attention_and_mosa_in_a_model():
+    attn = torch.softmax(torch.randn(1, 2, 12, 12), -1)
+    m = query_attention(attn, (1, 2), (3, 4))
+    torch.testing.assert_close(m.flatten(1), attn[0, :, 6])
+    with pytest.raises(ValueError, match="outside"):
+        query_attention(attn, (3, 0), (3, 4))
+    model = mbe.create_model("mocovit_100_cifar").eval()
+    mosa = model.mosa_modules()[0]
+    amap = model_block_attention(model, mosa, torch.randn(1, 3, 32, 32), (2, 1))
+    assert amap.shape == (4, 4, 4)  # 4 heads over the 4x4 map of the last stage
+    torch.testing.assert_close(amap.sum((1, 2)), torch.ones(4))
+    assert not mosa.keep_attn  # restored
+
+
+def test_emo_block_attention_in_a_model():
+    model = mbe.create_model("emo_1m_imagenette").eval()
+    blk = model.stage3[1]
+    amap = model_block_attention(model, blk, torch.randn(1, 3, 128, 128), (0, 0))
+    assert amap.shape[1:] == (8, 8)  # stage 3 at 128 px: 8x8 map, 2x2 interleaved windows of 4
+    assert torch.equal(amap[0] > 0, torch.zeros(8, 8, dtype=torch.bool).index_fill_(0, torch.arange(0, 8, 2), True)
+                       & torch.zeros(8, 8, dtype=torch.bool).index_fill_(1, torch.arange(0, 8, 2), True))
+    assert not blk.keep_attn
+
+
+# ---- figure helpers -----------------------------------------------------------------------------------------
+
+
+def test_model_for_figure_falls_back_to_fresh_weights():
+    model, trained, label = model_for_figure("no_such_experiment", fallback_model="emo_1m_cifar")
+    assert not trained and "untrained" in label and not model.training
+    with pytest.raises(ValueError, match="no fallback_model"):
+        model_for_figure("no_such_experiment")
+    assert "<td>a&lt;b</td>" in html_table(["x"], [["a<b"]])

@@ -35,6 +35,7 @@ pixels on the diagonal of a feature map, averaged over images.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
@@ -188,18 +189,28 @@ def rf_side(layer: Layer, size: int, n_layers: int) -> int:
     return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
 
 
-def _mpl_2d(layer: Layer, H: int, W: int) -> float:
+@functools.lru_cache(maxsize=4096)
+def _mpl_2d(layer: tuple[Op, ...], H: int, W: int) -> float:
     N = H * W
     if N == 1:
         return 0
     m = torch.eye(N).view(N, 1, H, W)  # one reach map per source pixel
+    if N <= 1024:  # small maps: apply the layer once, then iterate its (N, N) reach matrix
+        step = (apply_layer(layer, m) > 0).view(N, N).float()
+        reached, n = step, 1
+        while not bool((reached > 0).all()):
+            new = ((reached @ step) > 0).float()
+            if torch.equal(new, reached):  # nothing grew: some pairs are never connected
+                return math.inf
+            reached, n = new, n + 1
+        return n
     n = 0
     while True:
         n += 1
         new = apply_layer(layer, m)
         if bool(new.all()):
             return n
-        if torch.equal(new, m):  # nothing grew: some pairs are never connected
+        if torch.equal(new, m):
             return math.inf
         m = new
 
@@ -213,6 +224,7 @@ def max_path_length(layer: Layer, size: Union[int, Sequence[int]], separable: bo
     ``(H·W)`` x ``(H·W)`` reach, for checking.
     """
     H, W = _size2(size)
+    layer = _ops(layer)
     if not separable:
         return _mpl_2d(layer, H, W)
     return max(_mpl_2d(layer, 1, H), _mpl_2d(layer, 1, W))

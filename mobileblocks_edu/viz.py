@@ -53,31 +53,32 @@ def model_for_figure(experiment: str, seed: int = 0, fallback_model: Optional[st
     """``(model, trained, label)`` for a figure about a training-lab experiment.
 
     The trained network comes from :func:`mobileblocks_edu.experiments.load_trained` (the
-    committed checkpoint of ``experiment`` and ``seed``). When there is none (not trained yet, or
-    an unknown experiment name), the same architecture is built with fresh weights:
-    ``fallback_model`` (default: the experiment's model) with the experiment's model arguments
-    and ``fallback_kwargs``. ``label`` says which one the figure shows. The model is in eval mode.
+    committed checkpoint of ``experiment`` and ``seed``). When there is none, the same
+    architecture with fresh weights (seeded by ``seed``): the experiment's untrained model
+    (:func:`~mobileblocks_edu.experiments.build_model`), or, for a name that is not an
+    experiment (yet), ``create_model(fallback_model, **fallback_kwargs)``. ``label`` says which
+    one the figure shows. The model is in eval mode.
     """
     import torch
 
     from . import experiments
     from .registry import create_model
 
-    exp = experiments.EXPERIMENTS.get(experiment)
-    load = getattr(experiments, "load_trained", None)
-    model = None
-    if exp is not None and load is not None:
-        model = load(experiment, seed=seed)
+    try:
+        experiments.resolve_experiment(experiment)
+        known = True
+    except ValueError:
+        known = False
+    model = experiments.load_trained(experiment, seed=seed) if known else None
     if model is not None:
         return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
-    name = fallback_model or (exp.model if exp is not None else None)
-    if name is None:
+    if not known and fallback_model is None:
         raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
-    kwargs = {**(dict(exp.model_args) if exp is not None else {}), **fallback_kwargs}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = create_model(name, **kwargs)
-    return model.eval(), False, f"{name} (untrained: no checkpoint of {experiment})"
+        model = experiments.build_model(experiment) if known else create_model(fallback_model, **fallback_kwargs)
+    what = "no checkpoint yet" if known else "no such experiment yet"
+    return model.eval(), False, f"{experiment} (untrained: {what})"
 
 
 def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[str],

@@ -102,6 +102,13 @@ def test_separable_propagation_equals_full_2d(size, layer):
     assert max_path_length(layer, size) == max_path_length(layer, size, separable=False)
 
 
+def test_large_maps_propagate_map_by_map():
+    """Above 1024 pixels the engine applies the layer to all reach maps each step instead of
+    iterating a reach matrix; same answer."""
+    layer = (window_op(5, "grid"), conv_op(3))
+    assert max_path_length(layer, (33, 34), separable=False) == max_path_length(layer, (33, 34)) == 4
+
+
 def _brute_force_mpl(layer, H, W):
     """Breadth-first reach on explicit pixel sets, windows from index formulas (no window_partition)."""
     def window_id(i, j, op):

@@ -36,6 +36,14 @@ paper's budget):
   every width multiplier; heads change neither parameters nor multiply-adds.
 * **Squeeze-excitation**: per block (``se_ratio``); MoCoViT puts it in MTBs 2 and 4, where
   GhostNet's replaced bottlenecks had it.
+
+**The vanilla parts of the paper's Table 7** (``attn_layer="mhsa"``, ``ffn_layer="mlp"``): the
+Transformer block's own layers from :mod:`mobileblocks_edu.attention`, each with the pre-norm
+the vanilla block has ("LayerNorm is applied before every block", Sec. 3.1):
+``X' = X + MHSA(LN(X))`` with separate Q, K, V projections (1x1 convolutions with bias) and an
+output projection, and ``Y = X' + MLP(LN(X'))`` with two 1x1 convolutions and GELU at the MoFFN's
+hidden width (no squeeze-excitation). ``vanilla_norm="bn"`` puts a BatchNorm there instead
+(the paper's Table 8 "BN ahead"). The MoSA and MoFFN parts keep their BN inside.
 """
 from __future__ import annotations
 
@@ -44,9 +52,13 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .attention import WindowAttention, _resolve_heads
+from .attention import FFN, MHSA, WindowAttention, _resolve_heads
 from .ghost import GhostModule, ghost_se
-from .layers import ConvNormAct, DropPath, LayerFactory, check_input, check_positive
+from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input, check_positive
+
+ATTN_LAYERS = ("mosa", "mhsa")
+FFN_LAYERS = ("moffn", "mlp")
+VANILLA_NORMS = {"ln": LayerNorm2d, "bn": nn.BatchNorm2d}
 
 
 class MoSA(nn.Module):
@@ -150,16 +162,23 @@ class MoFFN(nn.Module):
 class MobileTransformerBlock(nn.Module):
     """MTB: ``x = x + MoSA(x)``, then ``x = x + MoFFN(x)``. No LayerNorm, one residual each.
 
+    With the switches of the paper's Table 7, either part can be the vanilla Transformer's:
+    ``x = x + MHSA(norm(x))`` and/or ``x = x + MLP(norm(x))`` (see the module docstring).
+
     Args:
         dim: channels C.
-        hidden: MoFFN hidden channels.
-        num_heads: MoSA heads.
-        se_ratio: squeeze-excitation inside the MoFFN (0: none).
+        hidden: MoFFN hidden channels (also the vanilla MLP's).
+        num_heads: attention heads (MoSA or MHSA).
+        se_ratio: squeeze-excitation inside the MoFFN (0: none; the vanilla MLP has none).
         dw_kernel_size: kernel of MoSA's depthwise refiner.
         out_proj: MoSA's output Ghost projection.
         act_layer: activation of the MoFFN's up-projection.
         drop_path_rate: stochastic depth on both residual branches.
-        fused: MoSA's fused attention kernel (see :class:`MoSA`).
+        fused: fused attention kernel (see :class:`MoSA`).
+        attn_layer: ``"mosa"`` (MoCoViT) or ``"mhsa"`` (vanilla self-attention with a pre-norm).
+        ffn_layer: ``"moffn"`` (MoCoViT) or ``"mlp"`` (vanilla MLP with GELU and a pre-norm).
+        vanilla_norm: the pre-norm of the vanilla parts: ``"ln"`` (LayerNorm over channels, as in
+            the vanilla Transformer block) or ``"bn"`` (BatchNorm).
     """
 
     def __init__(
@@ -173,17 +192,41 @@ class MobileTransformerBlock(nn.Module):
         act_layer: LayerFactory = nn.ReLU,
         drop_path_rate: float = 0.0,
         fused: bool = True,
+        attn_layer: str = "mosa",
+        ffn_layer: str = "moffn",
+        vanilla_norm: str = "ln",
     ):
         super().__init__()
-        self.dim = dim
-        self.attn = MoSA(dim, num_heads, dw_kernel_size, out_proj, fused=fused)
-        self.ffn = MoFFN(dim, hidden, se_ratio, act_layer)
+        if attn_layer not in ATTN_LAYERS:
+            raise ValueError(f"attn_layer must be one of {ATTN_LAYERS}, got {attn_layer!r}")
+        if ffn_layer not in FFN_LAYERS:
+            raise ValueError(f"ffn_layer must be one of {FFN_LAYERS}, got {ffn_layer!r}")
+        if vanilla_norm not in VANILLA_NORMS:
+            raise ValueError(f"vanilla_norm must be one of {sorted(VANILLA_NORMS)}, got {vanilla_norm!r}")
+        check_positive("hidden", hidden, int)
+        self.dim, self.attn_layer, self.ffn_layer = dim, attn_layer, ffn_layer
+        norm = VANILLA_NORMS[vanilla_norm]
+        if attn_layer == "mosa":
+            self.norm1 = nn.Identity()  # BN lives inside MoSA's Ghost modules
+            self.attn = MoSA(dim, num_heads, dw_kernel_size, out_proj, fused=fused)
+        else:
+            self.norm1 = norm(dim)
+            self.attn = MHSA(dim, num_heads, fused=fused)  # W_q, W_k, W_v, W_o: 4(C + 1)C parameters
+        if ffn_layer == "moffn":
+            self.norm2 = nn.Identity()
+            self.ffn = MoFFN(dim, hidden, se_ratio, act_layer)
+        else:
+            self.norm2 = norm(dim)
+            self.ffn = FFN(dim, hidden / dim, nn.GELU)  # C -> hidden -> C, GELU
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.dim)
-        x = x + self.drop_path(self.attn(x))  # (B, C, H, W)
-        return x + self.drop_path(self.ffn(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))  # (B, C, H, W)
+        return x + self.drop_path(self.ffn(self.norm2(x)))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, attn_layer={self.attn_layer!r}, ffn_layer={self.ffn_layer!r}"
 
 
-__all__ = ["MoSA", "MoFFN", "MobileTransformerBlock"]
+__all__ = ["MoSA", "MoFFN", "MobileTransformerBlock", "ATTN_LAYERS", "FFN_LAYERS", "VANILLA_NORMS"]

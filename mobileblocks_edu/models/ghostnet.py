@@ -235,3 +235,12 @@ def ghostnet_100_imagenette(num_classes: int = 10, **kwargs) -> GhostNet:
     other sizes too (multiples of 32 keep every map whole).
     """
     return GhostNet(num_classes, width=1.0, **kwargs)
+
+
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                notes="ghostnet_050 with the strides of ghostnet_100_cifar: maps 32, 16, 8, 4, 4")
+def ghostnet_050_cifar(num_classes: int = 10, **kwargs) -> GhostNet:
+    """GhostNet 0.5x for 32x32 inputs, the baseline of MoCoViT's Table 7 at small scale: the
+    layout of ``ghostnet_100_cifar`` (stem and first block of stage 5 at stride 1) with every
+    width halved (rounded to multiples of 4); ``conv_head`` keeps its 1280 channels."""
+    return GhostNet(num_classes, width=0.5, stages=small_input_stages(), stem_stride=1, **kwargs)

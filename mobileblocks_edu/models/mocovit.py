@@ -73,6 +73,10 @@ class MoCoViT(GhostNet):
         out_proj: MoSA's output Ghost projection (True).
         fused: MoSA's fused attention kernel (True); ``set_keep_attn(True)`` switches to the
             readable path and keeps every MoSA's attention map.
+        attn_layer, ffn_layer, vanilla_norm: the parts of every MTB, for the paper's Table 7:
+            ``"mosa"``/``"mhsa"`` (vanilla self-attention), ``"moffn"``/``"mlp"`` (vanilla MLP),
+            and the vanilla parts' pre-norm ``"ln"``/``"bn"`` (see
+            :class:`~mobileblocks_edu.mtb.MobileTransformerBlock`).
     """
 
     def __init__(
@@ -83,10 +87,14 @@ class MoCoViT(GhostNet):
         num_heads: int = 4,
         out_proj: bool = True,
         fused: bool = True,
+        attn_layer: str = "mosa",
+        ffn_layer: str = "moffn",
+        vanilla_norm: str = "ln",
         **kwargs,
     ):
         check_positive("num_heads", num_heads, int)
-        self._mtb_kwargs = {"num_heads": num_heads, "out_proj": out_proj, "fused": fused}
+        self._mtb_kwargs = {"num_heads": num_heads, "out_proj": out_proj, "fused": fused, "attn_layer": attn_layer,
+                            "ffn_layer": ffn_layer, "vanilla_norm": vanilla_norm}
         super().__init__(num_classes, width, stages, **kwargs)
 
     def _make_block(self, cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float) -> nn.Module:
@@ -180,3 +188,14 @@ def mocovit_100_imagenette(num_classes: int = 10, **kwargs) -> MoCoViT:
     10 classes: 4,032,078 parameters.
     """
     return MoCoViT(num_classes, width=1.0, **kwargs)
+
+
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                notes="mocovit_050 with the strides of ghostnet_050_cifar: maps 32, 16, 8, 4, 4; MoSA over 16 tokens")
+def mocovit_050_cifar(num_classes: int = 10, **kwargs) -> MoCoViT:
+    """MoCoViT 0.5x for 32x32 inputs, the model of the paper's Table 7 (MoSA/MoFFN against
+    vanilla self-attention and MLP, ``attn_layer``/``ffn_layer``) in the layout of
+    ``mocovit_100_cifar``: stem and first block of stage 5 at stride 1, four MTBs of 80 channels
+    (hidden 480) on the 4x4 map. It differs from ``ghostnet_050_cifar`` only in those four blocks.
+    """
+    return MoCoViT(num_classes, width=0.5, stages=small_input_stages(MOCOVIT_STAGES), stem_stride=1, **kwargs)

@@ -11,7 +11,9 @@ and small checkpoints from ``lessons/checkpoints``::
 
 ``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
 run's ``result.json`` (history included) to ``lessons/results/<name>_seed<seed>.json`` and, with
-``--checkpoint``, its best weights (EMA when used, float16) to ``lessons/checkpoints``.
+``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
+weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best
+test accuracy; choosing it by the test set would flatter the model, so the lessons use the last.)
 """
 from __future__ import annotations
 
@@ -81,25 +83,52 @@ class Experiment:
         return "python -m mobileblocks_edu.train " + shlex.join(self.argv(seed, runs))
 
 
-# Sizes are starting points for a 2-core CPU: every result.json records the run's wall time and
-# training throughput (train_img_per_s), from which the epochs and seeds can be re-balanced.
-_CIFAR = dict(data="cifar10", epochs=30, seeds=(0, 1, 2), recipe="emo", group="cifar10")
-_INETTE = dict(data="imagenette", epochs=30, seeds=(0,), recipe="emo", group="imagenette")
+# Sized for a 2-core CPU (two single-thread runs side by side; see each result's wall_time_s and
+# train_img_per_s). The learning rates come from a short sweep on a 1,000-image subset: the
+# linear rule from the papers' batch sizes (EMO: 6e-3 at 2048 -> 3.75e-4 at 128; GhostNet/MoCoViT:
+# 0.5 at 1024 -> 0.0625) is tuned for hundreds of epochs on ImageNet and learned slowest in a
+# schedule of a few hundred steps; 2e-3 (AdamW) and 0.25 (SGD) learned fastest.
+CIFAR_EPOCHS, IMAGENETTE_EPOCHS = 8, 10
+EMO_LR, SGD_LR = "2e-3", "0.25"
+_CIFAR = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="emo", group="cifar10",
+              options=("--lr", EMO_LR))
+_INETTE = dict(data="imagenette", epochs=IMAGENETTE_EPOCHS, seeds=(0,), recipe="emo", group="imagenette",
+               batch_size=64, options=("--lr", "1e-3"))  # 2,000 images: batch 64 for more steps, lr scaled linearly
+_EMO_ABL = {**_CIFAR, "seeds": (0, 1), "group": "ablation"}
+_MOCOVIT_ABL = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1), recipe="mocovit", group="ablation",
+                    options=("--lr", SGD_LR))
+# EMO-1M's norms and activations (BN + SiLU in stages 1-2, LN + GELU in stages 3-4) kept when F changes
+_EMO_1M_LAYERS = (("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["silu", "silu", "gelu", "gelu"]))
 
-MAIN_GROUPS = ("cifar10", "imagenette")
+MAIN_GROUPS = ("cifar10", "imagenette")  # the main runs; the rest are ablations
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    # --- CIFAR-10 (the offline subset: 5,438 training, 1,017 test images), one recipe for all four
     Experiment("cifar10_emo_1m", "emo_1m_cifar", **_CIFAR, note="EMO-1M, small-input variant"),
     Experiment("cifar10_mocovit_100", "mocovit_100_cifar", **_CIFAR, note="MoCoViT-1.0x, small-input variant"),
     Experiment("cifar10_ghostnet_100", "ghostnet_100_cifar", **_CIFAR, note="GhostNet-1.0x, small-input variant"),
     Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR, note="MobileNetV2-1.0x, small-input variant"),
+    # --- Imagenette (the offline subset: 2,000 training, 500 validation images) at 128x128
     Experiment("imagenette_emo_1m", "emo_1m_imagenette", **_INETTE, note="EMO-1M at 128x128"),
     Experiment("imagenette_ghostnet_100", "ghostnet_100_imagenette", **_INETTE, note="GhostNet-1.0x at 128x128"),
-    Experiment("ablation_emo_1m_no_attn", "emo_1m_cifar", **{**_CIFAR, "group": "ablation"},
-               model_args=(("attn_stages", [False, False, False, False]),
-                           ("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["silu", "silu", "gelu", "gelu"])),
+    # --- EMO Table 5 on emo_1m_cifar (F = EW-MHSA + DW-conv is cifar10_emo_1m itself)
+    Experiment("ablation_emo_1m_dw_only", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("attn_stages", [False, False, False, False]), *_EMO_1M_LAYERS),
                note="EMO Table 5: F = DW-conv only (no EW-MHSA; norms and activations as in EMO-1M)"),
+    # --- MoCoViT Table 7 at 0.5x on 32x32 inputs, GhostNet's SGD recipe (the paper's basic setting)
+    Experiment("ablation_ghostnet_050", "ghostnet_050_cifar", **_MOCOVIT_ABL,
+               note="MoCoViT Table 7: the GhostNet 0.5x baseline"),
+    Experiment("ablation_mocovit_050_sa_mlp", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               model_args=(("attn_layer", "mhsa"), ("ffn_layer", "mlp")),
+               note="MoCoViT Table 7: vanilla self-attention + vanilla MLP (LayerNorm ahead of each)"),
+    Experiment("ablation_mocovit_050_sa_moffn", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               model_args=(("attn_layer", "mhsa"),),
+               note="MoCoViT Table 7: vanilla self-attention (LayerNorm ahead) + MoFFN"),
+    Experiment("ablation_mocovit_050", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               note="MoCoViT Table 7: MoSA + MoFFN (MoCoViT 0.5x)"),
 ]}
+# earlier names of experiments
+ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
 
 
 def get_experiment(name: str) -> Experiment:
@@ -142,7 +171,7 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
             checkpoints: Optional[PathLike] = None) -> list[Path]:
     """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
-    ``<name>_seed<seed>.json``; with ``checkpoints``, also their best weights as float16."""
+    ``<name>_seed<seed>.json``; with ``checkpoints``, also their final weights (``last.pt``) as float16."""
     from .train import export_weights
 
     exp = get_experiment(name)
@@ -157,13 +186,14 @@ def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = No
         results.mkdir(parents=True, exist_ok=True)
         written.append(Path(shutil.copyfile(out / "result.json", results / f"{exp.run_name(seed)}.json")))
         if checkpoints is not None:
-            written.append(export_weights(out / "best.pt", Path(checkpoints) / f"{exp.run_name(seed)}.pt", half=True))
+            written.append(export_weights(out / "last.pt", Path(checkpoints) / f"{exp.run_name(seed)}.pt", half=True))
     return written
 
 
 def resolve_experiment(name: str) -> Experiment:
     """The experiment called ``name``, or, for a model name such as ``"emo_1m_cifar"``, the one
     main (``cifar10``/``imagenette`` group) experiment that trains that model."""
+    name = ALIASES.get(name, name)
     if name in EXPERIMENTS:
         return EXPERIMENTS[name]
     main = [e for e in EXPERIMENTS.values() if e.model == name and e.group in MAIN_GROUPS and not e.model_args]
@@ -198,7 +228,7 @@ def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[Path
 
     ``experiment_name`` is an experiment's name (``"cifar10_emo_1m"``, ``"ablation_emo_1m_dw_only"``)
     or the name of a model with one main experiment (``"emo_1m_cifar"``). The weights are the
-    committed float16 copy of the run's best epoch (EMA weights when the run used EMA), read with
+    committed float16 copy of the run's final weights (EMA weights when the run used EMA), read with
     ``weights_only=True`` and loaded strictly into a float32 model::
 
         model = load_trained("cifar10_emo_1m")          # seed 0

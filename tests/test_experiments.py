@@ -1,10 +1,15 @@
 """The training lab's named experiments: trained models by name, the experiment list."""
+import shlex
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 
 import mobileblocks_edu as mbe
+from mobileblocks_edu import data
 from mobileblocks_edu import experiments as E
-from mobileblocks_edu.checkpoint import CheckpointError, save_checkpoint
+from mobileblocks_edu.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -51,3 +56,81 @@ def test_names_and_model_aliases():
         E.load_trained("no_such_experiment")
     path = E.checkpoint_path("cifar10_emo_1m", 2)
     assert path.name == "cifar10_emo_1m_seed2.pt" and path.parent.name == "checkpoints"
+
+
+# ------------------------------------------------------------------ the experiment list
+def test_experiment_list_is_consistent():
+    from mobileblocks_edu import train
+
+    names = [e.name for e in E.list_experiments()]
+    assert len(names) == len(set(names)) == len(E.EXPERIMENTS)
+    for e in E.list_experiments():
+        opts = train.options(shlex.split(e.command(0))[3:])  # the printed command parses as it is run
+        assert (opts["model"], opts["epochs"], opts["seed"]) == (e.model, e.epochs, 0)
+        assert opts["out"] == f"runs/{e.name}_seed0"
+        assert E.resolve_experiment(e.name) is e
+        assert len(e.seeds) >= (3 if e.group == "cifar10" else 2 if e.group == "ablation" else 1), e.name
+    # every main model name leads to its experiment
+    for e in E.list_experiments("cifar10") + E.list_experiments("imagenette"):
+        assert E.resolve_experiment(e.model) is e
+    # the EMO ablations differ from the main EMO run only in the model's arguments ...
+    main = E.get_experiment("cifar10_emo_1m")
+    emo_ablations = [e for e in E.list_experiments("ablation") if e.model == "emo_1m_cifar"]
+    assert emo_ablations
+    for e in emo_ablations:
+        assert (e.data, e.epochs, e.recipe, e.batch_size, e.options) == (main.data, main.epochs, main.recipe,
+                                                                         main.batch_size, main.options)
+        assert set(e.seeds) <= set(main.seeds) and e.model_args
+    # ... and MoCoViT's Table 7 rows only in the model
+    t7 = [E.get_experiment(n) for n in ("ablation_ghostnet_050", "ablation_mocovit_050_sa_mlp",
+                                       "ablation_mocovit_050_sa_moffn", "ablation_mocovit_050")]
+    assert len({(e.data, e.epochs, e.recipe, e.batch_size, e.options, e.seeds) for e in t7}) == 1
+    assert E.resolve_experiment("ablation_emo_1m_no_attn").name == "ablation_emo_1m_dw_only"
+
+
+@pytest.mark.parametrize("name", sorted(E.EXPERIMENTS))
+def test_every_experiment_builds_its_model(name):
+    m = E.build_model(name)
+    assert m.num_classes == 10
+    kind = E.get_experiment(name).model
+    assert type(m) is type(mbe.create_model(kind))
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    """CIFAR-10 layout, 10 classes of 2 training and 1 test 32x32 PNGs."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 2), ("test", 1)):
+        for name in data.CIFAR10_CLASSES:
+            d = root / "cifar10" / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:05d}.png")
+    return root
+
+
+def test_dry_run_of_a_real_experiment(toy_root, tmp_path, monkeypatch):
+    """The real command of an ablation, shortened to one tiny epoch, runs, is collected, and its
+    weights come back through load_trained."""
+    from mobileblocks_edu import train
+
+    exp = E.get_experiment("ablation_mocovit_050_sa_mlp")
+    runs = tmp_path / "runs"
+    tiny = ["--epochs", "1", "--batch-size", "8", "--data-dir", str(toy_root), "--offline", "--no-progress",
+            "--threads", "1"]
+    monkeypatch.setitem(E.EXPERIMENTS, exp.name, replace(exp, seeds=(0,)))
+    assert E.run_experiment(exp.name, 0, runs, tiny) == 0
+    written = E.collect(exp.name, runs, tmp_path / "results", tmp_path / "ckpt")
+    assert [p.name for p in written] == [f"{exp.name}_seed0.json", f"{exp.name}_seed0.pt"]
+    result = E.load_results(exp.name, tmp_path / "results")[0]
+    assert result["command"].startswith("python -m mobileblocks_edu.train --model mocovit_050_cifar")
+    assert "--model-arg 'attn_layer=\"mhsa\"'" in result["command"] and result["model_kwargs"]["ffn_layer"] == "mlp"
+    assert result["status"] == "done" and result["seed"] == 0 and result["train_images"] == 20
+    model = E.load_trained(exp.name, checkpoints=tmp_path / "ckpt")
+    last = read_checkpoint(runs / f"{exp.name}_seed0" / "last.pt")["model"]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, last[k].half().to(v.dtype))
+    assert E.summarize(exp.name, tmp_path / "results")["mean"] == result["final"]["top1"]

@@ -82,10 +82,12 @@ def model_for_figure(experiment: str, seed: int = 0, fallback_model: Optional[st
 
 
 def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[str],
-             labels: Optional[Sequence[Optional[int]]] = None, title: Optional[str] = None, size: float = 1.9):
+             labels: Optional[Sequence[Optional[int]]] = None, title: Optional[str] = None, size: float = 1.9,
+             captions: Optional[Sequence[str]] = None):
     """Grad-CAM overlays in a grid: one row per image, the image first, then one column per
     model (``columns``: ``{model label: CamResult}``), each titled with the prediction and its
-    softmax confidence (a red title: wrong, when ``labels`` gives the true class). Returns the figure."""
+    softmax confidence (a red title: wrong, when ``labels`` gives the true class; ``None``: no
+    true class). ``captions`` replace the image titles ("true: <class>"). Returns the figure."""
     import matplotlib.pyplot as plt
 
     from .cam import overlay
@@ -96,7 +98,8 @@ def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[
         ax = axes[i, 0]
         ax.imshow(rgb)
         truth = labels[i] if labels is not None else None
-        ax.set_title("image" if truth is None else f"true: {class_names[truth]}", fontsize=8)
+        caption = captions[i] if captions is not None else ("image" if truth is None else f"true: {class_names[truth]}")
+        ax.set_title(caption, fontsize=8)
         for j, (name, res) in enumerate(columns.items(), start=1):
             ax = axes[i, j]
             ax.imshow(overlay(rgb, res.cams[i]))

@@ -127,6 +127,18 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("ablation_mocovit_050", "mocovit_050_cifar", **_MOCOVIT_ABL,
                note="MoCoViT Table 7: MoSA + MoFFN (MoCoViT 0.5x)"),
 ]}
+# The learning-rate sweep behind EMO_LR and SGD_LR: 100 training and 30 test images per class,
+# 8 epochs, one seed (a check of which rates learn at all in a few dozen steps, not a tuning).
+_SWEEP = dict(data="cifar10", epochs=8, seeds=(0,), group="lr_sweep")
+for _lr in ("3.75e-4", "1e-3", EMO_LR, "4e-3"):
+    EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(
+        f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo", options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+        **_SWEEP, note=f"EMO recipe (AdamW) at lr {_lr}" + (" (the linear rule)" if _lr == "3.75e-4" else ""))
+for _lr in ("0.0625", SGD_LR):
+    EXPERIMENTS[f"lr_sweep_sgd_{_lr}"] = Experiment(
+        f"lr_sweep_sgd_{_lr}", "ghostnet_050_cifar", recipe="mocovit",
+        options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+        **_SWEEP, note=f"GhostNet recipe (SGD) at lr {_lr}" + (" (the linear rule)" if _lr == "0.0625" else ""))
 # earlier names of experiments
 ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
 

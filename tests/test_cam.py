@@ -180,3 +180,25 @@ def test_model_for_figure_falls_back_to_fresh_weights():
     with pytest.raises(ValueError, match="no fallback_model"):
         model_for_figure("no_such_experiment")
     assert "<td>a&lt;b</td>" in html_table(["x"], [["a<b"]])
+
+
+def test_cam_grid_and_kernel_free_slider():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobileblocks_edu.cam import CamResult
+    from mobileblocks_edu.viz import cam_grid, jshtml_slider
+
+    rgb = [np.random.rand(8, 8, 3).astype(np.float32) for _ in range(2)]
+    res = CamResult(np.random.rand(2, 8, 8).astype(np.float32), [1, 0], [0.9, 0.6], [1, 0], [0.9, 0.6])
+    fig = cam_grid(rgb, {"model A": res, "model B": res}, ["cat", "dog"], labels=[1, 1])
+    axes = fig.axes
+    assert len(axes) == 6 and axes[1].get_title() == "dog 90%"
+    assert axes[4].get_title() == "cat 60%" and axes[4].title.get_color() == "crimson"  # wrong: red
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(1, 1), dpi=20)
+    out = jshtml_slider(fig, lambda v: ax.set_title(str(v)), [1, 2, 3])
+    assert "<img" in out.data and "animation" in out.data
+    assert not plt.fignum_exists(fig.number)  # closed, so it is not drawn a second time

@@ -36,7 +36,7 @@ book-fast: install data-link
 	MBE_FAST=1 $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/fast
 
 test: install data-link
-	MBE_FAST=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=900 tests lessons
+	MBE_FAST=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 tests lessons
 
 clean:
 	rm -rf _build

@@ -14,7 +14,7 @@ import platform
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -128,6 +128,57 @@ def show_source(obj, lines: Optional[tuple[int, int]] = None):
     return Code(src, language="python")
 
 
+def html_table(header: Sequence[str], rows: Sequence[Sequence], caption: Optional[str] = None) -> str:
+    """The HTML of a table with the given header and rows (cells shown with ``str``, escaped)."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence], caption: Optional[str] = None) -> None:
+    """Display computed rows as a table. HTML, so that it renders the same in Jupyter, Colab and
+    the built book; format numbers before passing them."""
+    from IPython.display import HTML, display
+
+    display(HTML(html_table(header, rows, caption)))
+
+
+def on_meta(factory: Union[str, Callable[..., torch.nn.Module]], *args, **kwargs) -> torch.nn.Module:
+    """Build a module (or a registered model, given its name) on PyTorch's ``meta`` device:
+    parameters with shapes but no data. Counting parameters and FLOPs needs only shapes, so
+    counting such a model is instant and exact."""
+    with torch.device("meta"):
+        if isinstance(factory, str):
+            from .registry import create_model
+
+            return create_model(factory, *args, **kwargs)
+        return factory(*args, **kwargs)
+
+
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
+    """Give every parameter and BatchNorm statistic random values, so that an equivalence check
+    cannot pass by accident (a fresh BatchNorm is the identity in eval mode). Convolution and
+    linear weights are divided by sqrt(fan-in), so activations stay of order one."""
+    for p in module.parameters():
+        p.normal_(0, scale)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.normal_(0, scale)
+            m.running_var.uniform_(0.5, 2.0)
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.weight /= m.weight[0].numel() ** 0.5 * scale
+    return module
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max |a - b|`` as a Python float."""
+    return (a - b).abs().max().item()
+
+
 def glue(name: str, value: T, display: bool = False) -> T:
     """Make a value computed in a notebook available to its Markdown: ``{glue:text}`name:,``` in
     the built book (myst-nb's ``glue``). Outside a book build (Colab, Jupyter) the role stays
@@ -167,6 +218,11 @@ __all__ = [
     "Lab",
     "setup",
     "show_source",
+    "html_table",
+    "table",
+    "on_meta",
+    "randomize_",
+    "max_diff",
     "glue",
     "machine",
 ]

@@ -279,7 +279,8 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR_LAYOUT = dict(stage_strides=(1, 2, 2, 2), window_sizes=(4, 4, 4, 2), drop_path_rate=0.05)
 
 
-@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                notes="EMO-1M for 32x32: stage 1 at stride 1 (maps 16, 16, 8, 4, 2), windows (4, 4, 4, 2), no padding")
 def emo_1m_cifar(num_classes: int = 10, **kwargs) -> EMO:
     """EMO-1M for 32x32 inputs (CIFAR-10), 10 classes by default.
 
@@ -299,7 +300,8 @@ def emo_1m_cifar(num_classes: int = 10, **kwargs) -> EMO:
     return _emo("emo_1m", num_classes, **{**_CIFAR_LAYOUT, **kwargs})
 
 
-@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                notes="EMO-5M for 32x32: stage 1 at stride 1 (maps 16, 16, 8, 4, 2), windows (4, 4, 4, 2), no padding")
 def emo_5m_cifar(num_classes: int = 10, **kwargs) -> EMO:
     """EMO-5M for 32x32 inputs, with the layout of :func:`emo_1m_cifar` (stage-1 stride 1,
     windows (4, 4, 4, 2)): 69.1M FLOPs at 32x32, no padding (the ImageNet layout: 129.8M in
@@ -307,7 +309,7 @@ def emo_5m_cifar(num_classes: int = 10, **kwargs) -> EMO:
     return _emo("emo_5m", num_classes, **{**_CIFAR_LAYOUT, **kwargs})
 
 
-@register_model(input_size=(3, 128, 128))
+@register_model(input_size=(3, 128, 128), notes="EMO-1M for 128x128: windows of 4 (maps 64, 32, 16, 8, 4), no padding")
 def emo_1m_imagenette(num_classes: int = 10, **kwargs) -> EMO:
     """EMO-1M for 128x128 inputs (Imagenette, 10 ImageNet classes), 10 classes by default.
 

@@ -85,3 +85,55 @@ def test_half_width_small_input_maps():
             feats = m.forward_features(torch.randn(1, 3, 32, 32))
         assert feats.shape == (1, 480, 4, 4)  # 960 x 0.5 channels on the 4x4 map
         assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------ EMO Table 5 and operator order
+def _emo_blocks(model):
+    return [b for stage in model.stages()[1:] for b in stage]  # stages 1-4
+
+
+def test_emo_dw_stages_remove_the_dw_conv_outside_the_downsampling_blocks():
+    from mobileblocks_edu.irmb import iRMB
+
+    full = mbe.create_model("emo_1m_cifar")
+    attn_only = mbe.create_model("emo_1m_cifar", dw_stages=[False] * 4)
+    for bf, ba in zip(_emo_blocks(full), _emo_blocks(attn_only)):
+        first = not bf.has_skip  # the first block of a stage: downsampling, no residual
+        assert ba.has_dw == first and ba.has_attn == bf.has_attn
+        if not first:
+            assert isinstance(ba.conv_local, nn.Identity) and not ba.dw_skip
+    # the parameters removed are exactly the DW-convs (+ BN) of the non-first blocks
+    removed = sum(count_params(b.conv_local) for b in _emo_blocks(full) if b.has_skip)
+    assert count_params(full) - count_params(attn_only) == removed > 0
+    assert isinstance(attn_only.stage0[1].conv_local, type(full.stage0[1].conv_local))  # the stem block keeps its DW
+
+
+def test_emo_identity_operator_is_an_mlp_block():
+    ident = randomize_(mbe.create_model("emo_1m_cifar", attn_stages=[False] * 4, dw_stages=[False] * 4,
+                                        norm_layers=["bn", "bn", "ln", "ln"], act_layers=["silu", "silu", "gelu", "gelu"])).eval()
+    blk = ident.stage3[1]
+    assert not blk.has_attn and not blk.has_dw
+    x = torch.randn(2, blk.in_chs, 4, 4)
+    torch.testing.assert_close(blk(x), x + blk.proj(blk.v(blk.norm(x))))  # F = identity
+    assert ident(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_emo_operator_order_switch():
+    kw = dict(attn_before_mlp_e=False, dim_heads=[16, 16, 20, 24])
+    ref = randomize_(mbe.create_model("emo_1m_cifar", **kw)).eval()
+    swapped = mbe.create_model("emo_1m_cifar", op_order="dw_attn", **kw).eval()
+    swapped.load_state_dict(ref.state_dict())  # the same parameters: only the order differs
+    attn_blocks = [b for b in _emo_blocks(swapped) if b.has_attn]
+    assert attn_blocks and all(b.op_order == "dw_attn" for b in attn_blocks)
+    blk_ref, blk = ref.stage3[1], swapped.stage3[1]
+    x = torch.randn(2, blk.in_chs, 4, 4)
+    xn = blk.norm(x)
+    h = blk.local(blk.v(xn))  # DW-conv branch first, then EW-MHSA with it as the values
+    torch.testing.assert_close(blk(x), x + blk.proj(blk.ew_mhsa(xn, values=h)))
+    assert not torch.allclose(blk(x), blk_ref(x))
+    with pytest.raises(ValueError, match="needs attn_before_mlp_e=False"):
+        mbe.create_model("emo_1m_cifar", op_order="dw_attn")
+    with pytest.raises(ValueError, match="op_order must be one of"):
+        mbe.create_model("emo_1m_cifar", op_order="attn_first")
+    with pytest.raises(ValueError, match="dw_stages needs one value per stage"):
+        mbe.create_model("emo_1m_cifar", dw_stages=[False] * 3)

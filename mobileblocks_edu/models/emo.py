@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..irmb import batchnorm2d, iRMB
+from ..irmb import OP_ORDERS, batchnorm2d, iRMB
 from ..layers import LayerFactory, LayerNorm2d, check_positive, trunc_normal_init
 from ..registry import register_model
 from ._base import Classifier
@@ -84,6 +84,12 @@ class EMO(Classifier):
         exp_ratios: expansion λ per stage (the first block uses 2λ on its input channels).
         dim_heads: channels per attention head, per stage.
         attn_stages: which stages use EW-MHSA in their non-first blocks (stages 3-4).
+        dw_stages: which stages keep the DW-conv in their non-first blocks (all). With
+            ``False`` (and no attention) F is the identity there (the paper's Table 5); the
+            first block of every stage keeps its DW-conv, which downsamples.
+        op_order: order of F in the attention blocks: ``"attn_dw"`` (EW-MHSA, then DW-conv; the
+            paper's default) or ``"dw_attn"`` (needs ``attn_before_mlp_e=False``; the paper's
+            operator-order study).
         window_sizes: attention window per stage (``None``: global attention).
         window_layout: ``"grid"`` (the reference network) or ``"block"``.
         dw_kernel_sizes: DW-conv kernel per stage ([3, 3, 5, 5]).
@@ -113,6 +119,8 @@ class EMO(Classifier):
         exp_ratios: Sequence[float] = (2.0, 2.5, 3.0, 3.5),
         dim_heads: Sequence[int] = (16, 16, 20, 21),
         attn_stages: Sequence[bool] = (False, False, True, True),
+        dw_stages: Sequence[bool] = (True, True, True, True),
+        op_order: str = "attn_dw",
         window_sizes: Union[Optional[int], Sequence[Optional[int]]] = 7,
         window_layout: str = "grid",
         dw_kernel_sizes: Sequence[int] = (3, 3, 5, 5),
@@ -130,15 +138,18 @@ class EMO(Classifier):
     ):
         super().__init__()
         attn_stages = _per_stage("attn_stages", attn_stages)
+        if op_order not in OP_ORDERS:
+            raise ValueError(f"op_order must be one of {OP_ORDERS}, got {op_order!r}")
         if norm_layers is None:
             norm_layers = tuple("ln" if a else "bn" for a in attn_stages)
         if act_layers is None:
             act_layers = tuple("gelu" if a else "silu" for a in attn_stages)
-        depths, embed_dims, exp_ratios, dim_heads, attn_stages, window_sizes, dw_kernel_sizes, norm_layers, act_layers, \
-            stage_strides = (
+        depths, embed_dims, exp_ratios, dim_heads, attn_stages, dw_stages, window_sizes, dw_kernel_sizes, norm_layers, \
+            act_layers, stage_strides = (
                 _per_stage(n, v) for n, v in [
                     ("depths", depths), ("embed_dims", embed_dims), ("exp_ratios", exp_ratios),
-                    ("dim_heads", dim_heads), ("attn_stages", attn_stages), ("window_sizes", window_sizes),
+                    ("dim_heads", dim_heads), ("attn_stages", attn_stages), ("dw_stages", dw_stages),
+                    ("window_sizes", window_sizes),
                     ("dw_kernel_sizes", dw_kernel_sizes), ("norm_layers", norm_layers),
                     ("act_layers", act_layers), ("stage_strides", stage_strides),
                 ]
@@ -170,6 +181,8 @@ class EMO(Classifier):
                     exp_ratio=exp_ratios[i] * (2 if first else 1),
                     dw_kernel_size=dw_kernel_sizes[i],
                     has_attn=attn_stages[i] and not first,
+                    has_dw=dw_stages[i] or first,
+                    op_order=op_order if attn_stages[i] and not first else "attn_dw",
                     dim_head=dim_heads[i],
                     window_size=window_sizes[i],
                     window_layout=window_layout,

@@ -94,8 +94,8 @@ _CIFAR = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="emo"
               options=("--lr", EMO_LR))
 _INETTE = dict(data="imagenette", epochs=IMAGENETTE_EPOCHS, seeds=(0,), recipe="emo", group="imagenette",
                batch_size=64, options=("--lr", "1e-3"))  # 2,000 images: batch 64 for more steps, lr scaled linearly
-_EMO_ABL = {**_CIFAR, "seeds": (0, 1), "group": "ablation"}
-_MOCOVIT_ABL = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1), recipe="mocovit", group="ablation",
+_EMO_ABL = {**_CIFAR, "group": "ablation"}
+_MOCOVIT_ABL = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="mocovit", group="ablation",
                     options=("--lr", SGD_LR))
 # EMO-1M's norms and activations (BN + SiLU in stages 1-2, LN + GELU in stages 3-4) kept when F changes
 _EMO_1M_LAYERS = (("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["silu", "silu", "gelu", "gelu"]))

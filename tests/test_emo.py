@@ -287,19 +287,34 @@ def test_bad_configuration_is_refused():
 
 
 def test_benchmark_runs_and_reports(tmp_path):
+    import json
+
     from mobileblocks_edu import bench
 
     out = tmp_path / "bench.json"
     assert bench.main(["--models", "emo_1m", "--settings", "32:2", "--repeats", "2", "--warmup", "0",
-                       "--profile", "--output", str(out)]) == 0
-    import json
-
+                       "--output", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["checks"]["emo_1m@32"]["max_abs_diff"] < 1e-4
     train, evaluation = report["groups"]
     assert (train["mode"], evaluation["mode"]) == ("train", "eval")
     assert len(train["runs"]["emo_1m/fast"]["seconds"]) == 2 and train["ratios"]["emo_1m"] > 0
-    assert set(train["profile"]["fast"]) <= {k for k, _ in bench.OP_KINDS} | {"other"}
+    assert report["threads"] == 2 and report["allocator"] == "default"
+
+
+def test_benchmark_profile_sorts_operators_by_kind():
+    from mobileblocks_edu import bench
+
+    assert bench.op_kind("aten::convolution_backward") == "convolution, backward"
+    assert bench.op_kind("aten::mkldnn_convolution") == "convolution, forward"
+    assert bench.op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert bench.op_kind("aten::native_layer_norm") == "normalisation"
+    assert bench.op_kind("aten::addmm") == "other"
+    pair = bench.build_pair("emo_1m_cifar", num_classes=10)
+    steps = {p: bench.Step(pair[p], p, "train", 32, 2, 10) for p in bench.PATHS}
+    prof = bench.profile_paths(steps, rounds=1)
+    assert set(prof) == set(bench.PATHS)
+    assert prof["fast"]["convolution, backward"] > 0 and set(prof["fast"]) <= {k for k, _ in bench.OP_KINDS} | {"other"}
 
 
 def test_benchmark_refuses_bad_settings():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import data
+from mobileblocks_edu import data, lab
 from mobileblocks_edu import experiments as E
 from mobileblocks_edu.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
@@ -134,3 +134,35 @@ def test_dry_run_of_a_real_experiment(toy_root, tmp_path, monkeypatch):
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, last[k].half().to(v.dtype))
     assert E.summarize(exp.name, tmp_path / "results")["mean"] == result["final"]["top1"]
+
+
+# ------------------------------------------------------------------ the committed results
+def _committed_results():
+    folder = lab.results_dir()
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("bench_")) if folder else []
+
+
+@pytest.mark.parametrize("path", _committed_results(), ids=lambda p: p.stem)
+def test_committed_result_matches_its_experiment(path):
+    """Every committed result is a finished run of a defined experiment, made by its command."""
+    import json
+
+    r = json.loads(path.read_text())
+    name, _, seed = path.stem.rpartition("_seed")
+    exp = E.get_experiment(name)
+    assert int(seed) == r["seed"] and r["seed"] in exp.seeds
+    assert r["status"] == "done" and r["epochs_done"] == exp.epochs == len(r["history"])
+    assert r["command"].startswith(exp.command(r["seed"]))  # (+ the thread count it ran with)
+    assert r["code_version"]["git_commit"] and r["code_version"]["git_dirty"] is False
+    assert r["final"]["n"] == r["val_images"] and 0 <= r["final"]["top1"] <= 100
+    assert r["params"] == mbe.count_params(E.build_model(name))
+
+
+def test_committed_checkpoints_load():
+    folder = lab.checkpoints_dir()
+    files = sorted(folder.glob("*.pt")) if folder else []
+    for path in files:
+        name, _, seed = path.stem.rpartition("_seed")
+        model = E.load_trained(name, int(seed))
+        assert model is not None and not model.training
+        assert (lab.results_dir() / f"{path.stem}.json").is_file()  # weights come with their result

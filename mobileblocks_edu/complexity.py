@@ -108,9 +108,10 @@ def flop_breakdown(
         stack.append(names.get(id(m), stack[-1]))
 
     def post_hook(m, args, out):
-        stack.pop()
+        # a norm or pooling module's own count belongs to that module, then leave it
         if convention == "fvcore" and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
             record(type(m).__name__, _norm_pool_flops(m, args[0], out))
+        stack.pop()
 
     if isinstance(inputs, torch.Tensor):
         x = inputs
@@ -211,7 +212,9 @@ def wmhsa_cost(dim: int, height: int, window_size: int, width: Optional[int] = N
 
     Projections act on the L = H·W real tokens (``4C²L``); attention runs over the padded map,
     ``Lp = Hp·Wp`` tokens in windows of l: ``2C·Lp·l``. The paper (maps divisible by w) writes
-    ``8C²L + 4CLl + 3Ll``. Windows never exchange information: MPL = ∞.
+    ``8C²L + 4CLl + 3Ll``. Windows never exchange information: the paper's MPL is O(Inf). (It
+    assumes several windows: when one window covers the map, the exact MPL of
+    :func:`mobileblocks_edu.receptive.max_path_length` is 1.)
     """
     C, w = dim, window_size
     H, W, L = _tokens(height, width)

@@ -80,18 +80,6 @@ def batchnorm2d(num_features: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(num_features, eps=1e-6)
 
 
-class SpatialMean(nn.Module):
-    """``x.mean((2, 3), keepdim=True)``: global average pooling written as a ``mean``.
-
-    The same function as ``nn.AdaptiveAvgPool2d(1)``; used as the squeeze of the reference
-    network's squeeze-excitation, which fvcore's convention (and the ``"fvcore"`` counter) does
-    not count, while it counts the pooling module (1 operation per input element).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-
-
 class iRMB(nn.Module):  # noqa: N801  (the paper's name)
     """Inverted Residual Mobile Block with the paper's switches.
 
@@ -224,7 +212,6 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         )
         if se_ratio > 0:
             self.se = SqueezeExcite(hidden, rd_chs=max(1, round(hidden * se_ratio)), act_layer=act_layer or nn.ReLU)
-            self.se.pool = SpatialMean()
         else:
             self.se = nn.Identity()
         # MLP_s: (B, λC, H', W') -> (B, C_out, H', W'), linear, no bias
@@ -360,4 +347,4 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         return s + f", fused={self.fused}"
 
 
-__all__ = ["iRMB", "SpatialMean", "batchnorm2d", "OP_ORDERS"]
+__all__ = ["iRMB", "batchnorm2d", "OP_ORDERS"]

@@ -123,6 +123,12 @@ def test_dwconv_formula(dim, size, k):
     assert count_flops(m, (1, dim, size, size), "macs") == cost.macs == k * k * size * size * dim
 
 
+def test_norm_counts_belong_to_the_norm_module():
+    block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), mbe.layers.LayerNorm2d(4))
+    bd = flop_breakdown(block, (1, 4, 3, 3), "fvcore")
+    assert bd == {("0", "convolution"): 4 * 4 * 9, ("1", "BatchNorm2d"): 2 * 36, ("2.norm", "LayerNorm"): 5 * 36}
+
+
 def test_count_flops_accepts_a_tensor():
     m = nn.Conv2d(3, 4, 1, bias=False)
     assert count_flops(m, torch.zeros(1, 3, 5, 5), "macs") == 3 * 4 * 25

@@ -1,6 +1,5 @@
-"""Figure and table helpers shared by the lessons of Part V.
+"""Figure helpers shared by the lessons of Part V.
 
-* :func:`show_table`: a computed table as HTML (same rendering in Jupyter, Colab and the book).
 * :func:`jshtml_slider`: a parameterised matplotlib figure as a slider that works without a
   kernel (``FuncAnimation(...).to_jshtml()``: one pre-rendered frame per value), so the static
   HTML book is interactive too.
@@ -10,24 +9,9 @@
 """
 from __future__ import annotations
 
-import html
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-
-
-def html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """An HTML table of already formatted cells (escaped)."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def show_table(header: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """Display a table of computed values."""
-    from IPython.display import HTML, display
-
-    display(HTML(html_table(header, rows)))
 
 
 def jshtml_slider(fig, draw: Callable[[object], None], values: Sequence, interval: int = 700):
@@ -117,4 +101,4 @@ def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[
     return fig
 
 
-__all__ = ["html_table", "show_table", "jshtml_slider", "model_for_figure", "cam_grid"]
+__all__ = ["jshtml_slider", "model_for_figure", "cam_grid"]

@@ -7,14 +7,10 @@ def _seed():
     torch.manual_seed(0)
 
 
-def randomize_(module: torch.nn.Module) -> torch.nn.Module:
-    """Give every parameter and BN buffer non-trivial values, so that equivalence tests cannot
-    pass by accident (fresh BN layers are the identity in eval mode)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0, 0.5)
-        for m in module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.normal_(0, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return module
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread avoids oversubscribing a small shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,12 +20,7 @@ from mobileblocks_edu.calculator import (
 from mobileblocks_edu.receptive import cascade_mpl_block, conv_mpl
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SETTINGS = [

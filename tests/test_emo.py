@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mobileblocks_edu as mbe
-from conftest import randomize_
+from mobileblocks_edu.lab import randomize_
 from mobileblocks_edu.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mobileblocks_edu.complexity import count_flops, count_params, flop_breakdown, group_counts, params_by_prefix
 from mobileblocks_edu.irmb import iRMB

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobileblocks_edu as mbe
-from conftest import randomize_
+from mobileblocks_edu.lab import randomize_
 from mobileblocks_edu.complexity import (
     count_flops,
     count_params,

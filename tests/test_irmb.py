@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import randomize_
+from mobileblocks_edu.lab import randomize_
 from mobileblocks_edu.attention import WindowAttention, window_partition, window_reverse
 from mobileblocks_edu.complexity import count_flops, count_params, ewmhsa_cost
 from mobileblocks_edu.irmb import iRMB
@@ -150,7 +150,7 @@ def test_orders_differ_otherwise(extra):
         blk.attn_before_mlp_e = False
         paper = blk(x)
     diff = (efficient - paper).abs().max().item()
-    assert diff > 1e-2, diff  # a different function, not rounding
+    assert diff > 100 * ATOL, diff  # a different function, not float rounding (about 1e-6 here)
 
 
 def test_orders_agree_with_one_head_and_no_activation():

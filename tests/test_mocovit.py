@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobileblocks_edu as mbe
-from conftest import randomize_
+from mobileblocks_edu.lab import randomize_
 from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock
 from mobileblocks_edu.complexity import (
     count_flops,

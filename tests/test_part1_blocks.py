@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import randomize_
+from mobileblocks_edu.lab import randomize_
 from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock, window_partition, window_reverse
 from mobileblocks_edu.complexity import count_params
 from mobileblocks_edu.irb import InvertedResidual

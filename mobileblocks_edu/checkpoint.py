@@ -1,6 +1,6 @@
 """Saving and loading weights safely.
 
-* :func:`save_checkpoint` writes atomically: to a temporary file in the same folder, flushed to
+* :func:`save_checkpoint` writes atomically (:func:`atomic_write`): to a temporary file in the same folder, flushed to
   disk, then renamed over the target. An interrupted write never leaves a half-written file.
 * :func:`load_checkpoint` reads with ``torch.load(weights_only=True)`` (no arbitrary code runs),
   unwraps the usual containers (``{'net': ...}``, ``{'net_E': ...}`` of the EMO releases,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import IO, Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -25,14 +25,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def save_checkpoint(obj: Any, path: PathLike) -> Path:
-    """``torch.save(obj, path)``, atomically. Returns the path."""
+def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
+    """Call ``write(f)`` on a temporary file in ``path``'s folder, flush it to disk, then rename
+    it over ``path``: readers see the old file or the new one, never half of one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -41,6 +42,11 @@ def save_checkpoint(obj: Any, path: PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def save_checkpoint(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj, path)``, atomically. Returns the path."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Any:
@@ -111,6 +117,7 @@ def load_checkpoint(model: nn.Module, path: PathLike, key: Optional[str] = None,
 
 __all__ = [
     "CheckpointError",
+    "atomic_write",
     "save_checkpoint",
     "read_checkpoint",
     "unwrap_state_dict",

@@ -51,7 +51,6 @@ import random
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -67,7 +66,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__, lab
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, read_checkpoint, save_checkpoint
 from .complexity import count_flops, count_params
 from .data import derive_seed, set_epoch
 
@@ -330,19 +329,11 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------
 def write_json(obj: Any, path: PathLike) -> Path:
     """Write ``obj`` as indented JSON, atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    def write(f):
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+    return atomic_write(path, write, binary=False)
 
 
 def rng_state() -> dict:

@@ -1,4 +1,6 @@
 """The model registry and safe checkpoint handling."""
+import json
+
 import pytest
 import torch
 
@@ -79,3 +81,13 @@ def test_interrupted_save_leaves_old_file_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(read_checkpoint(path)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_interrupted_json_write_leaves_old_file_intact(tmp_path):
+    from mobileblocks_edu.train import write_json
+
+    path = write_json({"epoch": 1}, tmp_path / "result.json")
+    with pytest.raises(ValueError):  # NaN is refused half-way through the write
+        write_json({"epoch": 2, "loss": float("nan")}, path)
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

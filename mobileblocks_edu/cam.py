@@ -240,28 +240,18 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     from .mtb import MobileTransformerBlock, MoSA
 
     mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
-    if isinstance(mosa, MoSA):
-        keep = mosa.keep_attn
-        mosa.keep_attn = True
-        cap = _Capture(mosa)
-        try:
-            with torch.no_grad():
-                model(x)
-            attn, size = mosa.last_attn, tuple(cap.value.shape[-2:])
-        finally:
-            mosa.keep_attn = keep
-            cap.remove()
-        return query_attention(attn, query, size, None, batch_index=batch_index)
-    cap = _Capture(block)
-    keep = block.keep_attn
-    block.keep_attn = True
+    holder = mosa if isinstance(mosa, MoSA) else block  # the module that keeps the map
+    keep, holder.keep_attn = holder.keep_attn, True
+    cap = _Capture(holder)
     try:
         with torch.no_grad():
             model(x)
-        attn, size = block.last_attn, tuple(cap.value.shape[-2:])
+        attn, size = holder.last_attn, tuple(cap.value.shape[-2:])
     finally:
-        block.keep_attn = keep
+        holder.keep_attn = keep
         cap.remove()
+    if isinstance(holder, MoSA):  # global attention over the whole map
+        return query_attention(attn, query, size, None, batch_index=batch_index)
     return query_attention(attn, query, size, block.window_size, block.window_layout, batch_index)
 
 

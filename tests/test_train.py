@@ -282,17 +282,29 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     assert r["config"]["channels_last"] is True  # the command line's default
     assert r["data"]["source"] == "cifar10/train"  # relative to the data directory
 
-    # the same run in a child process, stopped by a real Ctrl-C (SIGINT) once epoch 1 is saved
+    # the same run in a child process, stopped by a real Ctrl-C (SIGINT) once epoch 1 is saved; the
+    # child pauses after each epoch's files are written, so that the signal lands before the run ends
     out = tmp_path / "cut"
-    p = subprocess.Popen([sys.executable, "-m", "mobileblocks_edu.train", *common, "--out", str(out), "--threads", "1"],
+    child = (
+        "import sys, time\n"
+        "from mobileblocks_edu import train\n"
+        "write = train.write_json\n"
+        "def paused(obj, path):\n"
+        "    write(obj, path)\n"
+        "    if isinstance(obj, dict) and obj.get('status') == 'running':\n"
+        "        time.sleep(2)\n"
+        "train.write_json = paused\n"
+        "sys.exit(train.main(sys.argv[1:]))\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", child, *common, "--out", str(out), "--threads", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (out / "last.pt").exists() and p.poll() is None and time.time() - t0 < 60:
         time.sleep(0.02)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    out_text, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
-    assert "--resume" in err
+    assert "--resume" in err, (err, out_text)
     saved = read_checkpoint(out / "last.pt")["epoch"]
     assert 1 <= saved < 4
     assert json.loads((out / "result.json").read_text())["status"] == "interrupted"

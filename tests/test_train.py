@@ -286,7 +286,8 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     # child pauses after each epoch's files are written, so that the signal lands before the run ends
     out = tmp_path / "cut"
     child = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with Ctrl-C ignored\n"
         "from mobileblocks_edu import train\n"
         "write = train.write_json\n"
         "def paused(obj, path):\n"

@@ -66,8 +66,38 @@ def _norm_pool_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) ->
     return 0
 
 
+def _attention_macs(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> int:
+    """Multiply-adds of ``softmax(Q Kᵀ) V`` for query (..., L, E), key (..., S, E), value (..., S, Eᵥ):
+    ``L·S·E`` for ``Q Kᵀ`` plus ``L·S·Eᵥ`` for ``A V``, per batch and head."""
+    *lead, L, E = query.shape
+    S, Ev = value.shape[-2:]
+    return math.prod(lead) * L * S * (E + Ev)
+
+
+def _is_fused_attention(op: str) -> bool:
+    """The aten ops behind ``F.scaled_dot_product_attention``'s fused kernels: the CPU flash kernel,
+    flash / memory-efficient / cuDNN on GPU, and the overrideable op of other backends (the math
+    fallback is not one: it runs as ``bmm``/``matmul`` and is counted as such)."""
+    return op.startswith("_scaled_dot_product_") and op.endswith(("attention", "attention_for_cpu", "attention_overrideable"))
+
+
+def _torch_formula(formula, args, kwargs, out) -> int:
+    """Call a ``torch.utils.flop_counter`` formula; it takes the output as ``out_val`` (torch 2.4+) or
+    ``out`` (2.2, 2.3)."""
+    try:
+        return formula(*args, **kwargs, out_val=out)
+    except TypeError:
+        return formula(*args, **kwargs, out=out)
+
+
 class _MatmulCounter(TorchDispatchMode):
-    """Adds the multiply-adds of every matrix-product-like aten op to the current module's count."""
+    """Adds the multiply-adds of every matrix-product-like aten op to the current module's count.
+
+    Convolutions and ``mm``/``addmm``/``bmm``/``baddbmm`` are counted with PyTorch's own formulas.
+    The fused attention kernels are counted with :func:`_attention_macs` on every torch: which of them
+    PyTorch's registry knows depends on the version (the CPU flash kernel only from 2.15), and a count
+    must not.
+    """
 
     def __init__(self, record, skip_attention: bool = False):
         super().__init__()
@@ -76,12 +106,16 @@ class _MatmulCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            op = str(func._overloadpacket).split(".")[-1]
-            if not (self.skip_attention and any(a in op for a in ATTENTION_OPS)):
-                # PyTorch counts 2 FLOPs per multiply-add
-                self.record(op, formula(*args, **kwargs, out_val=out) // 2)
+        op = str(func._overloadpacket).split(".")[-1]
+        if _is_fused_attention(op):
+            n = _attention_macs(*args[:3])
+        else:
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is None:
+                return out
+            n = _torch_formula(formula, args, kwargs, out) // 2  # PyTorch counts 2 FLOPs per multiply-add
+        if not (self.skip_attention and any(a in op for a in ATTENTION_OPS)):
+            self.record(op, n)
         return out
 
 

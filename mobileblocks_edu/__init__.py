@@ -9,7 +9,7 @@ created by name::
     model = mbe.create_model("mobilenetv2_100")
     mbe.count_params(model), mbe.count_flops(model, (1, 3, 224, 224), "macs")
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .complexity import count_flops, count_params

@@ -496,7 +496,8 @@ def fit(
                           fvcore_flops=count_flops(model, (1, *input_shape), "fvcore"))
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
+              else torch.cuda.amp.GradScaler(enabled=dtype == torch.float16))  # torch 2.2: CUDA's only
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema else None
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     classes = getattr(val_loader.dataset if val_loader is not None else train_loader.dataset, "classes", None)

@@ -3,10 +3,14 @@ import json
 import re
 from pathlib import Path
 
+import sys
+
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_lessons  # noqa: E402
 
 
 def _config_value(key: str) -> str:
@@ -50,8 +54,20 @@ def test_lesson_skeleton(path):
     assert "**Run time:**" in title
     setup = _source(cells[1])
     assert cells[1]["cell_type"] == "code"
+    assert setup.startswith(sync_lessons.install_block()), "install block out of step: run `make sync-lessons`"
     assert f'"{REPO_URL}"' in setup, "the setup cell clones the repository named in _config.yml"
     assert "lab.setup(" in setup
+
+
+def test_one_release_everywhere():
+    """pyproject's version, the library's __version__, the tag the book's Colab buttons open
+    (_config.yml's branch) and the tag every lesson installs are one release."""
+    import mobileblocks_edu
+
+    version = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert mobileblocks_edu.__version__ == version
+    assert BRANCH == f"v{version}" == sync_lessons.config()[1]
+    assert sync_lessons.main(["--check"]) == 0
 
 
 def test_repository_url_is_the_same_everywhere():

@@ -58,31 +58,38 @@ def test_fused_attention_kernel_is_counted():
     assert sum(bd.values()) == 2 * b * h * n * n * d  # Q Kᵀ and A V
 
 
-def _backends():
-    """Names of the SDPA backends of this torch (``torch.nn.attention`` exists from 2.3)."""
-    attention = pytest.importorskip("torch.nn.attention")
-    return [name for name in attention.SDPBackend.__members__ if name != "ERROR"]
-
-
+BACKENDS = ["MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE"]
 DEVICES = ["cpu", "meta"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def _only(backend: str):
+    """A context in which scaled_dot_product_attention may use only ``backend``, or None when this
+    torch has no such backend. (``torch.nn.attention`` exists from torch 2.3; torch 2.2 has the
+    older ``torch.backends.cuda.sdp_kernel`` switches, which the CPU kernels obey too.)"""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        old = {"MATH": "enable_math", "FLASH_ATTENTION": "enable_flash", "EFFICIENT_ATTENTION": "enable_mem_efficient"}
+        if backend not in old:
+            return None
+        return torch.backends.cuda.sdp_kernel(**{flag: flag == old[backend] for flag in old.values()})
+    return sdpa_kernel([getattr(SDPBackend, backend)]) if backend in SDPBackend.__members__ else None
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("backend", ["MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_attention_backend_is_counted(backend, device):
     """Whichever kernel runs scaled_dot_product_attention, its products are counted (on this torch,
     whether or not PyTorch's own flop registry knows the kernel)."""
-    if backend not in _backends():
+    if _only(backend) is None:
         pytest.skip(f"torch {torch.__version__} has no {backend} backend")
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     b, h, n, d = 2, 3, 49, 16
     q = torch.randn(b, h, n, d, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
     try:
-        with sdpa_kernel([getattr(SDPBackend, backend)]):
+        with _only(backend):
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
             bd = flop_breakdown(_SDPA(), q, "macs")
-    except RuntimeError as e:  # this backend cannot run here (no GPU kernel for this device, dtype or build)
+    except RuntimeError as e:  # this backend cannot run here (no kernel for this device, dtype or build)
         pytest.skip(f"{backend} does not run on {device}: {str(e).splitlines()[0]}")
     assert sum(bd.values()) == 2 * b * h * n * n * d, bd
     assert flop_breakdown(_SDPA(), q, "conv_linear") == {}  # attention products only
@@ -93,10 +100,9 @@ def test_fused_models_count_the_same_with_every_backend(name):
     """A fused model's count is the same with the kernel PyTorch picks (the CPU flash kernel where
     the layout allows it) as with the math fallback, and the same as the reference figure (EMO-1M:
     260.84M in fvcore's convention, as the authors' code counts it)."""
-    attention = pytest.importorskip("torch.nn.attention")
     model = mbe.create_model(name)
     counts = {"default": count_flops(model, (1, 3, 224, 224), "fvcore")}
-    with attention.sdpa_kernel([attention.SDPBackend.MATH]):
+    with _only("MATH"):
         counts["MATH"] = count_flops(model, (1, 3, 224, 224), "fvcore")
     assert len(set(counts.values())) == 1, counts
     if name == "emo_1m":

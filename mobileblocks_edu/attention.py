@@ -170,8 +170,10 @@ class WindowAttention(nn.Module):
 
     ``forward(q, k, v)`` takes ``(B, C_qk, H, W)``, ``(B, C_qk, H, W)`` and ``(B, C_v, H, W)`` and
     returns ``(B, C_v, H, W)``; C_v may differ from C_qk (EMO's expanded values). With
-    ``window_size=None`` attention is global over the H·W tokens. Padded tokens (zeros) are not
-    masked, as in Swin and EMO. With ``keep_attn=True`` (readable path only) the last attention
+    ``window_size=None`` attention is global over the H·W tokens. Padded tokens are zeros (the padding
+    comes after the projections) and are not masked. Swin and EMO's reference code do not mask
+    either, but pad *before* projecting, so their padded keys and values are the projection
+    biases b_k and b_v. With ``keep_attn=True`` (readable path only) the last attention
     map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots.
 
     ``tokens_last=True`` (fused path only) cuts the windows in the ``(pixels, channels)`` layout,

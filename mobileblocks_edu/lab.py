@@ -12,6 +12,7 @@ import inspect
 import os
 import platform
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar, Union
@@ -21,6 +22,7 @@ import torch
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
+_STARTED: Optional[float] = None  # when setup() last ran: the start of the lesson
 
 
 def is_fast() -> bool:
@@ -99,6 +101,8 @@ def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> Lab:
 
     Also sets a plain, readable matplotlib style for the book's figures.
     """
+    global _STARTED
+    _STARTED = time.perf_counter()
     seed_everything(seed)
     lab = Lab(get_device(device), is_fast(), data_dir(), seed)
     try:
@@ -144,6 +148,25 @@ def table(header: Sequence[str], rows: Sequence[Sequence], caption: Optional[str
     from IPython.display import HTML, display
 
     display(HTML(html_table(header, rows, caption)))
+
+
+def say(text: str) -> None:
+    """Show a sentence (Markdown and LaTeX) in the page as a cell output. Lessons write sentences
+    that carry computed numbers this way, ``lab.say(f"... {n_params:,} parameters")``, so that
+    the number is the one the code just computed, in Jupyter and Colab as in the book."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def run_time() -> float:
+    """Print and return the seconds since :func:`setup` ran (the lesson's measured run time)."""
+    if _STARTED is None:
+        raise RuntimeError("run_time() measures from lab.setup(); call lab.setup() first")
+    seconds = time.perf_counter() - _STARTED
+    mode = "fast mode" if is_fast() else "normal mode"
+    print(f"This lesson ran in {seconds:.0f} s ({mode}) on {machine()}.")
+    return seconds
 
 
 def on_meta(factory: Union[str, Callable[..., torch.nn.Module]], *args, **kwargs) -> torch.nn.Module:
@@ -220,6 +243,8 @@ __all__ = [
     "show_source",
     "html_table",
     "table",
+    "say",
+    "run_time",
     "on_meta",
     "randomize_",
     "max_diff",

@@ -34,8 +34,10 @@ paper's budget):
   layers. The expansion Ghost module of the MoFFN has ReLU, as in a Ghost bottleneck.
 * **Heads**: 4 (``num_heads``). Every GhostNet width is a multiple of 4, so 4 heads divide
   every width multiplier; heads change neither parameters nor multiply-adds.
-* **Squeeze-excitation**: per block (``se_ratio``); MoCoViT puts it in MTBs 2 and 4, where
-  GhostNet's replaced bottlenecks had it.
+* **Squeeze-excitation**: per block (``se_ratio``). The library puts it in MTBs 2 and 4,
+  where GhostNet's replaced bottlenecks had it. The paper only says that SE "is also applied after
+  the up-projection"; the placement is the book's reading of GhostNet's pattern and of the
+  paper's 5.3M budget (lesson 10).
 
 **The vanilla parts of the paper's Table 7** (``attn_layer="mhsa"``, ``ffn_layer="mlp"``): the
 Transformer block's own layers from :mod:`mobileblocks_edu.attention`, each with the pre-norm

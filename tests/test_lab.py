@@ -62,3 +62,15 @@ def test_show_source_shows_library_code():
     code = lab.show_source(InvertedResidual.forward)
     assert "def forward" in code.data
     assert Path(lab.__file__).is_file()
+
+
+def test_run_time_measures_from_setup(capsys):
+    import time
+
+    from mobileblocks_edu import lab
+
+    lab.setup(quiet=True)
+    time.sleep(0.05)
+    seconds = lab.run_time()
+    assert 0.05 <= seconds < 5
+    assert "This lesson ran in" in capsys.readouterr().out

@@ -302,7 +302,10 @@ def emo_1m_cifar(num_classes: int = 10, **kwargs) -> EMO:
     * The ImageNet layout downsamples 32 -> 16 (stem) -> 8 -> 4 -> 2 (stage 3) -> 1 (stage 4).
       Its 7x7 windows then hold 4 and 1 real pixels out of 49: the reference order costs 34.4M,
       six sevenths of it on padded pixels (the library's fast path skips them: 5.1M), and
-      attention over 1 pixel does nothing at all.
+      attention over 1 real pixel is not the identity: that pixel competes with 48 padded keys,
+      so its output is ``α·v + (1 - α)·v_pad`` with ``α = e^z / (e^z + 48)`` (z its score
+      relative to the padded keys' score), a data-dependent damping, ``α·v`` when the padded
+      values are zero.
     * Here stage 1 keeps the stem's resolution (its first block has stride 1), so the maps are
       16 -> 16 -> 8 -> 4 -> 2: four downsamplings by 2 instead of five. The stem stays at
       stride 2 (a stride-1 stem, 32x32 maps, costs 20.6M and about 1.4x the training time).

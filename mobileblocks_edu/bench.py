@@ -274,9 +274,9 @@ def run(
 
 
 def default_output() -> Path:
-    """``lessons/results/bench_cpu.json`` in a checkout, else ``bench_cpu.json`` here."""
-    results = lab.results_dir()
-    return results / "bench_cpu.json" if results is not None else Path("bench_cpu.json")
+    """``runs/bench_cpu.json`` (the scratch folder of runs; the committed report that lesson 7 reads,
+    ``lessons/results/bench_cpu.json``, is only written when named with ``--output``)."""
+    return Path("runs") / "bench_cpu.json"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -300,6 +300,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
+    from .registry import model_cfg
+
+    for name in args.models:
+        try:
+            model_cfg(name)
+        except ValueError as e:
+            parser.error(f"--models: {e}")
+    if args.output is not None and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder; name a JSON file")
     t0 = time.perf_counter()
     report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads,
                  profile=args.profile, keep_memory=args.keep_freed_memory)

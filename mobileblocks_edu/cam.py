@@ -76,18 +76,42 @@ def grad_cam(
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of images (B, 3, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch of images (B, 3, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if target_layers is None:
         target_layers, default_reshape = cam_layers(model)
         reshape_transform = reshape_transform or default_reshape
+    target_layers = list(target_layers)
+    if not target_layers:
+        raise ValueError("target_layers is empty: name at least one layer of the model")
     model.eval()
-    with torch.no_grad():
-        probs = model(x).float().softmax(-1)  # (B, classes)
+    maps: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: maps.append(out)) for layer in target_layers]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not maps:
+        raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
+    _check_map_size(model, x, maps, reshape_transform)
+    probs = logits.float().softmax(-1)  # (B, classes)
     conf, preds = probs.max(-1)
-    classes = [int(p) for p in preds] if targets is None else [int(t) for t in targets]
-    if len(classes) != x.shape[0]:
-        raise ValueError(f"targets must have one class per image ({x.shape[0]}), got {len(classes)}")
+    n_classes = probs.shape[-1]
+    if targets is None:
+        classes = [int(p) for p in preds]
+    else:
+        classes = list(targets)
+        if len(classes) != x.shape[0]:
+            raise ValueError(f"targets must have one class per image ({x.shape[0]}), got {len(classes)}")
+        bad = [t for t in classes if isinstance(t, bool) or not isinstance(t, (int, np.integer))
+               or not 0 <= int(t) < n_classes]
+        if bad:
+            raise ValueError(f"targets must be class indices in [0, {n_classes - 1}] (the model has {n_classes} "
+                             f"outputs), got {bad}")
+        classes = [int(t) for t in classes]
     with GradCAM(model=model, target_layers=list(target_layers), reshape_transform=reshape_transform) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
     return CamResult(
@@ -99,6 +123,23 @@ def grad_cam(
     )
 
 
+def _check_map_size(model: nn.Module, x: torch.Tensor, maps: Sequence[torch.Tensor], reshape_transform) -> None:
+    """Refuse an input so small that a target layer's map is a single pixel: Grad-CAM then has
+    nothing to localise and pytorch-grad-cam returns an all-zero map."""
+    for a in maps:
+        a = reshape_transform(a) if reshape_transform is not None else a
+        if not isinstance(a, torch.Tensor) or a.dim() != 4:
+            continue
+        h, w = a.shape[-2:]
+        if h < 2 or w < 2:
+            H, W = x.shape[-2:]
+            stride = max(-(-H // h), -(-W // w))
+            name = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
+            raise ValueError(f"x of {H}x{W} is too small for Grad-CAM on {name}: its target layer's map is "
+                             f"{h}x{w} (the model downsamples {stride}x), so the map would be all zeros; "
+                             f"use inputs of at least {2 * stride}x{2 * stride}")
+
+
 def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
     """The map drawn over the image with pytorch-grad-cam's ``show_cam_on_image`` (jet colours):
     ``rgb`` is ``(H, W, 3)`` float in [0, 1], ``cam`` ``(H, W)`` in [0, 1]; returns uint8 RGB."""
@@ -107,6 +148,9 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must be (H, W, 3), got shape {rgb.shape}")
+    cam = np.asarray(cam, dtype=np.float32)
+    if not 0 <= image_weight <= 1:
+        raise ValueError(f"image_weight must be in [0, 1], got {image_weight!r}")
     if rgb.shape[:2] != cam.shape:
         raise ValueError(f"rgb {rgb.shape[:2]} and cam {cam.shape} must have the same size")
     return show_cam_on_image(np.clip(rgb, 0, 1), np.clip(cam, 0, 1), use_rgb=True, image_weight=image_weight)

@@ -170,15 +170,71 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+def groups() -> list[str]:
+    """The experiments' groups, in the order they first appear."""
+    return list(dict.fromkeys(e.group for e in EXPERIMENTS.values()))
+
+
 def list_experiments(group: Optional[str] = None) -> list[Experiment]:
+    """Every experiment, or those of one group (a ``ValueError`` lists the groups for an unknown one)."""
+    if group is not None and group not in groups():
+        raise ValueError(f"unknown group {group!r}; the groups are {groups()}")
     return [e for e in EXPERIMENTS.values() if group is None or e.group == group]
 
 
-def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
-    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``."""
+class RunMismatchError(ValueError):
+    """A run folder that holds another experiment's run (another model, dataset, recipe, seed ...)."""
+
+
+def _saved_args(out: Path) -> Optional[dict]:
+    """The command-line settings a run folder records (``result.json``, else ``last.pt``)."""
+    result = out / "result.json"
+    if result.is_file():
+        try:
+            args = json.loads(result.read_text()).get("args")
+        except (json.JSONDecodeError, OSError) as e:
+            raise RunMismatchError(f"{result} cannot be read ({type(e).__name__}: {e}); move the folder away") from e
+        if args is not None:
+            return dict(args)
+    if (out / "last.pt").is_file():
+        from .checkpoint import read_checkpoint
+
+        return dict(read_checkpoint(out / "last.pt").get("meta", {}).get("args") or {}) or None
+    return None
+
+
+def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> None:
+    """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
+    made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
+    its arguments, data, recipe, epochs, seed ...), or a run that records none."""
+    from .train import _CLI_MAY_CHANGE, _norm, options
+
     out = exp.out_dir(seed, runs)
+    if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
+        return
+    saved = _saved_args(out)
+    if saved is None:
+        raise RunMismatchError(f"{out} holds a run that records no settings, so it cannot be checked against "
+                               f"{exp.name} (seed {seed}): move it away and run again")
+    want = options(exp.argv(seed, runs))
+    diff = [f"{k}: the folder's run has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
+            for k in sorted(want) if k not in _CLI_MAY_CHANGE and k in saved and _norm(saved.get(k)) != _norm(want[k])]
+    diff += [f"{k}: not recorded by the folder's run" for k in ("model", "data", "seed") if k not in saved]
+    if diff:
+        raise RunMismatchError(f"{out} holds another run than experiment {exp.name} with seed {seed}:\n  "
+                               + "\n  ".join(diff) + "\nmove that folder away (or pass another --runs)")
+
+
+def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
+    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``.
+
+    A folder that holds a run of other settings raises :class:`RunMismatchError`."""
+    out = exp.out_dir(seed, runs)
+    check_run_identity(exp, seed, runs)
     result = out / "result.json"
     if result.is_file() and json.loads(result.read_text()).get("status") == "done":
+        if not (out / "last.pt").is_file():
+            raise RunMismatchError(f"{result} says done but {out / 'last.pt'} is missing; move the folder away")
         return "done"
     return "partial" if (out / "last.pt").is_file() else "missing"
 
@@ -188,6 +244,9 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
     from .train import main
 
     exp = get_experiment(name)
+    if seed not in exp.seeds:
+        raise ValueError(f"seed {seed!r} is not one of {exp.name}'s seeds {list(exp.seeds)}")
+    _check_extra(extra)
     status = run_status(exp, seed, runs)
     if status == "done":
         print(f"{exp.run_name(seed)}: done already ({exp.out_dir(seed, runs)})")
@@ -195,6 +254,23 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
     if status == "partial":
         return main(["--out", str(exp.out_dir(seed, runs)), "--resume", *extra])
     return main(exp.argv(seed, runs) + list(extra))
+
+
+def _check_extra(extra: Sequence[str]) -> None:
+    """``extra`` options may change how a run is executed, never what it is (the folder would then
+    hold another run than the experiment's)."""
+    from .train import _CLI_MAY_CHANGE, build_parser
+
+    parser = build_parser()
+    try:
+        given = vars(parser.parse_args(list(extra)))
+    except SystemExit:
+        raise ValueError(f"extra options {list(extra)} are not options of python -m mobileblocks_edu.train") from None
+    allowed = sorted(_CLI_MAY_CHANGE - {"out", "resume"})
+    bad = [k for k, v in given.items() if v is not None and v is not False and k not in allowed]
+    if bad:
+        raise ValueError(f"extra options may change how a run is executed ({', '.join('--' + k.replace('_', '-') for k in allowed)}), "
+                         f"not what it is; got {', '.join('--' + k.replace('_', '-') for k in bad)}")
 
 
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
@@ -312,7 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("name")
     r.add_argument("--seed", type=int)
     r.add_argument("--runs", default="runs")
-    r.add_argument("--threads", type=int)
+    r.add_argument("--threads", type=_positive_int)
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
     c.add_argument("name")
     c.add_argument("--runs", default="runs")
@@ -323,7 +399,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for e in list_experiments(args.group):
                 print(f"# {e.name} [{e.group}]: {e.note}")
                 for s in e.seeds:
-                    print(f"{e.command(s, args.runs)}    # {run_status(e, s, args.runs)}")
+                    try:
+                        state = run_status(e, s, args.runs)
+                    except RunMismatchError:
+                        state = "folder holds another run"
+                    print(f"{e.command(s, args.runs)}    # {state}")
             return 0
         if args.cmd == "run":
             exp = get_experiment(args.name)
@@ -341,7 +421,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(str(e))
 
 
-__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "list_experiments", "run_status", "run_experiment",
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return v
+
+
+__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
+           "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_results",
            "summarize", "main"]
 

@@ -35,6 +35,7 @@ pixels on the diagonal of a feature map, averaged over images.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -297,6 +298,34 @@ def cascade_mpl_block(size: int, kernel_size: int, window_size: int) -> float:
 # ---- measured dependency on real modules ----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def eval_mode(fn):
+    """Put ``fn`` (when it is a module) and all its submodules in eval mode, and give every one of
+    them its own mode back afterwards. A new module is in train mode, where BatchNorm mixes the
+    samples of a batch and dropout is random: neither belongs in a measurement of one pixel's
+    dependencies."""
+    if not isinstance(fn, nn.Module):
+        yield fn
+        return
+    modes = [(m, m.training) for m in fn.modules()]
+    fn.eval()
+    try:
+        yield fn
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _check_position(name: str, position, h: int, w: int) -> tuple[int, int]:
+    try:
+        i, j = position
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (row, column), got {position!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (i, j)) or not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f"{name} must be (row, column) with 0 <= row < {h} and 0 <= column < {w}, got {position!r}")
+    return i, j
+
+
 def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size: Union[int, Sequence[int]],
                x: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Which input pixels each output pixel of ``module`` depends on, measured with autograd.
@@ -304,15 +333,20 @@ def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size
     Returns ``D: (H·W, H·W)`` bool with ``D[o, i]`` true when the gradient of output pixel ``o``
     (summed over channels) with respect to input pixel ``i`` (summed over |.| of the channels) is
     non-zero. The input (random unless ``x`` is given, shape ``(1, C, H, W)``) is repeated once
-    per output pixel, so one backward pass gives every row: modules must treat the samples of a
-    batch independently (eval mode). Output and input must have the same H x W.
+    per output pixel, so one backward pass gives every row: a module is measured in eval mode
+    (where samples do not mix) and given its own modes back afterwards. Output and input must
+    have the same H x W.
     """
     H, W = _size2(size)
+    check_positive("in_chs", in_chs, int)
     N = H * W
     if x is None:
         x = torch.randn(1, in_chs, H, W)
+    elif x.dim() != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != (in_chs, H, W):
+        raise ValueError(f"x must have shape (1, {in_chs}, {H}, {W}), got {tuple(x.shape)}")
     xs = x.detach().expand(N, -1, -1, -1).clone().requires_grad_(True)
-    y = module(xs)
+    with eval_mode(module):
+        y = module(xs)
     if y.shape[-2:] != (H, W):
         raise ValueError(f"dependency needs an output of the input's size {H}x{W}, got {tuple(y.shape[-2:])}")
     idx = torch.arange(N)
@@ -362,9 +396,17 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
         x: the inputs ``(B, C, H, W)``: random maps for untrained stacks, real images for models.
         position: output pixel ``(i, j)``; default the centre ``(h // 2, w // 2)``.
         layer: a submodule of ``fn`` whose output is the map ``y``.
+
+    A module ``fn`` is measured in eval mode and given its own modes back afterwards.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch (B, C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    with eval_mode(fn):
+        return _erf(fn, x, position, layer)
+
+
+def _erf(fn, x, position, layer) -> torch.Tensor:
     x = x.detach().clone().requires_grad_(True)
     if layer is None:
         y = fn(x)
@@ -388,7 +430,7 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
     if y.dim() != 4:
         raise ValueError(f"the output map must be (B, C, h, w), got shape {tuple(y.shape)}")
     h, w = y.shape[-2:]
-    i, j = position if position is not None else (h // 2, w // 2)
+    i, j = _check_position("position", position, h, w) if position is not None else (h // 2, w // 2)
     y[:, :, i, j].sum().backward()
     return x.grad.abs().sum(1).mean(0)  # (H, W)
 
@@ -515,6 +557,7 @@ __all__ = [
     "conv_mpl",
     "window_mpl",
     "cascade_mpl_block",
+    "eval_mode",
     "dependency",
     "layer_dependency",
     "mpl_from_dependency",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..ghost import GhostBottleneck
-from ..layers import ConvNormAct, check_positive, kaiming_init, make_divisible
+from ..layers import ConvNormAct, check_num_classes, check_positive, check_rate, kaiming_init, make_divisible
 from ..registry import register_model
 from ._base import Classifier
 
@@ -89,8 +89,11 @@ class GhostNet(Classifier):
     ):
         super().__init__()
         check_positive("width", width)
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
+        check_num_classes(num_classes)
+        check_positive("stem_stride", stem_stride, int)
+        check_positive("num_features", num_features, int)
+        check_rate("drop_rate", drop_rate)
+        check_rate("drop_path_rate", drop_path_rate)
         self.num_classes, self.num_features, self.width = num_classes, num_features, width
         self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
         stem_chs = make_divisible(STEM_CHS * width, 4)
@@ -130,6 +133,7 @@ class GhostNet(Classifier):
         return x if pre_logits else self.classifier(self.drop(x))
 
     def reset_classifier(self, num_classes: int) -> None:
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

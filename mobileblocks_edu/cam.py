@@ -96,7 +96,7 @@ def grad_cam(
             h.remove()
     if not maps:
         raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
-    _check_map_size(model, x, maps, reshape_transform)
+    _check_map_size(model, x, maps, target_layers, reshape_transform)
     probs = logits.float().softmax(-1)  # (B, classes)
     conf, preds = probs.max(-1)
     n_classes = probs.shape[-1]
@@ -123,21 +123,42 @@ def grad_cam(
     )
 
 
-def _check_map_size(model: nn.Module, x: torch.Tensor, maps: Sequence[torch.Tensor], reshape_transform) -> None:
+def _map_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module], reshape_transform) -> list:
+    """The ``(h, w)`` of every target layer's map for the input ``x`` (one forward pass)."""
+    maps: list = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: maps.append(out)) for layer in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    maps = [reshape_transform(a) if reshape_transform is not None else a for a in maps]
+    return [tuple(a.shape[-2:]) for a in maps if isinstance(a, torch.Tensor) and a.dim() == 4]
+
+
+def _check_map_size(model: nn.Module, x: torch.Tensor, maps: Sequence[torch.Tensor], layers, reshape_transform) -> None:
     """Refuse an input so small that a target layer's map is a single pixel: Grad-CAM then has
     nothing to localise and pytorch-grad-cam returns an all-zero map."""
-    for a in maps:
-        a = reshape_transform(a) if reshape_transform is not None else a
-        if not isinstance(a, torch.Tensor) or a.dim() != 4:
+    maps = [reshape_transform(a) if reshape_transform is not None else a for a in maps]
+    sizes = [tuple(a.shape[-2:]) for a in maps if isinstance(a, torch.Tensor) and a.dim() == 4]
+    small = [hw for hw in sizes if min(hw) < 2]
+    if not small:
+        return
+    H, W = x.shape[-2:]
+    least = None
+    for side in (2 ** k for k in range(3, 12)):  # the smallest square input that gives a map of 2x2 or more
+        if side <= min(H, W):
             continue
-        h, w = a.shape[-2:]
-        if h < 2 or w < 2:
-            H, W = x.shape[-2:]
-            stride = max(-(-H // h), -(-W // w))
-            name = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
-            raise ValueError(f"x of {H}x{W} is too small for Grad-CAM on {name}: its target layer's map is "
-                             f"{h}x{w} (the model downsamples {stride}x), so the map would be all zeros; "
-                             f"use inputs of at least {2 * stride}x{2 * stride}")
+        probe = torch.zeros(1, *x.shape[1:-2], side, side, dtype=x.dtype, device=x.device)
+        if all(min(hw) >= 2 for hw in _map_sizes(model, probe, layers, reshape_transform)):
+            least = side
+            break
+    name = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
+    h, w = small[0]
+    raise ValueError(f"x of {H}x{W} is too small for Grad-CAM on {name}: its target layer's map is {h}x{w}, "
+                     "so the map would be all zeros; "
+                     + (f"use inputs of at least {least}x{least}" if least else "use larger inputs"))
 
 
 def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:

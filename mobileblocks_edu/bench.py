@@ -210,6 +210,19 @@ def run(
     log=print,
 ) -> dict:
     """Run the benchmark and return the report (see :func:`main` for the command line)."""
+    for arg, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1),
+                        ("num_classes", num_classes, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{arg} must be an integer >= {low}, got {v!r}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"modes must be a non-empty list of {MODES}, got {list(modes)!r}")
+    if not models:
+        raise ValueError("models must name at least one registered model")
+    for setting in settings:
+        if (not isinstance(setting, tuple) or len(setting) != 2
+                or not all(isinstance(v, int) and v > 0 for v in setting)):
+            raise ValueError(f"settings must be (size, batch) pairs of positive integers, got {setting!r}")
     torch.set_num_threads(threads)
     log = log or (lambda *a: None)
     allocator = "default"

@@ -179,6 +179,10 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
 
 def to_rgb(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Undo the normalisation of one image ``(3, H, W)``: ``(H, W, 3)`` float in [0, 1]."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"x must be one image (3, H, W), got shape {tuple(x.shape)}")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need one value per channel (3), got {len(mean)} and {len(std)}")
     m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
     return (x.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
@@ -215,6 +219,8 @@ def prepare(image, size: int, mean: Sequence[float], std: Sequence[float]) -> tu
     the normalised tensor ``(3, size, size)`` and the RGB picture ``(size, size, 3)`` in [0, 1]."""
     from torchvision import transforms as T
 
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
     crop = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.ToTensor()])(image)
     return T.Normalize(mean, std)(crop), crop.permute(1, 2, 0).numpy()
 
@@ -251,7 +257,13 @@ def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int,
     H, W = size
     qi, qj = query
     if not (0 <= qi < H and 0 <= qj < W):
-        raise ValueError(f"query {query} lies outside the {H}x{W} map")
+        raise ValueError(f"query {query} lies outside the {H}x{W} map: rows 0..{H - 1}, columns 0..{W - 1}")
+    if window_size is not None and (isinstance(window_size, bool) or not isinstance(window_size, int)
+                                    or window_size < 1):
+        raise ValueError(f"window_size must be a positive integer or None (global attention), got {window_size!r}")
+    n_images = attn.shape[0] if window_size is None else None
+    if n_images is not None and not 0 <= batch_index < n_images:
+        raise ValueError(f"batch_index must be in [0, {n_images - 1}], got {batch_index!r}")
     q = qi * W + qj
     if window_size is None:
         if attn.shape[-1] != H * W:
@@ -304,6 +316,8 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     model (an iRMB with EW-MHSA, or a MoSA / MTB), for the image batch ``x``."""
     from .mtb import MobileTransformerBlock, MoSA
 
+    if not any(m is block for m in model.modules()):
+        raise ValueError(f"block ({type(block).__name__}) is not a submodule of the model")
     mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
     holder = mosa if isinstance(mosa, MoSA) else block  # the module that keeps the map
     keep, holder.keep_attn = holder.keep_attn, True

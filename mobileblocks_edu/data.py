@@ -190,6 +190,12 @@ class ImageDataset(Dataset):
     ):
         if len(items) != len(targets):
             raise ValueError(f"items ({len(items)}) and targets ({len(targets)}) differ in length")
+        bad = [int(t) for t in targets if not 0 <= int(t) < len(classes)]
+        if bad:
+            raise ValueError(f"targets must be labels in [0, {len(classes) - 1}] ({len(classes)} classes), "
+                             f"got {sorted(set(bad))[:5]}")
+        if class_ids is not None and len(class_ids) != len(classes):
+            raise ValueError(f"class_ids ({len(class_ids)}) and classes ({len(classes)}) differ in length")
         self.items = items
         self.targets = [int(t) for t in targets]
         self.classes = list(classes)
@@ -582,6 +588,8 @@ def build_transforms(name: str, train: bool, img_size: Optional[int] = None, ran
 def denormalize(x: torch.Tensor, name: str) -> torch.Tensor:
     """Undo the normalisation of :func:`build_transforms`: pixels back in [0, 1], for plotting."""
     info = dataset_info(name)
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"x must be images (..., 3, H, W), got shape {tuple(x.shape)}")
     mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * std + mean).clamp(0, 1)
@@ -592,6 +600,8 @@ class EpochSampler(Sampler[int]):
     is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch."""
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0 (the dataset's length), got {n!r}")
         self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
 
     def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
@@ -616,6 +626,8 @@ def set_epoch(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> Non
     Workers must not be persistent: a persistent worker keeps its own copy of the dataset and
     would not see the new epoch.
     """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0 (counting from 0), got {epoch!r}")
     if getattr(loader, "persistent_workers", False):
         raise ValueError("set_epoch needs persistent_workers=False (workers keep a stale copy of the dataset)")
     for obj in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.dataset):

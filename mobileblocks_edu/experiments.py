@@ -65,6 +65,24 @@ class Experiment:
     group: str = ""
     note: str = ""
 
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str) or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        for arg in ("epochs", "batch_size"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Experiment {self.name}: {arg} must be a positive integer, got {v!r}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            raise ValueError(f"Experiment {self.name}: seeds must be a non-empty tuple of integers >= 0, "
+                             f"got {self.seeds!r}")
+        if self.data not in ("cifar10", "imagenette"):
+            raise ValueError(f"Experiment {self.name}: data must be 'cifar10' or 'imagenette', got {self.data!r}")
+        if self.recipe not in ("emo", "mocovit", "ghostnet"):
+            raise ValueError(f"Experiment {self.name}: recipe must be 'emo', 'mocovit' or 'ghostnet', "
+                             f"got {self.recipe!r}")
+        if not all(isinstance(o, str) for o in self.options):
+            raise ValueError(f"Experiment {self.name}: options must be strings, got {self.options!r}")
+
     def run_name(self, seed: int) -> str:
         return f"{self.name}_seed{seed}"
 
@@ -362,6 +380,11 @@ def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1
     runs = load_results(name, results)
     if not runs:
         raise FileNotFoundError(f"no collected results for {name!r} in {results or lab.results_dir()}")
+    missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
+    if missing:
+        known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
+        raise ValueError(f"metric {metric!r} is not in the final evaluation of {name!r} (seeds {missing}); "
+                         f"choose one of {known}")
     values = [r["final"][metric] for r in runs]
     return {
         "name": name,

@@ -27,6 +27,7 @@ def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, 
     The rule of MobileNetV2 (divisor 8) and GhostNet (divisor 4): ``make_divisible(37.5) == 40``,
     ``make_divisible(20, 8) == 24`` (16 would lose more than 10 %).
     """
+    check_positive("divisor", divisor, int)
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < round_limit * v:

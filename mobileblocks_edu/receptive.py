@@ -234,7 +234,9 @@ def max_path_length(layer: Layer, size: Union[int, Sequence[int]], separable: bo
 def reach_counts(layer: Layer, size: int, n_layers: int, source: Optional[tuple[int, int]] = None) -> list[int]:
     """How many pixels ``source`` (default: centre) reaches after 0, 1, ..., ``n_layers`` layers."""
     H, W = _size2(size)
-    i, j = source if source is not None else (H // 2, W // 2)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
+        raise ValueError(f"n_layers must be an integer >= 0, got {n_layers!r}")
+    i, j = _check_position("source", source, H, W) if source is not None else (H // 2, W // 2)
     m = torch.zeros(1, 1, H, W)
     m[0, 0, i, j] = 1
     counts = [1]
@@ -450,8 +452,12 @@ def erf_area(erf: torch.Tensor, mass: float = 0.9) -> int:
 def erf_radius(erf: torch.Tensor, centre: Optional[tuple[int, int]] = None, mass: float = 0.9) -> int:
     """The smallest r such that the (2r + 1) x (2r + 1) square around ``centre`` (default: the
     map's centre) holds ``mass`` of the ERF."""
+    if erf.dim() != 2:
+        raise ValueError(f"erf must be an (H, W) map, got shape {tuple(erf.shape)}")
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
     H, W = erf.shape
-    ci, cj = centre if centre is not None else (H // 2, W // 2)
+    ci, cj = _check_position("centre", centre, H, W) if centre is not None else (H // 2, W // 2)
     erf = erf.double()
     total = float(erf.sum())
     if total <= 0:
@@ -500,6 +506,9 @@ def block_stack(kind: str, depth: int, dim: int = 16, exp_ratio: float = 2.0, ke
 def feature_maps(model: nn.Module, layers: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs of ``layers`` (submodules of ``model``) for the input ``x``, in order (eval mode
     is the caller's business)."""
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one submodule of the model")
     outs: dict[int, torch.Tensor] = {}
     handles = [m.register_forward_hook(lambda m, a, o, k=k: outs.__setitem__(k, o)) for k, m in enumerate(layers)]
     try:
@@ -522,6 +531,7 @@ def _unit_pixels(feat: torch.Tensor) -> torch.Tensor:
 def diagonal_similarity(feat: torch.Tensor) -> torch.Tensor:
     """EMO Fig. 9: the ``(n, n)`` cosine similarities between the feature vectors of the ``n =
     min(H, W)`` pixels ``(t, t)`` on the diagonal of ``feat: (B, C, H, W)``, averaged over B."""
+    _unit_pixels(feat)  # checks the shape
     B, C, H, W = feat.shape
     n = min(H, W)
     t = torch.arange(n)

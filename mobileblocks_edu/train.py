@@ -227,6 +227,11 @@ class WarmupCosine:
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+        check_positive("total_steps", total_steps, int)
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps!r}")
+        if not 0 <= min_ratio <= 1:
+            raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio!r}")
         self.warmup_steps, self.total_steps, self.min_ratio = int(warmup_steps), int(total_steps), float(min_ratio)
 
     def __call__(self, t: int) -> float:
@@ -238,6 +243,8 @@ class WarmupCosine:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: weight decay on weight matrices and kernels, none on biases and norm weights."""
+    if not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < math.inf:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
@@ -247,7 +254,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD (momentum) over :func:`param_groups`, from a resolved config."""
+    _check_resolved(cfg, "make_optimizer")
     groups = param_groups(model, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ValueError(f"{type(model).__name__} has no trainable parameter (requires_grad=True)")
     if cfg.opt == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -255,9 +265,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
     """Per-step :class:`WarmupCosine` over ``cfg.epochs * steps_per_epoch`` steps."""
+    _check_resolved(cfg, "make_scheduler")
+    check_positive("steps_per_epoch", steps_per_epoch, int)
     total = cfg.epochs * steps_per_epoch
     warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
     return LambdaLR(optimizer, WarmupCosine(warmup, total, cfg.min_lr_ratio))
+
+
+def _check_resolved(cfg: "TrainConfig", who: str) -> None:
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"{who} needs a TrainConfig, got {type(cfg).__name__}")
+    if None in (cfg.opt, cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.label_smoothing):
+        raise ValueError(f"{who} needs a resolved config: cfg.resolved(batch_size) fills in the recipe's values")
 
 
 def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
@@ -309,12 +328,18 @@ class EvalResult:
 
 def confusion_matrix(targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(num_classes, num_classes)`` counts: row = true class, column = prediction."""
+    check_positive("num_classes", num_classes, int)
+    for name, t in (("targets", targets), ("preds", preds)):
+        if t.numel() and not 0 <= int(t.min()) <= int(t.max()) < num_classes:
+            raise ValueError(f"{name} must be class indices in [0, {num_classes - 1}], "
+                             f"got values from {int(t.min())} to {int(t.max())}")
     idx = targets.long() * num_classes + preds.long()
     return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> int:
     """How many targets are among the ``k`` highest logits (``k`` capped at the number of classes)."""
+    check_positive("k", k, int)
     k = min(k, logits.shape[1])
     return int((logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum())
 
@@ -331,9 +356,11 @@ def evaluate(
 ) -> EvalResult:
     """Top-1, top-5, per-class accuracy and confusion matrix of ``model`` on ``loader``
     (the loss is plain cross-entropy, without label smoothing)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
-    device = torch.device(device)
+    device = check_device(device)
     dtype = amp_dtype(amp, device)
     classes = getattr(loader.dataset, "classes", None)
     num_classes = num_classes or (len(classes) if classes else None)
@@ -348,6 +375,8 @@ def evaluate(
             with _autocast(device, dtype):
                 logits = model(x)
             logits = logits.float()
+            if len(y) and int(y.max()) >= logits.shape[1]:
+                raise ValueError(f"the data has label {int(y.max())} but the model has {logits.shape[1]} outputs")
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             top1 += topk_correct(logits, y, 1)
             top5 += topk_correct(logits, y, 5)
@@ -610,9 +639,13 @@ def _check_fit_args(model, train_loader, val_loader, config) -> None:
     check_same_classes(_classes(train_loader), _classes(val_loader))
     n_out = getattr(model, "num_classes", None)
     classes = _classes(train_loader)
-    if isinstance(n_out, int) and n_out > 0 and classes is not None and len(classes) > n_out:
-        raise ValueError(f"the data has {len(classes)} classes but the model has {n_out} outputs: "
-                         f"build the model with num_classes={len(classes)}")
+    n_data = len(classes) if classes is not None else None
+    targets = getattr(train_loader.dataset, "targets", None)
+    if n_data is None and targets is not None and len(targets):
+        n_data = int(max(targets)) + 1
+    if isinstance(n_out, int) and n_out > 0 and n_data is not None and n_data > n_out:
+        raise ValueError(f"the data has {n_data} classes but the model has {n_out} outputs: "
+                         f"build the model with num_classes={n_data}")
 
 
 def _config_diff(saved: dict, now: dict) -> list[str]:
@@ -915,6 +948,10 @@ def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool
     the run had EMA (``ema=None``) or when ``ema=True``, else the model's; ``half`` stores
     floating-point tensors as float16 (half the size, for committed checkpoints)."""
     ck = read_checkpoint(checkpoint_path)
+    if not isinstance(ck, dict) or "model" not in ck or "optimizer" not in ck:
+        keys = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"{checkpoint_path} is not a training checkpoint of fit (last.pt, best.pt); "
+                              f"its top-level keys: {keys}")
     use_ema = ck.get("ema") is not None if ema is None else ema
     if use_ema and ck.get("ema") is None:
         raise ValueError(f"{checkpoint_path} has no EMA weights")

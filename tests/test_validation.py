@@ -397,3 +397,58 @@ def test_unknown_experiment_group_is_an_error(capsys):
     err = capsys.readouterr().err
     assert "unknown group 'nope'; the groups are" in err and "'ablation'" in err
     assert E.list_experiments("ablation")
+
+
+# ---------------------------------------------------------------- further: every public boundary
+def _boundary_cases(tmp_path):
+    save_checkpoint({"w": torch.zeros(1)}, tmp_path / "plain.pt")
+    model = nn.Linear(2, 3)
+    return [
+        (lambda: train.WarmupCosine(10, 5), r"warmup_steps must be in \[0, total_steps=5\], got 10"),
+        (lambda: train.WarmupCosine(0, 0), "total_steps must be a positive number, got 0"),
+        (lambda: train.make_optimizer(model, train.TrainConfig()), "needs a resolved config: cfg.resolved"),
+        (lambda: train.make_scheduler(torch.optim.SGD(model.parameters(), lr=0.1),
+                                      train.TrainConfig().resolved(8), 0), "steps_per_epoch must be a positive"),
+        (lambda: train.param_groups(model, -1.0), "weight_decay must be a finite number >= 0, got -1.0"),
+        (lambda: train.confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3),
+         r"targets must be class indices in \[0, 2\]"),
+        (lambda: train.topk_correct(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 0), "k must be a positive"),
+        (lambda: train.export_weights(tmp_path / "plain.pt", tmp_path / "w.pt"),
+         r"plain.pt is not a training checkpoint of fit .*top-level keys: \['w'\]"),
+        (lambda: data.ImageDataset(["a", "b"], [0, 2], ["x", "y"]), r"targets must be labels in \[0, 1\] .* got \[2\]"),
+        (lambda: data.EpochSampler(-1), "n must be an integer >= 0"),
+        (lambda: data.denormalize(torch.zeros(1, 32, 32), "cifar10"), r"x must be images \(..., 3, H, W\)"),
+        (lambda: cam.to_rgb(torch.zeros(1, 3, 8, 8), (0, 0, 0), (1, 1, 1)), r"x must be one image \(3, H, W\)"),
+        (lambda: cam.prepare(None, 0, (0, 0, 0), (1, 1, 1)), "size must be a positive integer"),
+        (lambda: cam.query_attention(torch.zeros(1, 2, 16, 16), (0, 0), (4, 4), batch_index=1),
+         r"batch_index must be in \[0, 0\]"),
+        (lambda: receptive.reach_counts(receptive.conv_op(3), 5, 2, source=(5, 0)), "source must be"),
+        (lambda: receptive.erf_radius(torch.ones(3, 3), centre=(-1, 0)), "centre must be"),
+        (lambda: receptive.feature_maps(model, [], torch.zeros(1, 2)), "layers is empty"),
+        (lambda: E.Experiment("x", "emo_1m_cifar", epochs=0), "epochs must be a positive integer, got 0"),
+        (lambda: E.Experiment("x", "emo_1m_cifar", data="cifar100"), "data must be 'cifar10' or 'imagenette'"),
+        (lambda: bench.run(["emo_1m"], [(32, 1)], modes=["fast"]), r"modes must be a non-empty list of"),
+        (lambda: mbe.create_model("emo_1m_cifar", num_classes=2.5), "num_classes must be an integer >= 0"),
+    ]
+
+
+def test_public_functions_check_their_arguments(tmp_path):
+    for call, message in _boundary_cases(tmp_path):
+        with pytest.raises((ValueError, CheckpointError), match=message):
+            call()
+
+
+def test_evaluate_refuses_labels_beyond_the_outputs():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 2, 5])), batch_size=4)
+    with pytest.raises(ValueError, match="the data has label 5 but the model has 3 outputs"):
+        train.evaluate(nn.Linear(2, 3), loader)
+
+
+def test_summarize_names_the_metrics(tmp_path, monkeypatch):
+    exp = E.Experiment("toy", "emo_1m_cifar", seeds=(0,))
+    monkeypatch.setitem(E.EXPERIMENTS, "toy", exp)
+    (tmp_path / "toy_seed0.json").write_text(json.dumps({"seed": 0, "final": {"top1": 50.0, "top5": 90.0}}))
+    with pytest.raises(ValueError, match=r"metric 'acc' is not in the final evaluation .* \['top1', 'top5'\]"):
+        E.summarize("toy", tmp_path, metric="acc")

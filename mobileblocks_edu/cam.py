@@ -86,32 +86,11 @@ def grad_cam(
     if not target_layers:
         raise ValueError("target_layers is empty: name at least one layer of the model")
     model.eval()
-    maps: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda m, a, out: maps.append(out)) for layer in target_layers]
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    if not maps:
-        raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
+    logits, maps = _forward_keeping(model, x, target_layers)
     _check_map_size(model, x, maps, target_layers, reshape_transform)
     probs = logits.float().softmax(-1)  # (B, classes)
     conf, preds = probs.max(-1)
-    n_classes = probs.shape[-1]
-    if targets is None:
-        classes = [int(p) for p in preds]
-    else:
-        classes = list(targets)
-        if len(classes) != x.shape[0]:
-            raise ValueError(f"targets must have one class per image ({x.shape[0]}), got {len(classes)}")
-        bad = [t for t in classes if isinstance(t, bool) or not isinstance(t, (int, np.integer))
-               or not 0 <= int(t) < n_classes]
-        if bad:
-            raise ValueError(f"targets must be class indices in [0, {n_classes - 1}] (the model has {n_classes} "
-                             f"outputs), got {bad}")
-        classes = [int(t) for t in classes]
+    classes = [int(p) for p in preds] if targets is None else _check_targets(targets, x.shape[0], probs.shape[-1])
     with GradCAM(model=model, target_layers=list(target_layers), reshape_transform=reshape_transform) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
     return CamResult(
@@ -123,18 +102,38 @@ def grad_cam(
     )
 
 
-def _map_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module], reshape_transform) -> list:
-    """The ``(h, w)`` of every target layer's map for the input ``x`` (one forward pass)."""
+def _forward_keeping(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module]) -> tuple[torch.Tensor, list]:
+    """``model(x)`` without gradients, and the outputs of ``layers`` in that pass."""
     maps: list = []
     hooks = [layer.register_forward_hook(lambda m, a, out: maps.append(out)) for layer in layers]
     try:
         with torch.no_grad():
-            model(x)
+            logits = model(x)
     finally:
         for h in hooks:
             h.remove()
+    if not maps:
+        raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
+    return logits, maps
+
+
+def _map_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module], reshape_transform) -> list:
+    """The ``(h, w)`` of every target layer's map for the input ``x`` (one forward pass)."""
+    maps = _forward_keeping(model, x, layers)[1]
     maps = [reshape_transform(a) if reshape_transform is not None else a for a in maps]
     return [tuple(a.shape[-2:]) for a in maps if isinstance(a, torch.Tensor) and a.dim() == 4]
+
+
+def _check_targets(targets: Sequence[int], batch: int, n_classes: int) -> list[int]:
+    """One class index in ``[0, n_classes)`` per image (a negative index would wrap around)."""
+    targets = list(targets)
+    if len(targets) != batch:
+        raise ValueError(f"targets must have one class per image ({batch}), got {len(targets)}")
+    bad = [t for t in targets if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < n_classes]
+    if bad:
+        raise ValueError(f"targets must be class indices in [0, {n_classes - 1}] (the model has {n_classes} "
+                         f"outputs), got {bad}")
+    return [int(t) for t in targets]
 
 
 def _check_map_size(model: nn.Module, x: torch.Tensor, maps: Sequence[torch.Tensor], layers, reshape_transform) -> None:

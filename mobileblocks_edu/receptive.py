@@ -405,35 +405,31 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
         raise ValueError(f"x must be a non-empty batch (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     with eval_mode(fn):
-        return _erf(fn, x, position, layer)
+        x = x.detach().clone().requires_grad_(True)
+        if layer is None:
+            y = fn(x)
+        else:
+            box: list[torch.Tensor] = []
 
+            def hook(m, args, out):
+                box.append(out)
+                raise _Stop
 
-def _erf(fn, x, position, layer) -> torch.Tensor:
-    x = x.detach().clone().requires_grad_(True)
-    if layer is None:
-        y = fn(x)
-    else:
-        box: list[torch.Tensor] = []
-
-        def hook(m, args, out):
-            box.append(out)
-            raise _Stop
-
-        handle = layer.register_forward_hook(hook)
-        try:
-            fn(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if not box:
-            raise ValueError("layer did not run in the forward pass of fn")
-        y = box[0]
-    if y.dim() != 4:
-        raise ValueError(f"the output map must be (B, C, h, w), got shape {tuple(y.shape)}")
-    h, w = y.shape[-2:]
-    i, j = _check_position("position", position, h, w) if position is not None else (h // 2, w // 2)
-    y[:, :, i, j].sum().backward()
+            handle = layer.register_forward_hook(hook)
+            try:
+                fn(x)
+            except _Stop:
+                pass
+            finally:
+                handle.remove()
+            if not box:
+                raise ValueError("layer did not run in the forward pass of fn")
+            y = box[0]
+        if y.dim() != 4:
+            raise ValueError(f"the output map must be (B, C, h, w), got shape {tuple(y.shape)}")
+        h, w = y.shape[-2:]
+        i, j = _check_position("position", position, h, w) if position is not None else (h // 2, w // 2)
+        y[:, :, i, j].sum().backward()
     return x.grad.abs().sum(1).mean(0)  # (H, W)
 
 
@@ -531,7 +527,8 @@ def _unit_pixels(feat: torch.Tensor) -> torch.Tensor:
 def diagonal_similarity(feat: torch.Tensor) -> torch.Tensor:
     """EMO Fig. 9: the ``(n, n)`` cosine similarities between the feature vectors of the ``n =
     min(H, W)`` pixels ``(t, t)`` on the diagonal of ``feat: (B, C, H, W)``, averaged over B."""
-    _unit_pixels(feat)  # checks the shape
+    if feat.dim() != 4:
+        raise ValueError(f"features must be (B, C, H, W), got shape {tuple(feat.shape)}")
     B, C, H, W = feat.shape
     n = min(H, W)
     t = torch.arange(n)

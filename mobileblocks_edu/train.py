@@ -50,6 +50,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -612,6 +613,22 @@ def prepare_out_dir(out_dir: PathLike) -> Path:
     return out
 
 
+def check_free_space(out: Path, model: nn.Module, cfg: "TrainConfig") -> None:
+    """Raise :class:`~mobileblocks_edu.checkpoint.WriteError` when ``out`` cannot hold the run's
+    checkpoints: ``best.pt``, ``last.pt`` and the temporary file of a save, each holding the
+    weights, the optimizer's state (AdamW: two tensors per weight, SGD: one) and the EMA copy."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    copies = 1 + (2 if cfg.opt == "adamw" else 1) + (1 if cfg.ema else 0)
+    per_checkpoint = weights * copies + 2**20
+    existing = sum((out / n).stat().st_size for n in ("best.pt", "last.pt") if (out / n).is_file())
+    need = 3 * per_checkpoint - existing
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise WriteError(f"out_dir {out} has {free / 2**20:.1f} MiB free, but the run's checkpoints need about "
+                         f"{need / 2**20:.1f} MiB (best.pt, last.pt and the temporary file of a save, "
+                         f"{per_checkpoint / 2**20:.1f} MiB each): free some space or choose another folder")
+
+
 def _clean_temporary_files(out: Path) -> None:
     for name in RUN_FILES:
         for tmp in temporary_files(out / name):
@@ -732,6 +749,8 @@ def _fit(model, train_loader, val_loader, cfg, out, device, dtype, steps_per_epo
         complexity.update(input_size=list(input_shape),
                           macs=count_flops(model, (1, *input_shape), "macs"),
                           fvcore_flops=count_flops(model, (1, *input_shape), "fvcore"))
+    if out is not None:
+        check_free_space(out, model, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -1250,6 +1269,7 @@ __all__ = [
     "RunInUseError",
     "RunLock",
     "prepare_out_dir",
+    "check_free_space",
     "check_device",
     "fit",
     "export_weights",

@@ -341,6 +341,14 @@ def test_full_disk_names_the_file_and_the_disk(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file left behind
 
 
+def test_too_little_disk_space_is_found_before_training(cifar, tmp_path, monkeypatch, capsys):
+    _no_training(monkeypatch)
+    monkeypatch.setattr(train.shutil, "disk_usage", lambda p: shutil_usage(100 * 2**20, 99 * 2**20, 2**20))
+    assert train.main(RUN + ["--data-dir", str(cifar), "--out", str(tmp_path / "R")]) == 2
+    err = capsys.readouterr().err
+    assert f"out_dir {tmp_path / 'R'} has 1.0 MiB free, but the run's checkpoints need about" in err
+
+
 def test_empty_batch_is_refused_at_the_model():
     with pytest.raises(ValueError, match=r"EMO expects images of shape \(B, 3, H, W\) with B >= 1, got \(0, 3, 32, 32\)"):
         mbe.create_model("emo_1m_cifar")(torch.zeros(0, 3, 32, 32))

@@ -95,7 +95,13 @@ class GhostNet(Classifier):
         check_rate("drop_rate", drop_rate)
         check_rate("drop_path_rate", drop_path_rate)
         self.num_classes, self.num_features, self.width = num_classes, num_features, width
-        self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
+        try:
+            self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
+        except TypeError:
+            raise ValueError("stages must be stages of rows (kernel, hidden, out, se_ratio, stride[, block]), "
+                             f"got {stages!r}") from None
+        if not self.stage_cfgs or not all(self.stage_cfgs):
+            raise ValueError("stages must hold at least one stage, each with at least one block")
         stem_chs = make_divisible(STEM_CHS * width, 4)
         self.stem = ConvNormAct(3, stem_chs, 3, stem_stride)  # (B, 3, H, W) -> (B, 16w, H/2, W/2)
         n_blocks = sum(len(s) for s in self.stage_cfgs)

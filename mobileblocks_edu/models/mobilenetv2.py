@@ -55,6 +55,9 @@ class MobileNetV2(Classifier):
         check_positive("stem_stride", stem_stride, int)
         check_rate("drop_rate", drop_rate)
         check_rate("drop_path_rate", drop_path_rate)
+        rows = [tuple(r) for r in stages]
+        if not rows or not all(len(r) == 4 and all(isinstance(v, (int, float)) and v > 0 for v in r) for r in rows):
+            raise ValueError(f"stages must be rows (t, c, n, s) of positive numbers, got {stages!r}")
         stem_chs = make_divisible(32 * width_mult, 8)
         self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
         self.num_classes = num_classes

@@ -59,6 +59,10 @@ def _write_error(path: Path, e: BaseException) -> WriteError:
         "inline_container" in text and free is not None and free < 64 * 2**20)  # torch's zip writer hides errno
     if full:
         why = f"the disk is full ({free / 2**20:.1f} MiB free in {path.parent})"
+    elif isinstance(e, IsADirectoryError):
+        why = "it is a folder"
+    elif isinstance(e, NotADirectoryError) or isinstance(e, FileExistsError):
+        why = f"a file is in the way of its folder {path.parent}"
     elif isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = f"no permission to write in {path.parent}"
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -93,7 +94,11 @@ def create_model(name: str, num_classes: Optional[int] = None, **kwargs) -> nn.M
     try:
         return _MODELS[name](**kwargs)
     except TypeError as e:
-        if "unexpected keyword argument" not in str(e) and "got multiple values" not in str(e):
+        fixed = re.search(r"got multiple values for (?:keyword )?argument '(\w+)'", str(e))
+        if fixed:
+            raise ValueError(f"{name} sets {fixed.group(1)!r} itself (that is what makes this variant); "
+                             f"build the model class directly to choose it") from None
+        if "unexpected keyword argument" not in str(e):
             raise
         allowed = model_arguments(name)
         unknown = sorted(set(kwargs) - set(allowed))

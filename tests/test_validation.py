@@ -437,8 +437,9 @@ def _boundary_cases(tmp_path):
         (lambda: E.Experiment("x", "emo_1m_cifar", data="cifar100"), "data must be 'cifar10' or 'imagenette'"),
         (lambda: bench.run(["emo_1m"], [(32, 1)], modes=["fast"]), r"modes must be a non-empty list of"),
         (lambda: mbe.create_model("emo_1m_cifar", num_classes=2.5), "num_classes must be an integer >= 0"),
-        (lambda: mbe.create_model("mobilenetv2_100_cifar", stages=[(6, 24, 2)]), r"stages must be rows \(t, c, n, s\)"),
-        (lambda: mbe.create_model("ghostnet_050_cifar", stages=[[(3, 16, 16)]]), "stages must be stages of rows"),
+        (lambda: mbe.create_model("mobilenetv2_100", stages=[(6, 24, 2)]), r"stages must be rows \(t, c, n, s\)"),
+        (lambda: mbe.create_model("ghostnet_050", stages=[[(3, 16, 16)]]), "stages must be stages of rows"),
+        (lambda: mbe.create_model("ghostnet_050_cifar", stages=[]), "ghostnet_050_cifar sets 'stages' itself"),
     ]
 
 

@@ -284,9 +284,13 @@ def _check_extra(extra: Sequence[str]) -> None:
         raise ValueError(f"extra options {list(extra)} are not options of python -m mobileblocks_edu.train") from None
     allowed = sorted(_CLI_MAY_CHANGE - {"out", "resume"})
     bad = [k for k, v in given.items() if v is not None and v is not False and k not in allowed]
+
+    def flags(keys):
+        return ", ".join("--" + k.replace("_", "-") for k in keys)
+
     if bad:
-        raise ValueError(f"extra options may change how a run is executed ({', '.join('--' + k.replace('_', '-') for k in allowed)}), "
-                         f"not what it is; got {', '.join('--' + k.replace('_', '-') for k in bad)}")
+        raise ValueError(f"extra options may change how a run is executed ({flags(allowed)}), "
+                         f"not what it is; got {flags(bad)}")
 
 
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,

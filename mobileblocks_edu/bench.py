@@ -210,6 +210,19 @@ def run(
     log=print,
 ) -> dict:
     """Run the benchmark and return the report (see :func:`main` for the command line)."""
+    for arg, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1),
+                        ("num_classes", num_classes, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{arg} must be an integer >= {low}, got {v!r}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"modes must be a non-empty list of {MODES}, got {list(modes)!r}")
+    if not models:
+        raise ValueError("models must name at least one registered model")
+    for setting in settings:
+        if (not isinstance(setting, tuple) or len(setting) != 2
+                or not all(isinstance(v, int) and v > 0 for v in setting)):
+            raise ValueError(f"settings must be (size, batch) pairs of positive integers, got {setting!r}")
     torch.set_num_threads(threads)
     log = log or (lambda *a: None)
     allocator = "default"
@@ -274,9 +287,9 @@ def run(
 
 
 def default_output() -> Path:
-    """``lessons/results/bench_cpu.json`` in a checkout, else ``bench_cpu.json`` here."""
-    results = lab.results_dir()
-    return results / "bench_cpu.json" if results is not None else Path("bench_cpu.json")
+    """``runs/bench_cpu.json`` (the scratch folder of runs; the committed report that lesson 7 reads,
+    ``lessons/results/bench_cpu.json``, is only written when named with ``--output``)."""
+    return Path("runs") / "bench_cpu.json"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -300,6 +313,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
+    from .registry import model_cfg
+
+    for name in args.models:
+        try:
+            model_cfg(name)
+        except ValueError as e:
+            parser.error(f"--models: {e}")
+    if args.output is not None and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder; name a JSON file")
     t0 = time.perf_counter()
     report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads,
                  profile=args.profile, keep_memory=args.keep_freed_memory)

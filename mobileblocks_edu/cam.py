@@ -76,18 +76,21 @@ def grad_cam(
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of images (B, 3, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch of images (B, 3, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if target_layers is None:
         target_layers, default_reshape = cam_layers(model)
         reshape_transform = reshape_transform or default_reshape
+    target_layers = list(target_layers)
+    if not target_layers:
+        raise ValueError("target_layers is empty: name at least one layer of the model")
     model.eval()
-    with torch.no_grad():
-        probs = model(x).float().softmax(-1)  # (B, classes)
+    logits, maps = _forward_keeping(model, x, target_layers)
+    _check_map_size(model, x, maps, target_layers, reshape_transform)
+    probs = logits.float().softmax(-1)  # (B, classes)
     conf, preds = probs.max(-1)
-    classes = [int(p) for p in preds] if targets is None else [int(t) for t in targets]
-    if len(classes) != x.shape[0]:
-        raise ValueError(f"targets must have one class per image ({x.shape[0]}), got {len(classes)}")
+    classes = [int(p) for p in preds] if targets is None else _check_targets(targets, x.shape[0], probs.shape[-1])
     with GradCAM(model=model, target_layers=list(target_layers), reshape_transform=reshape_transform) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
     return CamResult(
@@ -99,6 +102,64 @@ def grad_cam(
     )
 
 
+def _forward_keeping(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module]) -> tuple[torch.Tensor, list]:
+    """``model(x)`` without gradients, and the outputs of ``layers`` in that pass."""
+    maps: list = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: maps.append(out)) for layer in layers]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not maps:
+        raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
+    return logits, maps
+
+
+def _map_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module], reshape_transform) -> list:
+    """The ``(h, w)`` of every target layer's map for the input ``x`` (one forward pass)."""
+    maps = _forward_keeping(model, x, layers)[1]
+    maps = [reshape_transform(a) if reshape_transform is not None else a for a in maps]
+    return [tuple(a.shape[-2:]) for a in maps if isinstance(a, torch.Tensor) and a.dim() == 4]
+
+
+def _check_targets(targets: Sequence[int], batch: int, n_classes: int) -> list[int]:
+    """One class index in ``[0, n_classes)`` per image (a negative index would wrap around)."""
+    targets = list(targets)
+    if len(targets) != batch:
+        raise ValueError(f"targets must have one class per image ({batch}), got {len(targets)}")
+    bad = [t for t in targets if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < n_classes]
+    if bad:
+        raise ValueError(f"targets must be class indices in [0, {n_classes - 1}] (the model has {n_classes} "
+                         f"outputs), got {bad}")
+    return [int(t) for t in targets]
+
+
+def _check_map_size(model: nn.Module, x: torch.Tensor, maps: Sequence[torch.Tensor], layers, reshape_transform) -> None:
+    """Refuse an input so small that a target layer's map is a single pixel: Grad-CAM then has
+    nothing to localise and pytorch-grad-cam returns an all-zero map."""
+    maps = [reshape_transform(a) if reshape_transform is not None else a for a in maps]
+    sizes = [tuple(a.shape[-2:]) for a in maps if isinstance(a, torch.Tensor) and a.dim() == 4]
+    small = [hw for hw in sizes if min(hw) < 2]
+    if not small:
+        return
+    H, W = x.shape[-2:]
+    least = None
+    for side in (2 ** k for k in range(3, 12)):  # the smallest square input that gives a map of 2x2 or more
+        if side <= min(H, W):
+            continue
+        probe = torch.zeros(1, *x.shape[1:-2], side, side, dtype=x.dtype, device=x.device)
+        if all(min(hw) >= 2 for hw in _map_sizes(model, probe, layers, reshape_transform)):
+            least = side
+            break
+    name = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
+    h, w = small[0]
+    raise ValueError(f"x of {H}x{W} is too small for Grad-CAM on {name}: its target layer's map is {h}x{w}, "
+                     "so the map would be all zeros; "
+                     + (f"use inputs of at least {least}x{least}" if least else "use larger inputs"))
+
+
 def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
     """The map drawn over the image with pytorch-grad-cam's ``show_cam_on_image`` (jet colours):
     ``rgb`` is ``(H, W, 3)`` float in [0, 1], ``cam`` ``(H, W)`` in [0, 1]; returns uint8 RGB."""
@@ -107,6 +168,9 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must be (H, W, 3), got shape {rgb.shape}")
+    cam = np.asarray(cam, dtype=np.float32)
+    if not 0 <= image_weight <= 1:
+        raise ValueError(f"image_weight must be in [0, 1], got {image_weight!r}")
     if rgb.shape[:2] != cam.shape:
         raise ValueError(f"rgb {rgb.shape[:2]} and cam {cam.shape} must have the same size")
     return show_cam_on_image(np.clip(rgb, 0, 1), np.clip(cam, 0, 1), use_rgb=True, image_weight=image_weight)
@@ -114,6 +178,10 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
 
 def to_rgb(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Undo the normalisation of one image ``(3, H, W)``: ``(H, W, 3)`` float in [0, 1]."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"x must be one image (3, H, W), got shape {tuple(x.shape)}")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need one value per channel (3), got {len(mean)} and {len(std)}")
     m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
     return (x.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
@@ -150,6 +218,8 @@ def prepare(image, size: int, mean: Sequence[float], std: Sequence[float]) -> tu
     the normalised tensor ``(3, size, size)`` and the RGB picture ``(size, size, 3)`` in [0, 1]."""
     from torchvision import transforms as T
 
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
     crop = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.ToTensor()])(image)
     return T.Normalize(mean, std)(crop), crop.permute(1, 2, 0).numpy()
 
@@ -186,7 +256,13 @@ def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int,
     H, W = size
     qi, qj = query
     if not (0 <= qi < H and 0 <= qj < W):
-        raise ValueError(f"query {query} lies outside the {H}x{W} map")
+        raise ValueError(f"query {query} lies outside the {H}x{W} map: rows 0..{H - 1}, columns 0..{W - 1}")
+    if window_size is not None and (isinstance(window_size, bool) or not isinstance(window_size, int)
+                                    or window_size < 1):
+        raise ValueError(f"window_size must be a positive integer or None (global attention), got {window_size!r}")
+    n_images = attn.shape[0] if window_size is None else None
+    if n_images is not None and not 0 <= batch_index < n_images:
+        raise ValueError(f"batch_index must be in [0, {n_images - 1}], got {batch_index!r}")
     q = qi * W + qj
     if window_size is None:
         if attn.shape[-1] != H * W:
@@ -239,6 +315,8 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     model (an iRMB with EW-MHSA, or a MoSA / MTB), for the image batch ``x``."""
     from .mtb import MobileTransformerBlock, MoSA
 
+    if not any(m is block for m in model.modules()):
+        raise ValueError(f"block ({type(block).__name__}) is not a submodule of the model")
     mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
     holder = mosa if isinstance(mosa, MoSA) else block  # the module that keeps the map
     keep, holder.keep_attn = holder.keep_attn, True

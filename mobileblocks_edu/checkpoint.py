@@ -1,16 +1,22 @@
 """Saving and loading weights safely.
 
 * :func:`save_checkpoint` writes atomically (:func:`atomic_write`): to a temporary file in the same folder, flushed to
-  disk, then renamed over the target. An interrupted write never leaves a half-written file.
+  disk, then renamed over the target. An interrupted write never leaves a half-written file; a failed one (a full
+  disk, a read-only folder) raises :class:`WriteError` naming the file and the free space. Files get the usual
+  permissions of the process's umask (``0644`` under the common umask ``022``), not ``mkstemp``'s ``0600``.
 * :func:`load_checkpoint` reads with ``torch.load(weights_only=True)`` (no arbitrary code runs),
   unwraps the usual containers (``{'net': ...}``, ``{'net_E': ...}`` of the EMO releases,
   ``{'state_dict': ...}``, ``{'model': ...}``), and loads strictly. Anything that does not fit
-  raises :class:`CheckpointError` listing the missing, unexpected and mis-shaped keys.
+  raises :class:`CheckpointError` listing the missing, unexpected and mis-shaped keys. ``strict=False`` loads the
+  matching keys but refuses a checkpoint of which no key fits (and says how many matched).
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Optional, Union
 
@@ -25,21 +31,77 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
+class WriteError(OSError):
+    """A file that could not be written (full disk, read-only folder, a folder in the way); the
+    message names the file and, for a full disk, the free space."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temporary_files(path: PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_write` leaves next to ``path`` when its process is killed
+    in the middle of a write (``.<name>.<random>.tmp``)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+
+
+def _write_error(path: Path, e: BaseException) -> WriteError:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    text = str(e)
+    full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in text or (
+        "inline_container" in text and free is not None and free < 64 * 2**20)  # torch's zip writer hides errno
+    if full:
+        why = f"the disk is full ({free / 2**20:.1f} MiB free in {path.parent})"
+    elif isinstance(e, IsADirectoryError):
+        why = "it is a folder"
+    elif isinstance(e, NotADirectoryError) or isinstance(e, FileExistsError):
+        why = f"a file is in the way of its folder {path.parent}"
+    elif isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"no permission to write in {path.parent}"
+    else:
+        why = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+        if free is not None:
+            why += f" ({free / 2**20:.1f} MiB free in {path.parent})"
+    err = WriteError(f"cannot write {path}: {why}")
+    err.errno = getattr(e, "errno", None) or (errno.ENOSPC if full else errno.EIO)
+    return err
+
+
 def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
     """Call ``write(f)`` on a temporary file in ``path``'s folder, flush it to disk, then rename
-    it over ``path``: readers see the old file or the new one, never half of one. Returns the path."""
+    it over ``path``: readers see the old file or the new one, never half of one. Returns the path.
+
+    The file gets the permissions of a plain ``open`` (``0666`` less the umask). A failure raises
+    :class:`WriteError` naming ``path`` (and the free space when the disk is full); the temporary
+    file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise _write_error(path, IsADirectoryError(errno.EISDIR, "it is a folder"))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from e
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "inline_container" in str(e)):
+            raise _write_error(path, e) from e
         raise
     return path
 
@@ -106,18 +168,51 @@ def load_checkpoint(model: nn.Module, path: PathLike, key: Optional[str] = None,
     Accepts a bare state dict or the wrappers of :func:`unwrap_state_dict`; ``key`` picks one
     explicitly (``key="net"`` for the non-EMA weights of an EMO release that has both).
     With ``strict=True`` every key and shape must match, else :class:`CheckpointError` says
-    which did not.
+    which did not. With ``strict=False`` the keys the model and the checkpoint share are loaded
+    (their shapes must match) and a warning says how many of the model's keys were matched; a
+    checkpoint that shares no key with the model is refused (loading it would leave every weight
+    random), with a hint when a prefix such as ``model.`` is in the way.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     sd = unwrap_state_dict(read_checkpoint(path), key)
     if strict:
         check_state_dict(model, sd)
+    else:
+        own = model.state_dict()
+        matched = [k for k in own if k in sd]
+        mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                      for k in matched if sd[k].shape != own[k].shape]
+        if not matched:
+            raise CheckpointError(f"{path} shares no key with {type(model).__name__} (strict=False would load "
+                                  f"nothing and leave every weight random){_prefix_hint(own, sd)}")
+        if mismatched:
+            raise CheckpointError(f"{path}: shape mismatch in {len(mismatched)} of the matched keys:\n    "
+                                  + "\n    ".join(mismatched[:20]))
+        if len(matched) < len(own) or len(matched) < len(sd):
+            missing = [k for k in own if k not in sd]
+            warnings.warn(f"load_checkpoint(strict=False): matched {len(matched)} of the model's {len(own)} keys "
+                          f"({len(sd) - len(matched)} checkpoint keys unused); not loaded, e.g. {missing[:3]}",
+                          stacklevel=2)
     model.load_state_dict(sd, strict=strict)
     return model
 
 
+def _prefix_hint(own: Mapping[str, Any], sd: Mapping[str, Any]) -> str:
+    """A hint when the checkpoint's keys are the model's with a prefix added or removed."""
+    first = next(iter(sd), "")
+    prefix = first.split(".")[0] + "." if "." in first else ""
+    if prefix and all(k.startswith(prefix) for k in sd) and any(k[len(prefix):] in own for k in sd):
+        return (f"; its keys start with {prefix!r}: strip it first, e.g. "
+                f"{{k[{len(prefix)}:]: v for k, v in state_dict.items()}}, or pick a wrapper with key=")
+    return f"; first checkpoint keys {list(sd)[:3]}, first model keys {list(own)[:3]}"
+
+
 __all__ = [
     "CheckpointError",
+    "WriteError",
     "atomic_write",
+    "temporary_files",
     "save_checkpoint",
     "read_checkpoint",
     "unwrap_state_dict",

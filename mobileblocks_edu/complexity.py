@@ -157,7 +157,7 @@ def flop_breakdown(
             device, dtype = torch.device("cpu"), torch.float32
         x = torch.zeros(tuple(inputs), device=device, dtype=dtype)
 
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]  # each module's own mode (a frozen BN stays in eval)
     handles = [
         nn.modules.module.register_module_forward_pre_hook(pre_hook),
         nn.modules.module.register_module_forward_hook(post_hook),
@@ -169,7 +169,8 @@ def flop_breakdown(
     finally:
         for h in handles:
             h.remove()
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
     return dict(counts)
 
 

@@ -112,7 +112,7 @@ _ALIASES = {"cifar-10": "cifar10", "imagenet_subset": "imagenette", "imagenette2
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``"cifar10"`` or ``"imagenette"`` (``"imagenet_subset"`` too)."""
     key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
-    if key not in DATASETS:
+    if not isinstance(key, str) or key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[key]
 
@@ -190,6 +190,12 @@ class ImageDataset(Dataset):
     ):
         if len(items) != len(targets):
             raise ValueError(f"items ({len(items)}) and targets ({len(targets)}) differ in length")
+        bad = [int(t) for t in targets if not 0 <= int(t) < len(classes)]
+        if bad:
+            raise ValueError(f"targets must be labels in [0, {len(classes) - 1}] ({len(classes)} classes), "
+                             f"got {sorted(set(bad))[:5]}")
+        if class_ids is not None and len(class_ids) != len(classes):
+            raise ValueError(f"class_ids ({len(class_ids)}) and classes ({len(classes)}) differ in length")
         self.items = items
         self.targets = [int(t) for t in targets]
         self.classes = list(classes)
@@ -257,6 +263,26 @@ class ImageDataset(Dataset):
     def __repr__(self) -> str:
         return (f"ImageDataset({self.name!r}, split={self.split!r}, {len(self)} images, "
                 f"{len(self.classes)} classes, source={self.source!r})")
+
+
+def check_same_classes(train: Optional[Sequence[str]], other: Optional[Sequence[str]],
+                       train_name: str = "training data", other_name: str = "evaluation data") -> None:
+    """Raise ``ValueError`` unless two class lists (label order included) are the same: a class
+    missing or renamed in one split would shift every label after it."""
+    if train is None or other is None or list(train) == list(other):
+        return
+    a, b = list(train), list(other)
+    only_a, only_b = [c for c in a if c not in b], [c for c in b if c not in a]
+    detail = []
+    if only_a:
+        detail.append(f"only in the {train_name}: {only_a}")
+    if only_b:
+        detail.append(f"only in the {other_name}: {only_b}")
+    if not detail:
+        first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        detail.append(f"label {first} is {a[first]!r} in the {train_name} but {b[first]!r} in the {other_name}")
+    raise ValueError(f"the class lists of the {train_name} ({len(a)} classes) and the {other_name} ({len(b)}) "
+                     f"differ, so their labels would not mean the same classes: {'; '.join(detail)}")
 
 
 def subset_indices(targets: Sequence[int], per_class: int, seed: int = 0) -> list[int]:
@@ -484,6 +510,10 @@ def load_dataset(
     """
     info = dataset_info(name)
     split = _split(info, split)
+    if subset is not None:
+        check_positive("subset (images per class)", subset, int)
+    if download not in (None, True, False):
+        raise ValueError(f"download must be True, False or None (only when the host answers), got {download!r}")
     if size not in ("160px", "320px", "full"):
         raise ValueError(f"size must be '160px', '320px' or 'full', got {size!r}")
     explicit = root is not None
@@ -558,6 +588,8 @@ def build_transforms(name: str, train: bool, img_size: Optional[int] = None, ran
 def denormalize(x: torch.Tensor, name: str) -> torch.Tensor:
     """Undo the normalisation of :func:`build_transforms`: pixels back in [0, 1], for plotting."""
     info = dataset_info(name)
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"x must be images (..., 3, H, W), got shape {tuple(x.shape)}")
     mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * std + mean).clamp(0, 1)
@@ -568,6 +600,8 @@ class EpochSampler(Sampler[int]):
     is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch."""
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0 (the dataset's length), got {n!r}")
         self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
 
     def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
@@ -592,6 +626,8 @@ def set_epoch(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> Non
     Workers must not be persistent: a persistent worker keeps its own copy of the dataset and
     would not see the new epoch.
     """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0 (counting from 0), got {epoch!r}")
     if getattr(loader, "persistent_workers", False):
         raise ValueError("set_epoch needs persistent_workers=False (workers keep a stale copy of the dataset)")
     for obj in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.dataset):
@@ -628,14 +664,23 @@ def build_loaders(
     offline subset, 150 MB for the full training set). Class names: ``train_loader.dataset.classes``.
     """
     check_positive("batch_size", batch_size, int)
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    if eval_batch_size is not None:
+        check_positive("eval_batch_size", eval_batch_size, int)
+    if img_size is not None:
+        check_positive("img_size", img_size, int)
+    for arg, v in (("subset", subset), ("eval_subset", eval_subset)):
+        if v is not None:
+            check_positive(f"{arg} (images per class)", v, int)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     info = dataset_info(name)
     common = dict(root=root, download=download)
     train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
                              subset=subset, **common)
     eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
                             subset=eval_subset, **common)
+    check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
+                       f"evaluation split ({eval_set.source})")
     if in_memory if in_memory is not None else info.name == "cifar10":
         train_set, eval_set = train_set.in_memory(), eval_set.in_memory()
     if len(train_set) < batch_size:
@@ -663,6 +708,7 @@ __all__ = [
     "load_image",
     "ImageDataset",
     "subset_indices",
+    "check_same_classes",
     "read_cifar_batch",
     "url_reachable",
     "load_dataset",

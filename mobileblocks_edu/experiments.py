@@ -65,6 +65,24 @@ class Experiment:
     group: str = ""
     note: str = ""
 
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str) or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        for arg in ("epochs", "batch_size"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Experiment {self.name}: {arg} must be a positive integer, got {v!r}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            raise ValueError(f"Experiment {self.name}: seeds must be a non-empty tuple of integers >= 0, "
+                             f"got {self.seeds!r}")
+        if self.data not in ("cifar10", "imagenette"):
+            raise ValueError(f"Experiment {self.name}: data must be 'cifar10' or 'imagenette', got {self.data!r}")
+        if self.recipe not in ("emo", "mocovit", "ghostnet"):
+            raise ValueError(f"Experiment {self.name}: recipe must be 'emo', 'mocovit' or 'ghostnet', "
+                             f"got {self.recipe!r}")
+        if not all(isinstance(o, str) for o in self.options):
+            raise ValueError(f"Experiment {self.name}: options must be strings, got {self.options!r}")
+
     def run_name(self, seed: int) -> str:
         return f"{self.name}_seed{seed}"
 
@@ -170,13 +188,67 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
+def groups() -> list[str]:
+    """The experiments' groups, in the order they first appear."""
+    return list(dict.fromkeys(e.group for e in EXPERIMENTS.values()))
+
+
 def list_experiments(group: Optional[str] = None) -> list[Experiment]:
+    """Every experiment, or those of one group (a ``ValueError`` lists the groups for an unknown one)."""
+    if group is not None and group not in groups():
+        raise ValueError(f"unknown group {group!r}; the groups are {groups()}")
     return [e for e in EXPERIMENTS.values() if group is None or e.group == group]
 
 
-def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
-    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``."""
+class RunMismatchError(ValueError):
+    """A run folder that holds another experiment's run (another model, dataset, recipe, seed ...)."""
+
+
+def _saved_args(out: Path) -> Optional[dict]:
+    """The command-line settings a run folder records (``result.json``, else ``last.pt``)."""
+    result = out / "result.json"
+    if result.is_file():
+        try:
+            args = json.loads(result.read_text()).get("args")
+        except (json.JSONDecodeError, OSError) as e:
+            raise RunMismatchError(f"{result} cannot be read ({type(e).__name__}: {e}); move the folder away") from e
+        if args is not None:
+            return dict(args)
+    if (out / "last.pt").is_file():
+        from .checkpoint import read_checkpoint
+
+        return dict(read_checkpoint(out / "last.pt").get("meta", {}).get("args") or {}) or None
+    return None
+
+
+def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> None:
+    """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
+    made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
+    its arguments, data, recipe, epochs, seed ...), or a run that records none."""
+    from .train import _CLI_MAY_CHANGE, _norm, options
+
     out = exp.out_dir(seed, runs)
+    if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
+        return
+    saved = _saved_args(out)
+    if saved is None:
+        raise RunMismatchError(f"{out} holds a run that records no settings, so it cannot be checked against "
+                               f"{exp.name} (seed {seed}): move it away and run again")
+    want = options(exp.argv(seed, runs))
+    diff = [f"{k}: the folder's run has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
+            for k in sorted(want) if k not in _CLI_MAY_CHANGE and k in saved and _norm(saved.get(k)) != _norm(want[k])]
+    diff += [f"{k}: not recorded by the folder's run" for k in ("model", "data", "seed") if k not in saved]
+    if diff:
+        raise RunMismatchError(f"{out} holds another run than experiment {exp.name} with seed {seed}:\n  "
+                               + "\n  ".join(diff) + "\nmove that folder away (or pass another --runs)")
+
+
+def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
+    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``.
+
+    A folder that holds a run of other settings raises :class:`RunMismatchError`."""
+    out = exp.out_dir(seed, runs)
+    check_run_identity(exp, seed, runs)
     result = out / "result.json"
     if result.is_file() and json.loads(result.read_text()).get("status") == "done":
         return "done"
@@ -188,6 +260,9 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
     from .train import main
 
     exp = get_experiment(name)
+    if seed not in exp.seeds:
+        raise ValueError(f"seed {seed!r} is not one of {exp.name}'s seeds {list(exp.seeds)}")
+    _check_extra(extra)
     status = run_status(exp, seed, runs)
     if status == "done":
         print(f"{exp.run_name(seed)}: done already ({exp.out_dir(seed, runs)})")
@@ -195,6 +270,27 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
     if status == "partial":
         return main(["--out", str(exp.out_dir(seed, runs)), "--resume", *extra])
     return main(exp.argv(seed, runs) + list(extra))
+
+
+def _check_extra(extra: Sequence[str]) -> None:
+    """``extra`` options may change how a run is executed, never what it is (the folder would then
+    hold another run than the experiment's)."""
+    from .train import _CLI_MAY_CHANGE, build_parser
+
+    parser = build_parser()
+    try:
+        given = vars(parser.parse_args(list(extra)))
+    except SystemExit:
+        raise ValueError(f"extra options {list(extra)} are not options of python -m mobileblocks_edu.train") from None
+    allowed = sorted(_CLI_MAY_CHANGE - {"out", "resume"})
+    bad = [k for k, v in given.items() if v is not None and v is not False and k not in allowed]
+
+    def flags(keys):
+        return ", ".join("--" + k.replace("_", "-") for k in keys)
+
+    if bad:
+        raise ValueError(f"extra options may change how a run is executed ({flags(allowed)}), "
+                         f"not what it is; got {flags(bad)}")
 
 
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
@@ -286,6 +382,11 @@ def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1
     runs = load_results(name, results)
     if not runs:
         raise FileNotFoundError(f"no collected results for {name!r} in {results or lab.results_dir()}")
+    missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
+    if missing:
+        known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
+        raise ValueError(f"metric {metric!r} is not in the final evaluation of {name!r} (seeds {missing}); "
+                         f"choose one of {known}")
     values = [r["final"][metric] for r in runs]
     return {
         "name": name,
@@ -312,7 +413,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("name")
     r.add_argument("--seed", type=int)
     r.add_argument("--runs", default="runs")
-    r.add_argument("--threads", type=int)
+    r.add_argument("--threads", type=_positive_int)
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
     c.add_argument("name")
     c.add_argument("--runs", default="runs")
@@ -323,7 +424,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for e in list_experiments(args.group):
                 print(f"# {e.name} [{e.group}]: {e.note}")
                 for s in e.seeds:
-                    print(f"{e.command(s, args.runs)}    # {run_status(e, s, args.runs)}")
+                    try:
+                        state = run_status(e, s, args.runs)
+                    except RunMismatchError:
+                        state = "folder holds another run"
+                    print(f"{e.command(s, args.runs)}    # {state}")
             return 0
         if args.cmd == "run":
             exp = get_experiment(args.name)
@@ -341,7 +446,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(str(e))
 
 
-__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "list_experiments", "run_status", "run_experiment",
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return v
+
+
+__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
+           "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_results",
            "summarize", "main"]
 

@@ -27,6 +27,7 @@ def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, 
     The rule of MobileNetV2 (divisor 8) and GhostNet (divisor 4): ``make_divisible(37.5) == 40``,
     ``make_divisible(20, 8) == 24`` (16 would lose more than 10 %).
     """
+    check_positive("divisor", divisor, int)
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < round_limit * v:
@@ -38,6 +39,19 @@ def check_positive(name: str, value, kind=(int, float)) -> None:
     """Raise a ``ValueError`` that names the argument when ``value`` is not a positive number."""
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_rate(name: str, value) -> None:
+    """Raise a ``ValueError`` naming the argument unless ``value`` is a probability in [0, 1)
+    (a dropout or drop-path rate: 1 would drop everything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def check_num_classes(num_classes) -> None:
+    """Raise a ``ValueError`` unless ``num_classes`` is an integer >= 0 (0: no classifier)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
 
 
 def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
@@ -66,7 +80,8 @@ def _make(layer: LayerFactory, *args, **kwargs) -> nn.Module:
 class ConvNormAct(nn.Module):
     """``act(norm(conv(x)))``; ``norm_layer=None`` or ``act_layer=None`` drop that part.
 
-    ``padding`` defaults to ``kernel_size // 2`` ("same" for odd kernels at stride 1).
+    ``padding`` defaults to ``kernel_size // 2`` ("same" for odd kernels at stride 1; an even
+    kernel has no "same" padding, so it needs an explicit ``padding``).
     A depthwise convolution is ``groups=in_chs``.
     """
 
@@ -83,6 +98,12 @@ class ConvNormAct(nn.Module):
         padding: Optional[int] = None,
     ):
         super().__init__()
+        for name, v in (("in_chs", in_chs), ("out_chs", out_chs), ("kernel_size", kernel_size), ("stride", stride),
+                        ("groups", groups)):
+            check_positive(name, v, int)
+        if padding is None and kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={kernel_size} is even: the default padding kernel_size // 2 would make "
+                             f"the map one pixel larger; use an odd kernel_size (1, 3, 5, ...) or pass padding")
         padding = kernel_size // 2 if padding is None else padding
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=bias)
         self.norm = _make(norm_layer, out_chs)
@@ -195,6 +216,8 @@ __all__ = [
     "DropPath",
     "check_positive",
     "check_divisible",
+    "check_rate",
+    "check_num_classes",
     "check_input",
     "trunc_normal_init",
     "kaiming_init",

@@ -35,6 +35,7 @@ pixels on the diagonal of a feature map, averaged over images.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -233,7 +234,9 @@ def max_path_length(layer: Layer, size: Union[int, Sequence[int]], separable: bo
 def reach_counts(layer: Layer, size: int, n_layers: int, source: Optional[tuple[int, int]] = None) -> list[int]:
     """How many pixels ``source`` (default: centre) reaches after 0, 1, ..., ``n_layers`` layers."""
     H, W = _size2(size)
-    i, j = source if source is not None else (H // 2, W // 2)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
+        raise ValueError(f"n_layers must be an integer >= 0, got {n_layers!r}")
+    i, j = _check_position("source", source, H, W) if source is not None else (H // 2, W // 2)
     m = torch.zeros(1, 1, H, W)
     m[0, 0, i, j] = 1
     counts = [1]
@@ -297,6 +300,34 @@ def cascade_mpl_block(size: int, kernel_size: int, window_size: int) -> float:
 # ---- measured dependency on real modules ----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def eval_mode(fn):
+    """Put ``fn`` (when it is a module) and all its submodules in eval mode, and give every one of
+    them its own mode back afterwards. A new module is in train mode, where BatchNorm mixes the
+    samples of a batch and dropout is random: neither belongs in a measurement of one pixel's
+    dependencies."""
+    if not isinstance(fn, nn.Module):
+        yield fn
+        return
+    modes = [(m, m.training) for m in fn.modules()]
+    fn.eval()
+    try:
+        yield fn
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _check_position(name: str, position, h: int, w: int) -> tuple[int, int]:
+    try:
+        i, j = position
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (row, column), got {position!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (i, j)) or not (0 <= i < h and 0 <= j < w):
+        raise ValueError(f"{name} must be (row, column) with 0 <= row < {h} and 0 <= column < {w}, got {position!r}")
+    return i, j
+
+
 def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size: Union[int, Sequence[int]],
                x: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Which input pixels each output pixel of ``module`` depends on, measured with autograd.
@@ -304,15 +335,20 @@ def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size
     Returns ``D: (H·W, H·W)`` bool with ``D[o, i]`` true when the gradient of output pixel ``o``
     (summed over channels) with respect to input pixel ``i`` (summed over |.| of the channels) is
     non-zero. The input (random unless ``x`` is given, shape ``(1, C, H, W)``) is repeated once
-    per output pixel, so one backward pass gives every row: modules must treat the samples of a
-    batch independently (eval mode). Output and input must have the same H x W.
+    per output pixel, so one backward pass gives every row: a module is measured in eval mode
+    (where samples do not mix) and given its own modes back afterwards. Output and input must
+    have the same H x W.
     """
     H, W = _size2(size)
+    check_positive("in_chs", in_chs, int)
     N = H * W
     if x is None:
         x = torch.randn(1, in_chs, H, W)
+    elif x.dim() != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != (in_chs, H, W):
+        raise ValueError(f"x must have shape (1, {in_chs}, {H}, {W}), got {tuple(x.shape)}")
     xs = x.detach().expand(N, -1, -1, -1).clone().requires_grad_(True)
-    y = module(xs)
+    with eval_mode(module):
+        y = module(xs)
     if y.shape[-2:] != (H, W):
         raise ValueError(f"dependency needs an output of the input's size {H}x{W}, got {tuple(y.shape[-2:])}")
     idx = torch.arange(N)
@@ -362,34 +398,38 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
         x: the inputs ``(B, C, H, W)``: random maps for untrained stacks, real images for models.
         position: output pixel ``(i, j)``; default the centre ``(h // 2, w // 2)``.
         layer: a submodule of ``fn`` whose output is the map ``y``.
+
+    A module ``fn`` is measured in eval mode and given its own modes back afterwards.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
-    x = x.detach().clone().requires_grad_(True)
-    if layer is None:
-        y = fn(x)
-    else:
-        box: list[torch.Tensor] = []
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch (B, C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    with eval_mode(fn):
+        x = x.detach().clone().requires_grad_(True)
+        if layer is None:
+            y = fn(x)
+        else:
+            box: list[torch.Tensor] = []
 
-        def hook(m, args, out):
-            box.append(out)
-            raise _Stop
+            def hook(m, args, out):
+                box.append(out)
+                raise _Stop
 
-        handle = layer.register_forward_hook(hook)
-        try:
-            fn(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if not box:
-            raise ValueError("layer did not run in the forward pass of fn")
-        y = box[0]
-    if y.dim() != 4:
-        raise ValueError(f"the output map must be (B, C, h, w), got shape {tuple(y.shape)}")
-    h, w = y.shape[-2:]
-    i, j = position if position is not None else (h // 2, w // 2)
-    y[:, :, i, j].sum().backward()
+            handle = layer.register_forward_hook(hook)
+            try:
+                fn(x)
+            except _Stop:
+                pass
+            finally:
+                handle.remove()
+            if not box:
+                raise ValueError("layer did not run in the forward pass of fn")
+            y = box[0]
+        if y.dim() != 4:
+            raise ValueError(f"the output map must be (B, C, h, w), got shape {tuple(y.shape)}")
+        h, w = y.shape[-2:]
+        i, j = _check_position("position", position, h, w) if position is not None else (h // 2, w // 2)
+        y[:, :, i, j].sum().backward()
     return x.grad.abs().sum(1).mean(0)  # (H, W)
 
 
@@ -408,8 +448,12 @@ def erf_area(erf: torch.Tensor, mass: float = 0.9) -> int:
 def erf_radius(erf: torch.Tensor, centre: Optional[tuple[int, int]] = None, mass: float = 0.9) -> int:
     """The smallest r such that the (2r + 1) x (2r + 1) square around ``centre`` (default: the
     map's centre) holds ``mass`` of the ERF."""
+    if erf.dim() != 2:
+        raise ValueError(f"erf must be an (H, W) map, got shape {tuple(erf.shape)}")
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
     H, W = erf.shape
-    ci, cj = centre if centre is not None else (H // 2, W // 2)
+    ci, cj = _check_position("centre", centre, H, W) if centre is not None else (H // 2, W // 2)
     erf = erf.double()
     total = float(erf.sum())
     if total <= 0:
@@ -458,6 +502,9 @@ def block_stack(kind: str, depth: int, dim: int = 16, exp_ratio: float = 2.0, ke
 def feature_maps(model: nn.Module, layers: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs of ``layers`` (submodules of ``model``) for the input ``x``, in order (eval mode
     is the caller's business)."""
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one submodule of the model")
     outs: dict[int, torch.Tensor] = {}
     handles = [m.register_forward_hook(lambda m, a, o, k=k: outs.__setitem__(k, o)) for k, m in enumerate(layers)]
     try:
@@ -480,6 +527,8 @@ def _unit_pixels(feat: torch.Tensor) -> torch.Tensor:
 def diagonal_similarity(feat: torch.Tensor) -> torch.Tensor:
     """EMO Fig. 9: the ``(n, n)`` cosine similarities between the feature vectors of the ``n =
     min(H, W)`` pixels ``(t, t)`` on the diagonal of ``feat: (B, C, H, W)``, averaged over B."""
+    if feat.dim() != 4:
+        raise ValueError(f"features must be (B, C, H, W), got shape {tuple(feat.shape)}")
     B, C, H, W = feat.shape
     n = min(H, W)
     t = torch.arange(n)
@@ -515,6 +564,7 @@ __all__ = [
     "conv_mpl",
     "window_mpl",
     "cascade_mpl_block",
+    "eval_mode",
     "dependency",
     "layer_dependency",
     "mpl_from_dependency",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -87,11 +88,48 @@ def create_model(name: str, num_classes: Optional[int] = None, **kwargs) -> nn.M
     _load_models()
     _check_name(name)
     if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
         kwargs["num_classes"] = num_classes
-    return _MODELS[name](**kwargs)
+    try:
+        return _MODELS[name](**kwargs)
+    except TypeError as e:
+        fixed = re.search(r"got multiple values for (?:keyword )?argument '(\w+)'", str(e))
+        if fixed:
+            raise ValueError(f"{name} sets {fixed.group(1)!r} itself (that is what makes this variant); "
+                             f"build the model class directly to choose it") from None
+        if "unexpected keyword argument" not in str(e):
+            raise
+        allowed = model_arguments(name)
+        unknown = sorted(set(kwargs) - set(allowed))
+        raise ValueError(f"{name} does not take the argument(s) {unknown or list(kwargs)}; "
+                         f"it takes: {', '.join(allowed)}") from None
+
+
+def model_arguments(name: str) -> list[str]:
+    """The keyword arguments ``create_model(name, ...)`` accepts: the factory's and those of the
+    model class it builds (the factory passes them on)."""
+    import inspect
+
+    _load_models()
+    _check_name(name)
+    factory = _MODELS[name].__wrapped__
+    names = [p.name for p in inspect.signature(factory).parameters.values()
+             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if any(p.kind == p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):
+        cls = type(_MODELS[name]())
+        for klass in cls.__mro__:
+            if klass is nn.Module or "__init__" not in vars(klass):
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                    names.append(p.name)
+    return names
 
 
 def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise ValueError(f"a model name must be a string, got {type(name).__name__}")
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -45,10 +45,12 @@ import argparse
 import contextlib
 import json
 import math
+import numbers
 import os
 import platform
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -66,9 +68,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__, lab
-from .checkpoint import CheckpointError, atomic_write, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, WriteError, atomic_write, read_checkpoint, save_checkpoint, temporary_files
 from .complexity import count_flops, count_params
-from .data import derive_seed, set_epoch
+from .data import check_same_classes, derive_seed, set_epoch
+from .layers import check_positive
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = 1
@@ -150,32 +153,72 @@ class TrainConfig:
         return out
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
+        """Raise ``ValueError`` naming the first bad field and what it may be."""
         from .layers import check_positive
 
         check_positive("epochs", self.epochs, int)
+        get_recipe(self.recipe)
         if self.opt is not None and self.opt not in ("adamw", "sgd"):
             raise ValueError(f"opt must be 'adamw' or 'sgd', got {self.opt!r}")
+        for name in ("lr", "weight_decay", "momentum", "warmup_epochs", "min_lr_ratio", "label_smoothing",
+                     "ema_decay", "clip_grad"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
         if self.lr is not None:
             check_positive("lr", self.lr)
         for name in ("weight_decay", "warmup_epochs", "label_smoothing"):
             v = getattr(self, name)
             if v is not None and not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs!r} is longer than the run (epochs={self.epochs}); "
+                             f"use a value in [0, {self.epochs}]")
         if self.label_smoothing is not None and self.label_smoothing >= 1:
-            raise ValueError(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+            raise ValueError(f"label_smoothing must be < 1 (allowed: [0, 1)), got {self.label_smoothing!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if self.clip_grad is not None:
             check_positive("clip_grad", self.clip_grad)
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_device(self.device)
 
 
 # settings that may change when a run is resumed (they do not change the numbers on the CPU)
 _RESUME_MAY_CHANGE = {"progress", "device"}
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def check_device(device: Union[str, torch.device]) -> torch.device:
+    """The device ``device`` names (``"auto"``: CUDA when available, else the CPU), or a
+    ``ValueError`` saying what is allowed and what this machine has."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif not isinstance(device, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {device!r}")
+    elif device == "auto":
+        return lab.get_device("auto")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA device (use 'cpu' or 'auto')")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: MPS is not available here (use 'cpu' or 'auto')")
+    return dev
 
 
 class WarmupCosine:
@@ -185,6 +228,11 @@ class WarmupCosine:
     """
 
     def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+        check_positive("total_steps", total_steps, int)
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps!r}")
+        if not 0 <= min_ratio <= 1:
+            raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio!r}")
         self.warmup_steps, self.total_steps, self.min_ratio = int(warmup_steps), int(total_steps), float(min_ratio)
 
     def __call__(self, t: int) -> float:
@@ -196,6 +244,8 @@ class WarmupCosine:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: weight decay on weight matrices and kernels, none on biases and norm weights."""
+    if not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < math.inf:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
@@ -205,7 +255,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or SGD (momentum) over :func:`param_groups`, from a resolved config."""
+    _check_resolved(cfg, "make_optimizer")
     groups = param_groups(model, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ValueError(f"{type(model).__name__} has no trainable parameter (requires_grad=True)")
     if cfg.opt == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -213,9 +266,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
     """Per-step :class:`WarmupCosine` over ``cfg.epochs * steps_per_epoch`` steps."""
+    _check_resolved(cfg, "make_scheduler")
+    check_positive("steps_per_epoch", steps_per_epoch, int)
     total = cfg.epochs * steps_per_epoch
     warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
     return LambdaLR(optimizer, WarmupCosine(warmup, total, cfg.min_lr_ratio))
+
+
+def _check_resolved(cfg: "TrainConfig", who: str) -> None:
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"{who} needs a TrainConfig, got {type(cfg).__name__}")
+    if None in (cfg.opt, cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.label_smoothing):
+        raise ValueError(f"{who} needs a resolved config: cfg.resolved(batch_size) fills in the recipe's values")
 
 
 def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
@@ -223,8 +285,8 @@ def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
 
     Mixed precision is used on CUDA only: ``"auto"`` means bf16 where supported, else fp16.
     """
-    if amp not in ("auto", "off", "bf16", "fp16"):
-        raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {amp!r}")
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
     if device.type != "cuda":
         if amp in ("bf16", "fp16"):
             raise ValueError(f"amp={amp!r} needs a CUDA device; this run uses {device} (use amp='auto' or 'off')")
@@ -267,12 +329,18 @@ class EvalResult:
 
 def confusion_matrix(targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(num_classes, num_classes)`` counts: row = true class, column = prediction."""
+    check_positive("num_classes", num_classes, int)
+    for name, t in (("targets", targets), ("preds", preds)):
+        if t.numel() and not 0 <= int(t.min()) <= int(t.max()) < num_classes:
+            raise ValueError(f"{name} must be class indices in [0, {num_classes - 1}], "
+                             f"got values from {int(t.min())} to {int(t.max())}")
     idx = targets.long() * num_classes + preds.long()
     return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> int:
     """How many targets are among the ``k`` highest logits (``k`` capped at the number of classes)."""
+    check_positive("k", k, int)
     k = min(k, logits.shape[1])
     return int((logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum())
 
@@ -289,9 +357,11 @@ def evaluate(
 ) -> EvalResult:
     """Top-1, top-5, per-class accuracy and confusion matrix of ``model`` on ``loader``
     (the loss is plain cross-entropy, without label smoothing)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
-    device = torch.device(device)
+    device = check_device(device)
     dtype = amp_dtype(amp, device)
     classes = getattr(loader.dataset, "classes", None)
     num_classes = num_classes or (len(classes) if classes else None)
@@ -306,6 +376,8 @@ def evaluate(
             with _autocast(device, dtype):
                 logits = model(x)
             logits = logits.float()
+            if len(y) and int(y.max()) >= logits.shape[1]:
+                raise ValueError(f"the data has label {int(y.max())} but the model has {logits.shape[1]} outputs")
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             top1 += topk_correct(logits, y, 1)
             top5 += topk_correct(logits, y, 5)
@@ -328,7 +400,9 @@ def evaluate(
 # JSON written atomically, random states, code version
 # ---------------------------------------------------------------------------------------------
 def write_json(obj: Any, path: PathLike) -> Path:
-    """Write ``obj`` as indented JSON, atomically (temporary file + rename)."""
+    """Write ``obj`` as indented JSON, atomically (temporary file + rename); NaN and infinite
+    numbers are refused (``ValueError``), as strict JSON has none."""
+
     def write(f):
         json.dump(obj, f, indent=1, allow_nan=False)
         f.write("\n")
@@ -428,6 +502,169 @@ class FitResult:
         return self.ema.module if self.ema is not None else self.model
 
 
+class RunInUseError(RuntimeError):
+    """Another process is training in the same output folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``<out>/.lock``), so that two runs, or a run and its
+    ``--resume``, never write into one folder at the same time.
+
+    The lock is ``fcntl.flock`` on the lock file: the operating system drops it when its process
+    ends, however it ends, so a killed run leaves no stale lock (at most an unlocked file, which the
+    next run takes). (Where ``fcntl`` is missing, the file is created with ``O_EXCL`` and a lock left
+    by a process that no longer runs is taken over.) The file holds the owner's process id for the
+    error message and is removed when the lock is released.
+    """
+
+    def __init__(self, folder: PathLike):
+        self.path = Path(folder) / ".lock"
+        self._fd: Optional[int] = None
+
+    def _owner(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            fcntl = None
+        if fcntl is not None:
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    raise RunInUseError(f"{self.path.parent} is in use by another run (process {self._owner()}): "
+                                        "wait for it to end, or choose another output folder") from None
+                try:  # the holder before us may have removed the file between our open and our flock
+                    if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        else:  # pragma: no cover
+            for _ in range(2):
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    break
+                except FileExistsError:
+                    owner = self._owner()
+                    if owner.isdigit() and _pid_alive(int(owner)):
+                        raise RunInUseError(f"{self.path.parent} is in use by another run (process {owner}): "
+                                            "wait for it to end, or choose another output folder") from None
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+            else:
+                raise RunInUseError(f"cannot lock {self.path.parent}")
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still locked: a waiting process then retries on a new file
+        os.close(self._fd)  # closing the file drops the flock
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _pid_alive(pid: int) -> bool:  # pragma: no cover - used where fcntl is missing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+RUN_FILES = ("last.pt", "best.pt", "history.json", "result.json")
+
+
+def prepare_out_dir(out_dir: PathLike) -> Path:
+    """Check that ``out_dir`` can hold a run, before any training: it is a folder (made if
+    missing) in which files can be written. Removes the temporary files a killed save left there.
+    Raises :class:`~mobileblocks_edu.checkpoint.WriteError` naming the folder otherwise."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise WriteError(f"out_dir {out} is a file, not a folder: choose a folder for the run's files")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"out_dir {out} cannot be created ({type(e).__name__}: {e.strerror or e}); "
+                         "choose a folder you can write to") from e
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise WriteError(f"out_dir {out} is not writable: choose a folder you can write to")
+    for name in RUN_FILES:
+        if (out / name).is_dir():
+            raise WriteError(f"{out / name} is a folder; the run writes a file there")
+    return out
+
+
+def check_free_space(out: Path, model: nn.Module, cfg: "TrainConfig") -> None:
+    """Raise :class:`~mobileblocks_edu.checkpoint.WriteError` when ``out`` cannot hold the run's
+    checkpoints: ``best.pt``, ``last.pt`` and the temporary file of a save, each holding the
+    weights, the optimizer's state (AdamW: two tensors per weight, SGD: one) and the EMA copy."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    copies = 1 + (2 if cfg.opt == "adamw" else 1) + (1 if cfg.ema else 0)
+    per_checkpoint = weights * copies + 2**20
+    existing = sum((out / n).stat().st_size for n in ("best.pt", "last.pt") if (out / n).is_file())
+    need = 3 * per_checkpoint - existing
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise WriteError(f"out_dir {out} has {free / 2**20:.1f} MiB free, but the run's checkpoints need about "
+                         f"{need / 2**20:.1f} MiB (best.pt, last.pt and the temporary file of a save, "
+                         f"{per_checkpoint / 2**20:.1f} MiB each): free some space or choose another folder")
+
+
+def _clean_temporary_files(out: Path) -> None:
+    for name in RUN_FILES:
+        for tmp in temporary_files(out / name):
+            tmp.unlink(missing_ok=True)
+
+
+def _classes(loader: Optional[DataLoader]) -> Optional[list]:
+    if loader is None:
+        return None
+    ds = loader.dataset
+    ids = getattr(ds, "class_ids", None) or getattr(ds, "classes", None)
+    return list(ids) if ids is not None else None
+
+
+def _check_fit_args(model, train_loader, val_loader, config) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+        if loader is not None and not isinstance(loader, DataLoader):
+            raise TypeError(f"{name} must be a torch DataLoader, got {type(loader).__name__}")
+    if train_loader is None:
+        raise TypeError("train_loader must be a torch DataLoader, got None")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_same_classes(_classes(train_loader), _classes(val_loader))
+    n_out = getattr(model, "num_classes", None)
+    classes = _classes(train_loader)
+    n_data = len(classes) if classes is not None else None
+    targets = getattr(train_loader.dataset, "targets", None)
+    if n_data is None and targets is not None and len(targets):
+        n_data = int(max(targets)) + 1
+    if isinstance(n_out, int) and n_out > 0 and n_data is not None and n_data > n_out:
+        raise ValueError(f"the data has {n_data} classes but the model has {n_out} outputs: "
+                         f"build the model with num_classes={n_data}")
+
+
 def _config_diff(saved: dict, now: dict) -> list[str]:
     keys = (set(saved) | set(now)) - _RESUME_MAY_CHANGE
     return [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(keys) if saved.get(k) != now.get(k)]
@@ -476,15 +713,33 @@ def fit(
     epoch, ``result.json`` says ``"interrupted"``, and the exception propagates.
     """
     t_start = time.perf_counter()
+    _check_fit_args(model, train_loader, val_loader, config)
     cfg = (config or TrainConfig()).resolved(train_loader.batch_size or 1)
-    device = lab.get_device(cfg.device)
+    device = check_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
-    out = Path(out_dir) if out_dir is not None else None
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError("train_loader yields no batch (fewer images than batch_size with drop_last?)")
-    if out is not None and (out / "last.pt").exists() and not resume:
-        raise FileExistsError(f"{out / 'last.pt'} exists: resume that run (resume=True, --resume) or choose another out_dir")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir")
+    if out_dir is None:
+        return _fit(model, train_loader, val_loader, cfg, None, device, dtype, steps_per_epoch, t_start,
+                    resume, on_step, on_epoch, meta)
+    out = prepare_out_dir(out_dir)
+    with RunLock(out):  # held until the run ends: no second run (or --resume) in this folder meanwhile
+        _clean_temporary_files(out)
+        if (out / "last.pt").exists() and not resume:
+            raise FileExistsError(f"{out / 'last.pt'} exists: resume that run (resume=True, --resume) "
+                                  "or choose another out_dir")
+        if resume and not (out / "last.pt").is_file():
+            raise CheckpointError(f"cannot resume: no checkpoint at {out / 'last.pt'}")
+        return _fit(model, train_loader, val_loader, cfg, out, device, dtype, steps_per_epoch, t_start,
+                    resume, on_step, on_epoch, meta)
+
+
+def _fit(model, train_loader, val_loader, cfg, out, device, dtype, steps_per_epoch, t_start, resume,
+         on_step, on_epoch, meta) -> FitResult:
+    """The body of :func:`fit`, after its checks (and, with an output folder, under its lock)."""
 
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=fmt)
@@ -494,6 +749,8 @@ def fit(
         complexity.update(input_size=list(input_shape),
                           macs=count_flops(model, (1, *input_shape), "macs"),
                           fvcore_flops=count_flops(model, (1, *input_shape), "fvcore"))
+    if out is not None:
+        check_free_space(out, model, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
@@ -505,9 +762,9 @@ def fit(
     version = code_version()
     start_epoch, history, best, elapsed, commands = 0, [], {}, 0.0, []
     if resume:
-        if out is None:
-            raise ValueError("resume=True needs out_dir")
         ck = read_checkpoint(out / "last.pt")
+        check_same_classes(ck.get("classes"), _classes(train_loader), f"checkpoint {out / 'last.pt'}",
+                           "training data now")
         diff = _config_diff(ck["config"], asdict(cfg))
         if ck["steps_per_epoch"] != steps_per_epoch or ck["batch_size"] != train_loader.batch_size:
             diff.append(f"steps per epoch x batch size: checkpoint {ck['steps_per_epoch']} x {ck['batch_size']}, "
@@ -542,6 +799,7 @@ def fit(
             "epoch": epoch,
             "steps_per_epoch": steps_per_epoch,
             "batch_size": train_loader.batch_size,
+            "classes": _classes(train_loader),
             "threads": torch.get_num_threads(),
             "history": history,
             "best": best,
@@ -586,7 +844,7 @@ def fit(
     eval_model = ema.module if ema is not None else model
     final = None
     status = "running"
-    saved_epoch = start_epoch
+    saved_epoch, saved_best = start_epoch, dict(best)  # what last.pt holds
     try:
         with tqdm(total=cfg.epochs, initial=start_epoch, desc="epochs", disable=not cfg.progress,
                   dynamic_ncols=True) as epoch_bar:
@@ -616,7 +874,7 @@ def fit(
                     if improved:  # best.pt first: an interruption in between leaves last.pt one epoch behind
                         save_checkpoint(ck, out / "best.pt")
                     save_checkpoint(ck, out / "last.pt")
-                    saved_epoch = epoch + 1
+                    saved_epoch, saved_best = epoch + 1, dict(best)
                     write_json(history, out / "history.json")
                     write_json(result("running"), out / "result.json")
                 epoch_bar.update(1)
@@ -641,7 +899,15 @@ def fit(
         raise
     finally:
         if out is not None and status != "running":
-            write_json(result(status, final), out / "result.json")
+            if status != "done":  # result.json describes what last.pt holds, not an epoch whose save was cut
+                history[:] = history[:saved_epoch]
+                best = saved_best
+            try:
+                write_json(result(status, final if status == "done" else None), out / "result.json")
+            except Exception as e:
+                if status == "done":
+                    raise
+                warnings.warn(f"could not write {out / 'result.json'}: {e}", stacklevel=2)
     res = result(status, final)
     return FitResult(model, ema, history, best, final, out, res)
 
@@ -702,6 +968,10 @@ def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool
     the run had EMA (``ema=None``) or when ``ema=True``, else the model's; ``half`` stores
     floating-point tensors as float16 (half the size, for committed checkpoints)."""
     ck = read_checkpoint(checkpoint_path)
+    if not isinstance(ck, dict) or "model" not in ck or "optimizer" not in ck:
+        keys = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"{checkpoint_path} is not a training checkpoint of fit (last.pt, best.pt); "
+                              f"its top-level keys: {keys}")
     use_ema = ck.get("ema") is not None if ema is None else ema
     if use_ema and ck.get("ema") is None:
         raise ValueError(f"{checkpoint_path} has no EMA weights")
@@ -731,8 +1001,51 @@ DEFAULTS = {
 _CLI_MAY_CHANGE = {"threads", "workers", "progress", "download", "data_dir", "device", "resume", "out"}
 
 
+def _int_arg(low: int):
+    """An argparse type: an integer ``>= low``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _float_arg(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True):
+    """An argparse type: a finite number in the interval from ``low`` to ``high``."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}") from None
+        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text!r}")
+        return v
+
+    parse.__name__ = f"number in {interval}"
+    return parse
+
+
+def _device_arg(text: str) -> str:
+    try:
+        check_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     D = DEFAULTS
+    pos_int, nonneg_int, pos_float = _int_arg(1), _int_arg(0), _float_arg(0, low_open=True)
+    unit, fraction = _float_arg(0, 1, high_open=True), _float_arg(0, 1, high_open=False)
     p = argparse.ArgumentParser(
         prog="python -m mobileblocks_edu.train",
         description="Train a model of the library on CIFAR-10 or Imagenette. Writes last.pt, best.pt "
@@ -748,36 +1061,36 @@ def build_parser() -> argparse.ArgumentParser:
     a("--data", choices=["cifar10", "imagenette"], help=f"dataset (default: {D['data']})")
     a("--out", type=Path, help="output folder (default: runs/<model>_<data>_seed<seed>)")
     a("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
-    a("--epochs", type=int, help=f"training epochs (default: {D['epochs']})")
-    a("--batch-size", type=int, help=f"training batch size (default: {D['batch_size']})")
-    a("--seed", type=int, help=f"seed of the model init, data order, augmentation and dropout (default: {D['seed']})")
-    a("--subset", type=int, help="use only this many training images per class (fast runs)")
-    a("--eval-subset", type=int, help="use only this many evaluation images per class")
+    a("--epochs", type=pos_int, help=f"training epochs (default: {D['epochs']})")
+    a("--batch-size", type=pos_int, help=f"training batch size (default: {D['batch_size']})")
+    a("--seed", type=nonneg_int, help=f"seed of the model init, data order, augmentation and dropout (default: {D['seed']})")
+    a("--subset", type=pos_int, help="use only this many training images per class (fast runs)")
+    a("--eval-subset", type=pos_int, help="use only this many evaluation images per class")
     g = p.add_argument_group("recipe (defaults come from --recipe; the lr is scaled linearly to the batch size)")
     g.add_argument("--recipe", choices=sorted(RECIPES) + sorted(_RECIPE_ALIASES),
                    help=f"emo: AdamW + warm-up + cosine + label smoothing + RandAugment; mocovit/ghostnet: SGD + cosine (default: {D['recipe']})")
     g.add_argument("--opt", choices=["adamw", "sgd"], help="optimizer")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--wd", type=float, help="weight decay (not applied to biases and norm weights)")
-    g.add_argument("--momentum", type=float, help=f"SGD momentum / AdamW beta1 (default: {D['momentum']})")
-    g.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (may be fractional)")
-    g.add_argument("--min-lr-ratio", type=float, help=f"final lr as a fraction of the peak (default: {D['min_lr_ratio']})")
-    g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss")
+    g.add_argument("--lr", type=pos_float, help="peak learning rate")
+    g.add_argument("--wd", type=_float_arg(0), help="weight decay (not applied to biases and norm weights)")
+    g.add_argument("--momentum", type=unit, help=f"SGD momentum / AdamW beta1 (default: {D['momentum']})")
+    g.add_argument("--warmup-epochs", type=_float_arg(0), help="linear warm-up epochs (may be fractional)")
+    g.add_argument("--min-lr-ratio", type=fraction, help=f"final lr as a fraction of the peak (default: {D['min_lr_ratio']})")
+    g.add_argument("--label-smoothing", type=unit, help="label smoothing of the loss")
     g.add_argument("--randaugment", action=argparse.BooleanOptionalAction, help="RandAugment(2, 9) on training images")
-    g.add_argument("--drop-path", type=float, help="stochastic depth rate given to the model (drop_path_rate)")
+    g.add_argument("--drop-path", type=unit, help="stochastic depth rate given to the model (drop_path_rate)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, help="evaluate an EMA of the weights and buffers")
-    g.add_argument("--ema-decay", type=float, help=f"EMA decay per step (default: {D['ema_decay']})")
-    g.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value")
+    g.add_argument("--ema-decay", type=_float_arg(0, 1, low_open=True), help=f"EMA decay per step (default: {D['ema_decay']})")
+    g.add_argument("--clip-grad", type=pos_float, help="clip the gradient norm to this value")
     g.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="mixed precision, CUDA only (default: auto)")
     h = p.add_argument_group("model, data and machine")
-    h.add_argument("--img-size", type=int, help="training/evaluation resolution (default: the model's input size)")
+    h.add_argument("--img-size", type=_int_arg(8), help="training/evaluation resolution (default: the model's input size)")
     h.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="extra keyword argument for the model factory (VALUE read as JSON if it parses), repeatable")
     h.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory format (default: on; faster convolutions on CPUs)")
-    h.add_argument("--workers", type=int, help=f"DataLoader worker processes (default: {D['workers']})")
-    h.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    h.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    h.add_argument("--workers", type=nonneg_int, help=f"DataLoader worker processes (default: {D['workers']})")
+    h.add_argument("--threads", type=pos_int, help="torch CPU threads (default: torch's choice)")
+    h.add_argument("--device", type=_device_arg, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     h.add_argument("--data-dir", type=Path, help="data directory (default: $MBE_DATA, else data/ of the repository)")
     dl = h.add_mutually_exclusive_group()
     dl.add_argument("--download", dest="download", action="store_const", const=True,
@@ -792,8 +1105,10 @@ def _parse_model_args(items: Sequence[str]) -> dict:
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-arg needs KEY=VALUE, got {item!r}")
+        if not sep or not key or not key.isidentifier():
+            raise ValueError(f"--model-arg needs KEY=VALUE with KEY an argument name, got {item!r}")
+        if key == "num_classes":
+            raise ValueError("--model-arg num_classes=...: the number of classes comes from --data")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -843,25 +1158,31 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
     from . import registry
     from .data import build_loaders, dataset_info
 
-    if opts.get("threads"):
+    if opts.get("threads") is not None:
+        check_positive("threads", opts["threads"], int)
         torch.set_num_threads(int(opts["threads"]))
     info = dataset_info(opts["data"])
     mcfg = registry.model_cfg(opts["model"])
     recipe = get_recipe(opts["recipe"])
     randaugment = recipe.randaugment if opts["randaugment"] is None else opts["randaugment"]
     drop_path = recipe.drop_path if opts["drop_path"] is None else opts["drop_path"]
-    img_size = opts["img_size"] or mcfg.input_size[-1]
+    img_size = mcfg.input_size[-1] if opts["img_size"] is None else opts["img_size"]
+    check_positive("img_size", img_size, int)
     model_kwargs = _parse_model_args(opts["model_arg"])
     if drop_path:
         model_kwargs.setdefault("drop_path_rate", drop_path)
+    if opts["out"] is not None and not resume_flag(opts, resume):
+        prepare_out_dir(opts["out"])  # a file or a read-only place fails here, before the data is read
 
     lab.seed_everything(opts["seed"])
+    # the model first: a bad --model-arg fails before the data is read (building the loaders
+    # draws no random number, so the weights are the same in either order)
+    model = registry.create_model(opts["model"], num_classes=info.num_classes, **model_kwargs)
     train_loader, val_loader = build_loaders(
         info.name, root=opts["data_dir"], download=opts["download"], img_size=img_size,
         batch_size=opts["batch_size"], subset=opts["subset"], eval_subset=opts["eval_subset"],
         randaugment=randaugment, workers=opts["workers"], seed=opts["seed"],
     )
-    model = registry.create_model(opts["model"], num_classes=info.num_classes, **model_kwargs)
     cfg = TrainConfig(
         epochs=opts["epochs"], recipe=opts["recipe"], opt=opts["opt"], lr=opts["lr"], weight_decay=opts["wd"],
         momentum=opts["momentum"], warmup_epochs=opts["warmup_epochs"], min_lr_ratio=opts["min_lr_ratio"],
@@ -885,12 +1206,16 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
         meta["data"]["source"] = str(Path(train_loader.dataset.source).relative_to(root))
     except ValueError:
         meta["data"]["source"] = Path(train_loader.dataset.source).name
-    resume = bool(opts.get("resume")) if resume is None else resume
+    resume = resume_flag(opts, resume)
     return fit(model, train_loader, val_loader, cfg, opts["out"], resume=resume, meta=meta, **fit_kwargs)
 
 
+def resume_flag(opts: dict, resume: Optional[bool]) -> bool:
+    return bool(opts.get("resume")) if resume is None else bool(resume)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The command line; returns the exit status (130 after Ctrl-C)."""
+    """The command line; returns the exit status (130 after Ctrl-C, 2 for a usage error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     p = build_parser()
     args = p.parse_args(argv)
@@ -907,9 +1232,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         res = run(opts, command, resume=args.resume)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError, RunInUseError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     best = res.best.get("val_top1")
     print(f"done: {len(res.history)} epochs in {res.result['wall_time_s']:.1f} s"
           + (f", best top-1 {best:.2f}% (epoch {res.best['epoch']})" if best is not None else "")
@@ -939,6 +1267,11 @@ __all__ = [
     "environment",
     "StepInfo",
     "FitResult",
+    "RunInUseError",
+    "RunLock",
+    "prepare_out_dir",
+    "check_free_space",
+    "check_device",
     "fit",
     "export_weights",
     "build_parser",

@@ -119,9 +119,8 @@ def test_dry_run_of_a_real_experiment(toy_root, tmp_path, monkeypatch):
 
     exp = E.get_experiment("ablation_mocovit_050_sa_mlp")
     runs = tmp_path / "runs"
-    tiny = ["--epochs", "1", "--batch-size", "8", "--data-dir", str(toy_root), "--offline", "--no-progress",
-            "--threads", "1"]
-    monkeypatch.setitem(E.EXPERIMENTS, exp.name, replace(exp, seeds=(0,)))
+    tiny = ["--data-dir", str(toy_root), "--offline", "--no-progress", "--threads", "1"]  # how, not what
+    monkeypatch.setitem(E.EXPERIMENTS, exp.name, replace(exp, seeds=(0,), epochs=1, batch_size=8))
     assert E.run_experiment(exp.name, 0, runs, tiny) == 0
     written = E.collect(exp.name, runs, tmp_path / "results", tmp_path / "ckpt")
     assert [p.name for p in written] == [f"{exp.name}_seed0.json", f"{exp.name}_seed0.pt"]

@@ -25,9 +25,10 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
             raise ValueError(
-                f"{type(self).__name__} expects images of shape (B, 3, H, W), got {tuple(x.shape)}"
+                f"{type(self).__name__} expects images of shape (B, 3, H, W) with B >= 1, "
+                f"got {tuple(x.shape)}"
             )
         return self.forward_head(self.forward_features(x))
 

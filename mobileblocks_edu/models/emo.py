@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..irmb import OP_ORDERS, batchnorm2d, iRMB
-from ..layers import LayerFactory, LayerNorm2d, check_positive, trunc_normal_init
+from ..layers import LayerFactory, LayerNorm2d, check_num_classes, check_positive, check_rate, trunc_normal_init
 from ..registry import register_model
 from ._base import Classifier
 
@@ -156,8 +156,8 @@ class EMO(Classifier):
             )
         for i, d in enumerate(depths):
             check_positive(f"depths[{i}]", d, int)
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        check_rate("drop_path_rate", drop_path_rate)
+        check_num_classes(num_classes)
         norms = [_layer(n, NORM_LAYERS, "norm_layers") for n in norm_layers]
         acts = [_layer(a, ACT_LAYERS, "act_layers") for a in act_layers]
         self.num_classes, self.num_features = num_classes, embed_dims[-1]
@@ -230,6 +230,7 @@ class EMO(Classifier):
         return x if pre_logits else self.head(x)
 
     def reset_classifier(self, num_classes: int) -> None:
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_init(self.head)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..ghost import GhostBottleneck
-from ..layers import ConvNormAct, check_positive, kaiming_init, make_divisible
+from ..layers import ConvNormAct, check_num_classes, check_positive, check_rate, kaiming_init, make_divisible
 from ..registry import register_model
 from ._base import Classifier
 
@@ -89,10 +89,19 @@ class GhostNet(Classifier):
     ):
         super().__init__()
         check_positive("width", width)
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes!r}")
+        check_num_classes(num_classes)
+        check_positive("stem_stride", stem_stride, int)
+        check_positive("num_features", num_features, int)
+        check_rate("drop_rate", drop_rate)
+        check_rate("drop_path_rate", drop_path_rate)
         self.num_classes, self.num_features, self.width = num_classes, num_features, width
-        self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
+        try:
+            self.stage_cfgs = tuple(tuple(BlockCfg(*b) for b in s) for s in stages)
+        except TypeError:
+            raise ValueError("stages must be stages of rows (kernel, hidden, out, se_ratio, stride[, block]), "
+                             f"got {stages!r}") from None
+        if not self.stage_cfgs or not all(self.stage_cfgs):
+            raise ValueError("stages must hold at least one stage, each with at least one block")
         stem_chs = make_divisible(STEM_CHS * width, 4)
         self.stem = ConvNormAct(3, stem_chs, 3, stem_stride)  # (B, 3, H, W) -> (B, 16w, H/2, W/2)
         n_blocks = sum(len(s) for s in self.stage_cfgs)
@@ -130,6 +139,7 @@ class GhostNet(Classifier):
         return x if pre_logits else self.classifier(self.drop(x))
 
     def reset_classifier(self, num_classes: int) -> None:
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

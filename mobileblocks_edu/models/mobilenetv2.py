@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..irb import InvertedResidual
-from ..layers import ConvNormAct, kaiming_init, make_divisible
+from ..layers import ConvNormAct, check_num_classes, check_positive, check_rate, kaiming_init, make_divisible
 from ..registry import register_model
 from ._base import Classifier
 
@@ -50,6 +50,14 @@ class MobileNetV2(Classifier):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        check_num_classes(num_classes)
+        check_positive("width_mult", width_mult)
+        check_positive("stem_stride", stem_stride, int)
+        check_rate("drop_rate", drop_rate)
+        check_rate("drop_path_rate", drop_path_rate)
+        rows = [tuple(r) for r in stages]
+        if not rows or not all(len(r) == 4 and all(isinstance(v, (int, float)) and v > 0 for v in r) for r in rows):
+            raise ValueError(f"stages must be rows (t, c, n, s) of positive numbers, got {stages!r}")
         stem_chs = make_divisible(32 * width_mult, 8)
         self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
         self.num_classes = num_classes
@@ -81,6 +89,7 @@ class MobileNetV2(Classifier):
         return x if pre_logits else self.classifier(self.drop(x))
 
     def reset_classifier(self, num_classes: int) -> None:
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

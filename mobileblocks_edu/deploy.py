@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from . import lab
-from .layers import ConvNormAct, LayerNorm2d
+from .layers import ConvNormAct
 from .registry import create_model, list_models, model_cfg
 
 PathLike = Union[str, os.PathLike]
@@ -230,8 +230,10 @@ def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 2
     return target if target is not None else buf.getvalue()
 
 
-def ort_session(onnx_model: Union[PathLike, bytes], threads: int = 1):
-    """An onnxruntime CPU session with ``threads`` intra-op threads (one inter-op thread, all graph optimisations)."""
+def ort_session(onnx_model: Union[PathLike, bytes], threads: int = 1, optimized_path: Optional[PathLike] = None):
+    """An onnxruntime CPU session with ``threads`` intra-op threads (one inter-op thread, all graph
+    optimisations). ``optimized_path``: also write the graph onnxruntime runs after its
+    optimisations (constant folding, Conv+activation fusion, ...), to count its operators."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -240,6 +242,8 @@ def ort_session(onnx_model: Union[PathLike, bytes], threads: int = 1):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if optimized_path is not None:
+        opts.optimized_model_filepath = str(optimized_path)
     src = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
@@ -417,8 +421,10 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
                 warmup: int = 2, threads: int = 1, settings: Sequence[str] = SETTINGS, log=print) -> dict:
     """Batch-1 CPU latency of ``models`` (default: every ImageNet-size model) in every setting.
 
-    Each model's contenders are timed together, interleaved (:func:`time_rounds`); PyTorch runs
-    with ``threads`` threads. Returns the report written by ``python -m mobileblocks_edu.deploy latency``.
+    All contenders (every model in every setting) are built first, checked against eager, and then
+    timed together, interleaved (:func:`time_rounds`), so that a load change on a shared machine hits
+    them alike and models can be compared with each other. PyTorch runs with ``threads`` threads.
+    Returns the report written by ``python -m mobileblocks_edu.deploy latency``.
     """
     log = log or (lambda *a: None)
     models = list(models or imagenet_models())
@@ -432,16 +438,19 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
     report = {**environment(threads), "size": size, "batch": 1, "rounds": rounds, "inner": inner, "warmup": warmup,
               "settings": {s: SETTING_TITLES[s] for s in settings}, "models": {}}
     log(f"machine: {report['machine']}; torch {report['torch']}, onnxruntime {report['onnxruntime']}")
+    calls: dict[str, Callable[[], None]] = {}
     for name in models:
-        calls, checks = build_contenders(name, size, settings)
+        model_calls, checks = build_contenders(name, size, settings)
         for s in settings:
             if s != "eager" and checks[s] > 1e-4 * max(1.0, checks["max_abs_output"]):
                 raise RuntimeError(f"{name}: {s} disagrees with eager by {checks[s]:.2e}")
-        log(f"{name}:")
-        times = time_rounds(calls, rounds, inner, warmup)
-        costs = model_costs(name, create_model(name))
-        report["models"][name] = {**costs, "checks": checks, "latency": {s: summarize_ms(times[s]) for s in settings}}
-        log("  " + "  ".join(f"{s} {report['models'][name]['latency'][s]['median_ms']:.1f} ms" for s in settings))
+        calls.update({f"{name}/{s}": c for s, c in model_calls.items()})
+        report["models"][name] = {**model_costs(name, create_model(name)), "checks": checks}
+        log(f"built and checked {name}")
+    times = time_rounds(calls, rounds, inner, warmup, log=lambda m: log(m[:120] + " ..."))
+    for name in models:
+        report["models"][name]["latency"] = {s: summarize_ms(times[f"{name}/{s}"]) for s in settings}
+        log(f"{name:<18}" + "  ".join(f"{s} {report['models'][name]['latency'][s]['median_ms']:7.1f} ms" for s in settings))
     report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return report
 
@@ -480,7 +489,7 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calibration: torch.Tens
     return Path(onnx_out)
 
 
-def ort_accuracy(session, dataset, batch: int = 32) -> float:
+def ort_accuracy(session, dataset) -> float:
     """Top-1 accuracy (%) of an onnxruntime session (batch-1 graph: run image by image)."""
     correct = 0
     for i in range(len(dataset)):

@@ -481,11 +481,17 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calibration: torch.Tens
         def get_next(self):
             return next(self.items, None)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    import logging
+
+    logging.disable(logging.WARNING)  # one warning per 1-D norm weight that per-channel quantization skips
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     return Path(onnx_out)
 
 
@@ -499,13 +505,16 @@ def ort_accuracy(session, dataset) -> float:
 
 
 def run_quantization(experiments: Sequence[str] = QUANT_EXPERIMENTS, calib_per_class: int = 10,
-                     eval_per_class: Optional[int] = None, rounds: int = 15, inner: int = 5, log=print) -> dict:
-    """Quantize the trained Imagenette models and measure accuracy, size and latency (1 thread)
-    before and after. Needs the Imagenette images in the data directory and the committed checkpoints."""
+                     eval_per_class: Optional[int] = None, rounds: int = 15, inner: int = 5, threads: int = 1,
+                     log=print) -> dict:
+    """Quantize the trained Imagenette models and measure accuracy, size and batch-1 latency before
+    and after (PyTorch and onnxruntime on ``threads`` threads). Needs the Imagenette images in the
+    data directory and the committed checkpoints."""
     from .experiments import load_trained, resolve_experiment
 
     log = log or (lambda *a: None)
-    report = {**environment(torch.get_num_threads()), "calibration_per_class": calib_per_class,
+    torch.set_num_threads(threads)
+    report = {**environment(threads), "calibration_per_class": calib_per_class,
               "eval_per_class": eval_per_class, "rounds": rounds, "inner": inner,
               "method": "onnxruntime quantize_static: QDQ, int8 activations and per-channel int8 weights, "
                         "MinMax calibration on training images", "models": {}}
@@ -522,7 +531,7 @@ def run_quantization(experiments: Sequence[str] = QUANT_EXPERIMENTS, calib_per_c
             f32, i8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
             export_onnx(model, f32, size=size)
             quantize_int8(f32, i8, calib)
-            sessions = {"fp32": ort_session(f32), "int8": ort_session(i8)}
+            sessions = {"fp32": ort_session(f32, threads), "int8": ort_session(i8, threads)}
             entry = {"model": name, "size": size, "val_images": len(val_ds), "calibration_images": len(calib)}
             for k, sess in sessions.items():
                 entry[f"{k}_bytes"] = (f32 if k == "fp32" else i8).stat().st_size
@@ -570,6 +579,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     q.add_argument("--calib-per-class", type=int, default=10)
     q.add_argument("--eval-per-class", type=int, default=None, help="default: every validation image")
     q.add_argument("--rounds", type=int, default=15)
+    q.add_argument("--threads", type=int, default=1, help="PyTorch and onnxruntime threads")
     for p in (lat, q):
         p.add_argument("--output", type=Path, default=None, help="JSON report (default: lessons/results/...)")
         p.add_argument("--no-save", action="store_true", help="print only")
@@ -584,7 +594,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = run_latency(models, args.size, rounds, args.inner, args.warmup, args.threads, args.settings)
         default = "latency_cpu.json"
     else:
-        report = run_quantization(args.experiments, args.calib_per_class, args.eval_per_class, args.rounds)
+        report = run_quantization(args.experiments, args.calib_per_class, args.eval_per_class, args.rounds,
+                                  threads=args.threads)
         default = "quant_imagenette.json"
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     report["command"] = "python -m mobileblocks_edu.deploy " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -58,7 +58,7 @@ test: install data-link
 $(OLDEST_VENV)/.installed: requirements.txt pyproject.toml
 	rm -rf $(OLDEST_VENV)
 	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
-	sed -nE 's/^(torch|torchvision|numpy|matplotlib|tqdm|torchinfo|grad-cam|ipywidgets)>=([^,;# ]+).*/\1==\2/p' \
+	sed -nE 's/^(torch|torchvision|numpy|matplotlib|tqdm|torchinfo|grad-cam|ipywidgets|onnx|onnxruntime|onnxscript)>=([^,;# ]+).*/\1==\2/p' \
 		requirements.txt > $(OLDEST_VENV)/lowest.txt
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -r $(OLDEST_VENV)/lowest.txt pytest
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .

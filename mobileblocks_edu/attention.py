@@ -31,6 +31,7 @@ from .layers import (
     LayerNorm2d,
     check_divisible,
     check_input,
+    is_symbolic,
     check_positive,
 )
 
@@ -75,7 +76,7 @@ def window_partition(
     B, C, H, W = x.shape
     w = window_size
     pad_h, pad_w = (-H) % w, (-W) % w
-    if pad_h or pad_w:
+    if is_symbolic(x) or pad_h or pad_w:  # fx: the size is a symbol, pad by its formula (0 is a no-op)
         x = F.pad(x, (0, pad_w, 0, pad_h))  # (B, C, Hp, Wp), zeros at the bottom/right
     n1, n2 = (H + pad_h) // w, (W + pad_w) // w
     if tokens_last:
@@ -92,14 +93,18 @@ def window_partition(
     return x.reshape(B * n1 * n2, C, w, w), WindowInfo(B, H, W, n1, n2, w, layout)
 
 
-def window_reverse(windows: torch.Tensor, info: WindowInfo) -> torch.Tensor:
+def window_reverse(windows: torch.Tensor, info: WindowInfo, tokens_last: Optional[bool] = None) -> torch.Tensor:
     """Inverse of :func:`window_partition`: ``(B·n1·n2, C, w, w) -> (B, C, H, W)`` (padding cropped).
 
     Windows in the ``tokens_last`` layout ``(B·n1·n2, w², C)`` come back as a ``(B, C, H, W)``
     tensor with channels-last strides (channels innermost; a view, so a cropped map is not contiguous).
+    ``tokens_last=None`` reads the layout off ``windows.dim()`` (3: tokens last); a ``torch.fx``
+    trace must pass it, since a proxy has no known number of dimensions.
     """
     B, H, W, n1, n2, w, layout = info
-    if windows.dim() == 3:  # tokens_last
+    if tokens_last is None:
+        tokens_last = windows.dim() == 3
+    if tokens_last:
         C = windows.shape[-1]
         x = windows.view(B, n1, n2, w, w, C)
         if layout == "block":
@@ -211,7 +216,9 @@ class WindowAttention(nn.Module):
         B, _, H, W = q.shape
         w = self.window_size
         info, bias = None, None
-        if w is None or (H <= w and W <= w):  # one window: the whole map, (B, H·W, C)
+        # one window: the whole map, (B, H·W, C). An fx trace has no sizes to compare, so it takes the
+        # window path, which is exact for every size (a small map is one padded window there).
+        if w is None or (not is_symbolic(q) and H <= w and W <= w):
             q, k, v = (t.permute(0, 2, 3, 1).reshape(B, H * W, t.shape[1]) for t in (q, k, v))
             n_pad = 0 if w is None else w * w - H * W
             if n_pad:  # the padded pixels as one zero key/value with score bias log(n_pad)
@@ -230,7 +237,7 @@ class WindowAttention(nn.Module):
         out = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)  # (b, N, C_v)
         if info is None:
             return out.view(B, H, W, -1).permute(0, 3, 1, 2)  # (B, C_v, H, W), channels-last strides
-        return window_reverse(out, info)
+        return window_reverse(out, info, tokens_last=True)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.tokens_last and self.fused and not self.keep_attn:
@@ -252,7 +259,7 @@ class WindowAttention(nn.Module):
         if self.keep_attn:
             self.last_attn = attn.detach()
         out = merge_heads(out, h, w)  # (b, C_v, h, w)
-        return out if info is None else window_reverse(out, info)
+        return out if info is None else window_reverse(out, info, tokens_last=False)
 
     def extra_repr(self) -> str:
         win = "global" if self.window_size is None else f"window_size={self.window_size}, layout={self.window_layout}"

@@ -69,6 +69,7 @@ from .layers import (
     SqueezeExcite,
     check_divisible,
     check_input,
+    is_symbolic,
     check_positive,
 )
 
@@ -289,7 +290,8 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
     def _ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         C, H, W = self.in_chs, xn.shape[-2], xn.shape[-1]
         w = self.window_size
-        padded = w is not None and (H % w != 0 or W % w != 0)
+        # fx trace: the size is a symbol, so take the padded form, exact for every size
+        padded = w is not None and (is_symbolic(xn) or H % w != 0 or W % w != 0)
         q, k = self.qk(xn).chunk(2, dim=1)  # 2 x (B, C, H, W)
         if padded and self.qk.conv.bias is not None:
             # keys without their bias: softmax is unchanged, and padded keys become exact zeros
@@ -332,7 +334,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         if values is None and self.attn_before_mlp_e:
             out = self.v(out)  # MLP_e inside the windows, as the reference does
         if info is not None:
-            out = window_reverse(out, info).contiguous()  # (B, λC, H, W), padding cropped
+            out = window_reverse(out, info, tokens_last=False).contiguous()  # (B, λC, H, W), padding cropped
         return out
 
     def extra_repr(self) -> str:

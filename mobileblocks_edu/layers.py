@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+import torch.fx
 from torch import nn
 from torchvision.ops import StochasticDepth
 
@@ -60,8 +61,22 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
         raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
 
 
+def is_symbolic(x) -> bool:
+    """True when ``x`` is a ``torch.fx`` proxy, i.e. while ``torch.fx.symbolic_trace`` runs.
+
+    A proxy has no shape to compare: the checks below skip it (they ran in eager mode, the only
+    mode that gets a user's tensors), and a block whose fast path depends on the shape takes the
+    form that is exact for every shape, so that one traced graph serves every input size.
+    ``torch.export`` and the ONNX exporter see real (or fake) tensors and keep the checks.
+    """
+    return isinstance(x, torch.fx.Proxy)
+
+
 def check_input(module: nn.Module, x: torch.Tensor, channels: Optional[int] = None) -> None:
-    """Check that ``x`` is a ``(B, C, H, W)`` tensor with the channels ``module`` expects."""
+    """Check that ``x`` is a ``(B, C, H, W)`` tensor with the channels ``module`` expects
+    (skipped for a ``torch.fx`` proxy, see :func:`is_symbolic`)."""
+    if is_symbolic(x):
+        return
     if x.dim() != 4:
         raise ValueError(
             f"{type(module).__name__} expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}"

@@ -6,6 +6,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..layers import is_symbolic
+
 
 class Classifier(nn.Module):
     """``forward(x) = forward_head(forward_features(x))``; plain logits out.
@@ -25,7 +27,7 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+        if not is_symbolic(x) and (x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0):
             raise ValueError(
                 f"{type(self).__name__} expects images of shape (B, 3, H, W) with B >= 1, "
                 f"got {tuple(x.shape)}"

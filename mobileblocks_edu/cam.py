@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import lab
 
 PathLike = Union[str, Path]
 

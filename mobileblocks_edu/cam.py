@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import lab
 
 PathLike = Union[str, Path]
 
@@ -190,22 +189,29 @@ def to_rgb(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.n
 # ---- natural photos ------------------------------------------------------------------------------
 
 
+PHOTOS_DIR = Path(__file__).parent / "assets" / "photos"  # shipped with the package: see LICENSE.md there
+
+
 def photos_dir(root: Optional[PathLike] = None) -> Path:
-    """``<data directory>/photos`` (or ``root``)."""
-    return Path(root) if root is not None else lab.data_dir() / "photos"
+    """The folder of the photos: ``root`` when given, else the package's own openly licensed
+    photos (:data:`PHOTOS_DIR`, CC0 / public domain, installed with the library), so that every
+    reader has them with no data directory and no network."""
+    return Path(root) if root is not None else PHOTOS_DIR
 
 
 def load_photos(root: Optional[PathLike] = None) -> list[dict]:
-    """The offline photos and their metadata (``photos.json``): one dict per photo with the keys
-    of the metadata (``file``, ``imagenet_class``, ``cifar10_class``, ...) plus ``image``, the
-    PIL image in RGB. A clear error when the folder or its index is missing."""
+    """The photos and their metadata (``photos.json``): one dict per photo with the keys of the
+    metadata (``file``, ``object``, ``cifar10_class`` (``None`` when no CIFAR-10 class fits),
+    ``license``, ``source``, ...) plus ``image``, the PIL image in RGB. Default folder:
+    :func:`photos_dir`. A clear error when the folder or its index is missing."""
     from PIL import Image
 
     folder = photos_dir(root)
     index = folder / "photos.json"
     if not index.is_file():
-        raise FileNotFoundError(f"no photos.json in {folder}: the photos are part of the offline data directory "
-                                f"(set MBE_DATA or link data/ to it)")
+        raise FileNotFoundError(f"no photos.json in {folder}: a photo folder needs a photos.json index "
+                                f"(a list of {{'file': ..., ...}}); load_photos() without a folder reads "
+                                f"the photos shipped with the library")
     out = []
     for meta in json.loads(index.read_text()):
         with Image.open(folder / meta["file"]) as im:
@@ -333,5 +339,5 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     return query_attention(attn, query, size, block.window_size, block.window_layout, batch_index)
 
 
-__all__ = ["CamResult", "cam_layers", "grad_cam", "overlay", "to_rgb", "photos_dir", "load_photos", "prepare",
+__all__ = ["CamResult", "cam_layers", "grad_cam", "overlay", "to_rgb", "PHOTOS_DIR", "photos_dir", "load_photos", "prepare",
            "query_attention", "irmb_attention", "model_block_attention"]

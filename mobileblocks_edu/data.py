@@ -470,7 +470,7 @@ def _where(root: Path, explicit: bool) -> str:
 
 def _not_found(info: DatasetInfo, split: str, root: Path, explicit: bool, layouts, why: str) -> DatasetNotFoundError:
     looked = "\n".join(f"  {desc}: not there" for _, _, desc in layouts)
-    return DatasetNotFoundError(
+    err = DatasetNotFoundError(
         f"{info.title} ({split!r} split) was not found in {_where(root, explicit)}, and {why}.\n"
         f"Looked for:\n{looked}\n"
         "To fix it, do one of:\n"
@@ -479,6 +479,9 @@ def _not_found(info: DatasetInfo, split: str, root: Path, explicit: bool, layout
         f"  * download it when online ({info.download_size}): "
         f"load_dataset({info.name!r}, download=True), or --download on the command line."
     )
+    err.summary = (f"{info.title} is not in {_where(root, explicit)} and {why}. To get it, set MBE_DATA "
+                   f"to a folder that holds it, or run online so that torchvision downloads it ({info.download_size}).")
+    return err
 
 
 def load_dataset(
@@ -546,6 +549,28 @@ def load_dataset(
     ds = ImageDataset(items, targets, classes, class_ids=ids, transform=transform,
                       name=info.name, split=split, source=str(path))
     return ds.subset(subset, subset_seed) if subset is not None else ds
+
+
+_REPORTED: set = set()  # (dataset, data directory) pairs whose absence has been reported once
+
+
+def try_load_dataset(name: str, split: str = "train", *, skipping: str = "", **kwargs) -> Optional[ImageDataset]:
+    """:func:`load_dataset`, or ``None`` with one printed line when the dataset is neither in the
+    data directory nor downloadable now: what is missing, why, and how to get it (``MBE_DATA``, or
+    run online). A lesson calls it where live images are optional and goes on with its committed
+    results; ``skipping`` names what is left out (``"the live training demo"``). The line is
+    printed once per dataset and data directory, however often it is asked for."""
+    try:
+        return load_dataset(name, split, **kwargs)
+    except DatasetNotFoundError as e:
+        key = (dataset_info(name).name, str(kwargs.get("root") or lab.data_dir()))
+        if key not in _REPORTED:
+            _REPORTED.add(key)
+            print(f"No data: {getattr(e, 'summary', str(e).splitlines()[0])}"
+                  + (f" Skipped without it: {skipping}." if skipping else ""))
+        elif skipping:
+            print(f"No data ({dataset_info(name).title}, see above): skipped {skipping}.")
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -702,6 +727,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "try_load_dataset",
     "CorruptImageError",
     "dataset_info",
     "derive_seed",

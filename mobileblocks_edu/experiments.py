@@ -376,6 +376,52 @@ def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
     return [json.loads(f.read_text()) for f in files if f.is_file()]
 
 
+# Sizes of the full datasets (training, evaluation images): CIFAR-10 (Krizhevsky, 2009) and
+# Imagenette v2 (fast.ai), to say how much of a dataset a committed run saw.
+FULL_DATASET_IMAGES = {"cifar10": (50_000, 10_000), "imagenette": (9_469, 3_925)}
+
+
+def run_data(result: dict) -> dict:
+    """What a committed run trained on, read from its result file alone (so it is the same on
+    every machine, whatever data is found locally): ``dataset`` (title), ``source`` (the folder
+    of the data directory the images were read from), ``subset``/``eval_subset`` (images per
+    class, ``None``: all), ``train_images``, ``eval_images``, ``full_train_images``,
+    ``full_eval_images`` (the whole dataset's), ``classes``, ``img_size``, ``epochs``,
+    ``steps_per_epoch``, ``steps``, ``batch_size``."""
+    from .data import dataset_info
+
+    info = dataset_info(result["data"]["name"])
+    full = FULL_DATASET_IMAGES.get(info.name, (None, None))
+    return {
+        "dataset": info.title, "source": result["data"].get("source"),
+        "subset": result["data"].get("subset"), "eval_subset": result["data"].get("eval_subset"),
+        "train_images": result["train_images"], "eval_images": result["val_images"],
+        "full_train_images": full[0], "full_eval_images": full[1],
+        "classes": len(result["classes"]), "img_size": result["input_size"][-1],
+        "epochs": result["epochs_done"], "steps_per_epoch": result["steps_per_epoch"],
+        "steps": result["steps_per_epoch"] * result["epochs_done"], "batch_size": result["batch_size"],
+    }
+
+
+def describe_run_data(result: dict) -> str:
+    """One sentence on a committed run's data and length, from its result file (see
+    :func:`run_data`), e.g. "5,438 of CIFAR-10's 50,000 training images (folder cifar10/train)
+    and 1,017 of its 10,000 test images, 10 classes at 32x32; 8 epochs of 42 steps (336 steps)
+    at batch 128"."""
+    d = run_data(result)
+    split = "test" if d["dataset"] == "CIFAR-10" else "validation"
+
+    def part(n, full, what):
+        return f"{n:,} of {d['dataset']}'s {full:,} {what} images" if full and n < full else f"{n:,} {what} images"
+
+    where = f" (folder {d['source']})" if d["source"] else ""
+    per_class = f", {d['subset']} per class" if d["subset"] else ""
+    return (f"{part(d['train_images'], d['full_train_images'], 'training')}{where}{per_class} and "
+            f"{part(d['eval_images'], d['full_eval_images'], split)}, {d['classes']} classes at "
+            f"{d['img_size']}x{d['img_size']}; {d['epochs']} epochs of {d['steps_per_epoch']} steps "
+            f"({d['steps']:,} steps) at batch {d['batch_size']}")
+
+
 def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1") -> dict:
     """Mean and standard deviation over seeds of the final evaluation's ``metric`` (and the
     params, MACs, wall time and training throughput of the runs)."""
@@ -459,7 +505,7 @@ def _positive_int(text: str) -> int:
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
            "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_results",
-           "summarize", "main"]
+           "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

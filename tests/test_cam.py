@@ -118,6 +118,22 @@ def test_photos_and_prepare(tmp_path):
     assert torch.allclose(x[0], torch.ones(32, 32)) and np.allclose(rgb[..., 1], 0)
 
 
+
+def test_shipped_photos_need_no_data_directory(monkeypatch, tmp_path):
+    """The default photos come with the package: found with no data directory, every one openly
+    licensed (no non-commercial terms), under 1 MB in all, each file listed in the licence file."""
+    monkeypatch.setenv("MBE_DATA", str(tmp_path / "nonexistent"))
+    from mobileblocks_edu.cam import PHOTOS_DIR
+
+    photos = load_photos()
+    assert len(photos) >= 4 and all(p["image"].mode == "RGB" and min(p["image"].size) >= 200 for p in photos)
+    licence = (PHOTOS_DIR / "LICENSE.md").read_text()
+    for p in photos:
+        assert p["license"].startswith(("CC0", "public domain")) and "non-commercial" not in p["license"].lower()
+        assert f"`{p['file']}`" in licence
+    assert sum(f.stat().st_size for f in PHOTOS_DIR.iterdir()) < 1_000_000
+    assert any(p["cifar10_class"] == "cat" for p in photos)
+
 # ---- attention for one query ----------------------------------------------------------------------------
 
 

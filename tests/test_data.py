@@ -79,6 +79,18 @@ def test_default_respects_offline_flag_and_data_dir(tmp_path, monkeypatch):
     assert _tree(tmp_path) == []
 
 
+
+def test_try_load_dataset_prints_one_line_and_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MBE_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("MBE_OFFLINE", "1")
+    monkeypatch.setattr(data, "_REPORTED", set())
+    assert data.try_load_dataset("cifar10", "test", skipping="the figure") is None
+    assert data.try_load_dataset("cifar10", "train") is None  # the same dataset: reported once
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("No data: CIFAR-10 is not in the data directory")
+    assert "MBE_DATA" in lines[0] and "run online" in lines[0] and "163 MB" in lines[0] and "the figure" in lines[0]
+    assert _tree(tmp_path) == []
+
 def test_unreachable_or_silent_host_is_detected_quickly():
     silent = socket.socket()  # accepts connections (backlog) but never answers: a stalled server
     silent.bind(("127.0.0.1", 0))

@@ -113,7 +113,7 @@ def test_torchvision_feature_extraction_works(one_thread):
 
 def test_eager_checks_keep_their_messages():
     model = mbe.create_model("emo_1m_cifar").eval()
-    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, H, W\), got \(1, 4, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, H, W\) with B >= 1, got \(1, 4, 32, 32\)"):
         model(torch.randn(1, 4, 32, 32))
     with pytest.raises(ValueError, match="expects 8 input channels, got 3"):
         check_input(ConvNormAct(8, 8), torch.randn(1, 3, 4, 4), 8)

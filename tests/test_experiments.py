@@ -156,6 +156,10 @@ def test_committed_result_matches_its_experiment(path):
     assert r["final"]["n"] == r["val_images"] and 0 <= r["final"]["top1"] <= 100
     assert r["params"] == mbe.count_params(E.build_model(name))
 
+    d = E.run_data(r)  # the committed run described from its result file alone
+    assert d["steps"] == r["steps_per_epoch"] * r["epochs_done"] and d["img_size"] == r["input_size"][-1]
+    assert f"{d['train_images']:,}" in E.describe_run_data(r) and f"({d['steps']:,} steps)" in E.describe_run_data(r)
+
 
 def test_committed_checkpoints_load():
     folder = lab.checkpoints_dir()

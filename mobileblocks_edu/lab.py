@@ -202,20 +202,6 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
-def glue(name: str, value: T, display: bool = False) -> T:
-    """Make a value computed in a notebook available to its Markdown: ``{glue:text}`name:,``` in
-    the built book (myst-nb's ``glue``). Outside a book build (Colab, Jupyter) the role stays
-    visible as text and the value is printed when ``display=True``. Returns ``value``."""
-    try:
-        from myst_nb import glue as _glue
-    except ImportError:
-        if display:
-            print(f"{name} = {value}")
-        return value
-    _glue(name, value, display=display)
-    return value
-
-
 def machine() -> str:
     """One line describing the machine: processor, cores, torch threads, GPU if any."""
     cpu = platform.processor() or platform.machine()
@@ -248,6 +234,5 @@ __all__ = [
     "on_meta",
     "randomize_",
     "max_diff",
-    "glue",
     "machine",
 ]

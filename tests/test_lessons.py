@@ -84,15 +84,10 @@ def test_repository_url_is_the_same_everywhere():
 # (```{note}, :::{note}).
 MYST_ROLE = re.compile(r"\{[\w:.+-]+\}`")
 MYST_DIRECTIVE = re.compile(r"^\s*(?:`{3,}|~{3,}|:{3,})\s*\{[\w:.+-]+\}", re.M)
-BEING_CONVERTED = {f"{n:02d}" for n in range(11, 17)}
 
 
 def _lesson_params():
-    return [
-        pytest.param(p, id=p.stem, marks=pytest.mark.xfail(strict=False, reason="being converted"))
-        if p.stem[:2] in BEING_CONVERTED else pytest.param(p, id=p.stem)
-        for p in LESSONS
-    ]
+    return [pytest.param(p, id=p.stem) for p in LESSONS]
 
 
 def _myst_in(text: str) -> list[str]:

@@ -138,6 +138,8 @@ def scaled_dot_product(
     ``bias`` (optional) is added to the scores, broadcast to ``(..., N, M)``.
     """
     if fused:
+        if not is_symbolic(q) and math.isclose(scale, float(q.shape[-1]) ** -0.5, rel_tol=1e-6):
+            scale = None  # PyTorch's own default, 1/√d: torch 2.2's ONNX exporter cannot export a given scale
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale), None
     attn = (q @ k.transpose(-2, -1)) * scale  # (..., N, M)
     if bias is not None:

@@ -204,6 +204,10 @@ def sample_images(n: int = 4, size: int = 224, model_name: Optional[str] = None,
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
+# torch.onnx.export(..., dynamo=True), the torch.export-based exporter, exists from torch 2.5
+HAS_DYNAMO_EXPORT = "dynamo" in torch.onnx.export.__code__.co_varnames
+
+
 def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 224, batch: int = 1,
                 dynamo: bool = False, opset: int = 17) -> Union[Path, bytes]:
     """Export ``model`` (eval mode) for a ``(batch, 3, size, size)`` input with ``torch.onnx.export``.
@@ -218,6 +222,9 @@ def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 2
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if dynamo:
+            if not HAS_DYNAMO_EXPORT:
+                raise RuntimeError(f"dynamo=True needs torch 2.5 or newer (this is {torch.__version__}); "
+                                   "dynamo=False exports with the TorchScript exporter")
             with tempfile.TemporaryDirectory() as tmp:
                 f = target or Path(tmp) / "model.onnx"
                 prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["logits"],
@@ -225,7 +232,7 @@ def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 2
                 prog.save(str(f))
                 return target if target else f.read_bytes()
         buf = io.BytesIO() if target is None else str(target)
-        kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+        kw = {"dynamo": False} if HAS_DYNAMO_EXPORT else {}
         torch.onnx.export(model, (x,), buf, input_names=["x"], output_names=["logits"], opset_version=opset, **kw)
     return target if target is not None else buf.getvalue()
 
@@ -310,7 +317,7 @@ def readable_copy(name: str, model: nn.Module, **kwargs) -> nn.Module:
     """The same weights with the readable attention path (for exact FLOP counts), when the model has one."""
     try:
         r = create_model(name, fused=False, **kwargs)
-    except TypeError:
+    except ValueError:  # a model without attention takes no `fused`
         return model
     r.load_state_dict(model.state_dict())
     return r.eval()

@@ -77,3 +77,30 @@ def test_cifar_variant_api():
     assert model.cam_target_layers() == [model.final_conv]
     assert len(model.mosa_modules()) == 4
     assert count_params(model) == 10_624_161
+
+
+# MoCoViT Table 7 (0.5x at 224x224): the library's vanilla switches, counted in the paper's convention
+T7 = {  # model arguments: (params, conv_linear), the paper's (params M, FLOPs M)
+    "sa_mlp": ({"attn_layer": "mhsa", "ffn_layer": "mlp"}, (2_601_932, 54_147_832), (2.7, 47.7)),
+    "sa_moffn": ({"attn_layer": "mhsa"}, (2_691_612, 47_345_752), (2.7, 45.5)),
+    "mosa_moffn": ({}, (2_620_572, 43_864_792), (2.6, 44.0)),
+}
+
+
+@pytest.mark.parametrize("row", sorted(T7))
+def test_table7_rows_at_224(row):
+    kwargs, counts, (pp, pf) = T7[row]
+    model = _meta("mocovit_050", fused=False, **kwargs)
+    got = (count_params(model), count_flops(model, (1, 3, 224, 224), "conv_linear"))
+    assert got == counts
+    if row != "sa_mlp":  # the rows the library matches: params as printed, FLOPs within 5 %
+        assert round(got[0] / 1e6, 1) == pp and abs(got[1] / (pf * 1e6) - 1) < 0.05
+    else:  # no MLP of two linear layers gives both of the paper's numbers (the lesson's bound)
+        assert got[0] < 2.65e6 and got[1] > 1.1 * pf * 1e6
+
+
+def test_replace_relu_needs_a_known_layer():
+    from mobileblocks_edu.models.mocovit_d import replace_relu
+
+    with pytest.raises(ValueError, match="no rule for the channels of the ReLU '1' in Sequential"):
+        replace_relu(nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU()))

@@ -44,7 +44,7 @@ def test_every_relu_is_dynamic():
     relus = [n for n, m in model.named_modules() if type(m) is nn.ReLU]
     assert relus and all(n.endswith(".act") and isinstance(model.get_submodule(n.rsplit(".", 1)[0]), DyReLU)
                          for n in relus)  # only the hyper-functions' own ReLUs remain
-    # 1 stem + 2 per activated Ghost module (16 bottlenecks/MoFFNs) + 6 SE + final_conv + head
+    # 1 stem + 2 per activated Ghost module (12 Ghost bottlenecks + 4 MoFFNs) + 7 SE + final_conv + head
     assert model.num_dyrelu == len(model.dyrelu_modules()) == 1 + 2 * 16 + 7 + 1 + 1
     assert isinstance(model.act, DyReLU) and model.act.chs == 1280
     assert isinstance(model.stages[4][2].ffn.se.act, DyReLU)  # in the MTBs too

@@ -121,9 +121,11 @@ _EMO_1M_LAYERS = (("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["si
 MAIN_GROUPS = ("cifar10", "imagenette")  # the main runs; the rest are ablations
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
-    # --- CIFAR-10 (the offline subset: 5,438 training, 1,017 test images), one recipe for all four
+    # --- CIFAR-10 (the offline subset: 5,438 training, 1,017 test images), one recipe for all
     Experiment("cifar10_emo_1m", "emo_1m_cifar", **_CIFAR, note="EMO-1M, small-input variant"),
     Experiment("cifar10_mocovit_100", "mocovit_100_cifar", **_CIFAR, note="MoCoViT-1.0x, small-input variant"),
+    Experiment("cifar10_mocovit_d_100", "mocovit_d_100_cifar", **_CIFAR,
+               note="MoCoViT-D-1.0x (dynamic ReLU), small-input variant"),
     Experiment("cifar10_ghostnet_100", "ghostnet_100_cifar", **_CIFAR, note="GhostNet-1.0x, small-input variant"),
     Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR, note="MobileNetV2-1.0x, small-input variant"),
     # --- Imagenette (the offline subset: 2,000 training, 500 validation images) at 128x128

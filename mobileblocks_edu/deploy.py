@@ -564,8 +564,9 @@ def run_quantization(experiments: Sequence[str] = QUANT_EXPERIMENTS, calib_per_c
 # Command line
 # ---------------------------------------------------------------------------------------------
 def _results_path(filename: str) -> Path:
-    results = lab.results_dir()
-    return results / filename if results is not None else Path(filename)
+    """Where a report goes unless ``--output`` names a file: ``runs/``, never over the committed
+    results that the lessons read (``lessons/results/``, written only when named)."""
+    return Path("runs") / filename
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -588,7 +589,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     q.add_argument("--rounds", type=int, default=15)
     q.add_argument("--threads", type=int, default=1, help="PyTorch and onnxruntime threads")
     for p in (lat, q):
-        p.add_argument("--output", type=Path, default=None, help="JSON report (default: lessons/results/...)")
+        p.add_argument("--output", type=Path, default=None, help="JSON report (default: runs/...; the lessons read lessons/results/...)")
         p.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -138,7 +138,7 @@ def test_dry_run_of_a_real_experiment(toy_root, tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the committed results
 def _committed_results():
     folder = lab.results_dir()
-    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("bench_")) if folder else []
+    return sorted(folder.glob("*_seed*.json")) if folder else []  # training runs (not benchmarks)
 
 
 @pytest.mark.parametrize("path", _committed_results(), ids=lambda p: p.stem)
@@ -154,7 +154,10 @@ def test_committed_result_matches_its_experiment(path):
     assert r["command"].startswith(exp.command(r["seed"]))  # (+ the thread count it ran with)
     assert r["code_version"]["git_commit"] and r["code_version"]["git_dirty"] is False
     assert r["final"]["n"] == r["val_images"] and 0 <= r["final"]["top1"] <= 100
-    assert r["params"] == mbe.count_params(E.build_model(name))
+    model = E.build_model(name)
+    assert r["params"] == mbe.count_params(model)
+    shape = (1, *r["input_size"])  # the counts every lesson reads from the result (fused attention counted)
+    assert (r["macs"], r["fvcore_flops"]) == (mbe.count_flops(model, shape, "macs"), mbe.count_flops(model, shape, "fvcore"))
 
     d = E.run_data(r)  # the committed run described from its result file alone
     assert d["steps"] == r["steps_per_epoch"] * r["epochs_done"] and d["img_size"] == r["input_size"][-1]

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import check_input, check_positive
@@ -105,7 +106,7 @@ class DyReLU(nn.Module):
         """The hyper-function: slopes ``a`` and intercepts ``b``, each ``(B, K, C')``."""
         check_input(self, x, self.chs)
         B = x.shape[0]
-        theta = self.fc2(self.act(self.fc1(x.mean((2, 3)))))  # (B, C) -> (B, 2K C')
+        theta = self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1).flatten(1))))  # (B, C) -> (B, 2K C')
         theta = 2 * torch.sigmoid(theta) - 1  # in (-1, 1)
         theta = theta.view(B, self.k, 2, self.coef_chs)  # (B, K, 2, C')
         a = self.init_a + self.lambda_a * theta[:, :, 0]  # (B, K, C')

@@ -283,15 +283,17 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
 
         ``values`` (only for ``op_order="dw_attn"``) replaces MLP_e(xn) as the values.
         """
-        if self.fused and not self.keep_attn:
+        # Under torch.fx tracing the readable path is recorded: it is exact for every input size and
+        # reads no parameter directly (the fast path's padded form subtracts ``qk.conv.bias``, which a
+        # graph-mode int8 conversion replaces by a quantized convolution whose ``bias`` is a method).
+        if self.fused and not self.keep_attn and not is_symbolic(xn):
             return self._ew_mhsa_fast(xn, values)
         return self._ew_mhsa_readable(xn, values)
 
     def _ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         C, H, W = self.in_chs, xn.shape[-2], xn.shape[-1]
         w = self.window_size
-        # fx trace: the size is a symbol, so take the padded form, exact for every size
-        padded = w is not None and (is_symbolic(xn) or H % w != 0 or W % w != 0)
+        padded = w is not None and (H % w != 0 or W % w != 0)
         q, k = self.qk(xn).chunk(2, dim=1)  # 2 x (B, C, H, W)
         if padded and self.qk.conv.bias is not None:
             # keys without their bias: softmax is unchanged, and padded keys become exact zeros

@@ -99,6 +99,28 @@ def test_fx_traces_the_readable_attention_path(name, one_thread):
         torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), model(x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", mbe.list_models())
+def test_fx_int8_flow_runs_on_every_model(name, one_thread):
+    """PyTorch's graph-mode int8 flow (prepare_fx, calibrate, convert_fx) runs on every model: the
+    trace reads no parameter that conversion turns into something else, and the int8 logits stay
+    near the float ones (random weights, a few random calibration images)."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    model = random_model(name)
+    size = min(mbe.model_cfg(name).input_size[-1], 64)  # 64: padded windows in every EMO stage
+    xs = torch.randn(2, 3, size, size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the FX flow is deprecated in favour of torch.export-based flows
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (xs,))
+        prepared(xs)
+        out, ref = convert_fx(prepared)(xs), model(xs)
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert (out - ref).abs().max() < 0.25 * ref.abs().max()
+
+
 def test_torchvision_feature_extraction_works(one_thread):
     from torchvision.models.feature_extraction import create_feature_extractor
 

@@ -76,7 +76,7 @@ $(COLAB_VENV)/.installed: Makefile
 	@touch $@
 
 test-colab: install $(COLAB_VENV)/.installed
-	MBE_COLAB_PYTHON=$(COLAB_VENV)/bin/python $(BIN)/python -m pytest tests/test_colab.py -q -p no:cacheprovider -rs
+	MBE_COLAB_PYTHON=$(abspath $(COLAB_VENV))/bin/python $(BIN)/python -m pytest tests/test_colab.py -q -p no:cacheprovider -rs
 
 # After a version bump or a change of repository URL: every lesson's badge and install block.
 sync-lessons:

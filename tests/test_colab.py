@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_lessons  # noqa: E402
 
-COLAB_PYTHON = os.environ.get("MBE_COLAB_PYTHON")
+# absolute (the notebooks run in another folder), not resolved (a venv's python is a link)
+COLAB_PYTHON = os.path.abspath(os.environ["MBE_COLAB_PYTHON"]) if os.environ.get("MBE_COLAB_PYTHON") else None
 pytestmark = pytest.mark.skipif(not COLAB_PYTHON, reason="needs Colab's stack: run `make test-colab`")
 KEPT = ("ipython", "ipywidgets", "ipykernel", "torch", "torchvision", "numpy", "matplotlib", "traitlets")
 

@@ -851,7 +851,7 @@ def _fit(model, train_loader, val_loader, cfg, out, device, dtype, steps_per_epo
             for epoch in range(start_epoch, cfg.epochs):
                 set_epoch(train_loader, epoch, cfg.seed)
                 seed_epoch(cfg.seed, epoch)
-                record = _train_epoch(model, train_loader, optimizer, scheduler, scaler, ema, criterion, cfg,
+                record = train_one_epoch(model, train_loader, optimizer, scheduler, scaler, ema, criterion, cfg,
                                       device, dtype, epoch, on_step)
                 if val_loader is not None:
                     t_eval = time.perf_counter()
@@ -912,7 +912,7 @@ def _fit(model, train_loader, val_loader, cfg, out, device, dtype, steps_per_epo
     return FitResult(model, ema, history, best, final, out, res)
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion, cfg, device, dtype, epoch, on_step):
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion, cfg, device, dtype, epoch, on_step):
     """One epoch of training; returns its history record (epoch counts from 1)."""
     model.train()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -1273,6 +1273,7 @@ __all__ = [
     "check_free_space",
     "check_device",
     "fit",
+    "train_one_epoch",
     "export_weights",
     "build_parser",
     "options",

@@ -76,7 +76,7 @@ def _no_training(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(train, "_train_epoch", boom)
+    monkeypatch.setattr(train, "train_one_epoch", boom)
 
 
 # ---------------------------------------------------------------- 1. class lists of every split

@@ -1,6 +1,6 @@
 """The built HTML is whole offline: its maths does not come from a CDN.
 
-Checks the book that `make book` (``_build/html``) or `make book-fast` (``_build/fast/html``)
+Checks the book that `make book` (``_build/html``) or `make book-fast` (``_build/fast/_build/html``)
 built last; skipped when there is none (`.ci/run` builds the fast book before the tests).
 """
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILDS = [d for d in (ROOT / "_build" / "html", ROOT / "_build" / "fast" / "html") if (d / "index.html").is_file()]
+BUILDS = [d for d in (ROOT / "_build" / "html", ROOT / "_build" / "fast" / "_build" / "html") if (d / "index.html").is_file()]
 SCRIPT = re.compile(r"<script[^>]*\bsrc=\"([^\"]+)\"", re.I)
 
 

@@ -87,6 +87,9 @@ def synced(path: Path) -> dict:
         rest = text.split("\n\n", 1)[1] if "\n\n" in text else ""
         rest = "\n" + rest
     setup["source"] = _lines(install_block() + rest)
+    tags = setup.setdefault("metadata", {}).setdefault("tags", [])
+    if "hide-input" not in tags:  # the book folds the install block away (a click shows it); Jupyter shows it
+        tags.append("hide-input")
     return nb
 
 

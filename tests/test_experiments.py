@@ -2,7 +2,6 @@
 import shlex
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -96,30 +95,14 @@ def test_every_experiment_builds_its_model(name):
     assert type(m) is type(mbe.create_model(kind))
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    """CIFAR-10 layout, 10 classes of 2 training and 1 test 32x32 PNGs."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("toy")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("test", 1)):
-        for name in data.CIFAR10_CLASSES:
-            d = root / "cifar10" / split / name
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / f"{i:05d}.png")
-    return root
-
-
-def test_dry_run_of_a_real_experiment(toy_root, tmp_path, monkeypatch):
+def test_dry_run_of_a_real_experiment(cifar, tmp_path, monkeypatch):
     """The real command of an ablation, shortened to one tiny epoch, runs, is collected, and its
     weights come back through load_trained."""
     from mobileblocks_edu import train
 
     exp = E.get_experiment("ablation_mocovit_050_sa_mlp")
     runs = tmp_path / "runs"
-    tiny = ["--data-dir", str(toy_root), "--offline", "--no-progress", "--threads", "1"]  # how, not what
+    tiny = ["--data-dir", str(cifar), "--offline", "--no-progress", "--threads", "1"]  # how, not what
     monkeypatch.setitem(E.EXPERIMENTS, exp.name, replace(exp, seeds=(0,), epochs=1, batch_size=8))
     assert E.run_experiment(exp.name, 0, runs, tiny) == 0
     written = E.collect(exp.name, runs, tmp_path / "results", tmp_path / "ckpt")

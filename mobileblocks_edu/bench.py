@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import lab
+from . import env
 from .registry import create_model
 
 DEFAULT_MODELS = ("emo_1m", "emo_5m", "mobilenetv2_100")
@@ -230,7 +230,7 @@ def run(
         allocator = "glibc, freed memory kept (no mmap, no trim)" if keep_freed_memory() else "default (not glibc)"
     pairs = {name: build_pair(name, num_classes) for name in models}
     report = {
-        "machine": lab.machine(),
+        "machine": env.machine(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -42,7 +42,7 @@ from torch import nn
 
 from . import complexity as cx
 from .attention import WINDOW_LAYOUTS
-from .layers import check_divisible, check_positive
+from .env import check_divisible, check_positive
 from .receptive import max_path_length, module_layer
 
 MODULES = ("MHSA", "W-MHSA", "EW-MHSA", "DW-conv", "IRB", "iRMB", "MoSA", "MTB")

@@ -2,7 +2,7 @@
 
 Where the images come from, in this order:
 
-1. The data directory (:func:`mobileblocks_edu.lab.data_dir`: ``$MBE_DATA``, else ``data/`` of the
+1. The data directory (:func:`mobileblocks_edu.env.data_dir`: ``$MBE_DATA``, else ``data/`` of the
    repository), in one of these layouts:
 
    * CIFAR-10: ``cifar10/{train,test}/<class>/*.png`` (ImageFolder; ``cifar10/classes.json`` maps
@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision import transforms as T
 
-from . import lab
-from .layers import check_positive
+from . import env
+from .env import check_positive
 
 PathLike = Union[str, os.PathLike]
 
@@ -502,7 +502,7 @@ def load_dataset(
         name: ``"cifar10"`` or ``"imagenette"``.
         split: ``"train"``, or the evaluation split (``"test"`` for CIFAR-10, ``"val"`` for
             Imagenette; either name is accepted for both).
-        root: the data directory; default :func:`mobileblocks_edu.lab.data_dir`.
+        root: the data directory; default :func:`mobileblocks_edu.env.data_dir`.
         download: ``True``: download when not found; ``False``: never; ``None``: only when the
             host answers within ``timeout`` seconds and ``MBE_OFFLINE`` is not set.
         transform: applied to each PIL image (see :func:`build_transforms`).
@@ -520,7 +520,7 @@ def load_dataset(
     if size not in ("160px", "320px", "full"):
         raise ValueError(f"size must be '160px', '320px' or 'full', got {size!r}")
     explicit = root is not None
-    root = Path(root).expanduser() if root is not None else lab.data_dir()
+    root = Path(root).expanduser() if root is not None else env.data_dir()
     layouts = _layouts(info, split, root, size)
     hit = next(((k, p) for k, p, _ in layouts if _found(k, p, split)), None)
     if hit is None:
@@ -563,7 +563,7 @@ def try_load_dataset(name: str, split: str = "train", *, skipping: str = "", **k
     try:
         return load_dataset(name, split, **kwargs)
     except DatasetNotFoundError as e:
-        key = (dataset_info(name).name, str(kwargs.get("root") or lab.data_dir()))
+        key = (dataset_info(name).name, str(kwargs.get("root") or env.data_dir()))
         if key not in _REPORTED:
             _REPORTED.add(key)
             print(f"No data: {getattr(e, 'summary', str(e).splitlines()[0])}"

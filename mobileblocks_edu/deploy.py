@@ -52,8 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import lab
-from .layers import ConvNormAct
+from . import env
+from .layers import ConvNormAct, randomize_
 from .registry import create_model, list_models, model_cfg
 
 PathLike = Union[str, os.PathLike]
@@ -183,7 +183,7 @@ def sample_images(n: int = 4, size: int = 224, model_name: Optional[str] = None,
     cfg = model_cfg(model_name) if model_name else None
     mean = cfg.mean if cfg else (0.485, 0.456, 0.406)
     std = cfg.std if cfg else (0.229, 0.224, 0.225)
-    root = Path(data) if data is not None else lab.data_dir()
+    root = Path(data) if data is not None else env.data_dir()
     files: list[Path] = []
     for folder, pattern in ((root / "imagenet_subset" / "val", "*/*.JPEG"), (root / "photos", "*.JPEG")):
         if folder.is_dir():
@@ -336,7 +336,7 @@ def build_contenders(name: str, size: int = 224, settings: Sequence[str] = SETTI
     """Callables running one batch-1 inference per setting, and a dict of checks (max |diff| of
     every setting against eager, and the number of BatchNorms folded)."""
     torch.manual_seed(seed)
-    model = lab.randomize_(create_model(name)).eval()  # random statistics: folding must not pass by accident
+    model = randomize_(create_model(name)).eval()  # random statistics: folding must not pass by accident
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = model(x)
@@ -411,7 +411,7 @@ def environment(threads: int) -> dict:
     except ImportError:  # pragma: no cover
         onnx_version = None
     return {
-        "machine": lab.machine(),
+        "machine": env.machine(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

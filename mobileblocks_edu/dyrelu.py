@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_input, check_positive
+from .layers import check_input
+from .env import check_positive
 
 DYRELU_MODES = ("a", "b")
 

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import WINDOW_LAYOUTS, window_partition, window_reverse
-from .layers import check_positive
+from .env import check_positive
 
 OP_KINDS = ("conv", "window", "global")
 

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..layers import check_positive
+from ..env import check_positive
 from ..mtb import MobileTransformerBlock, MoSA
 from ..registry import register_model
 from .ghostnet import CIFAR_MEAN, CIFAR_STD, GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, small_input_stages

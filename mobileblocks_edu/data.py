@@ -622,12 +622,24 @@ def denormalize(x: torch.Tensor, name: str) -> torch.Tensor:
 
 class EpochSampler(Sampler[int]):
     """Shuffles ``range(n)`` with the seed ``derive_seed(seed, epoch)``: the order of epoch ``e``
-    is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch."""
+    is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+    In a distributed run, process ``rank`` of ``num_replicas`` takes the positions ``rank,
+    rank + W, rank + 2W, ...`` of that one order (``W = num_replicas``): the shards are disjoint,
+    and batch ``k`` of every shard together is batch ``k`` of one process with ``W`` times the
+    batch. ``even`` (training) first drops the last ``n mod W`` positions, so that every process
+    has as many; without it (evaluation) the shards hold every index exactly once.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, *, rank: int = 0, num_replicas: int = 1,
+                 even: bool = True):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an integer >= 0 (the dataset's length), got {n!r}")
+        check_positive("num_replicas", num_replicas, int)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank!r}")
         self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+        self.rank, self.num_replicas, self.even = rank, num_replicas, even
 
     def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
         self.epoch = int(epoch)
@@ -635,13 +647,17 @@ class EpochSampler(Sampler[int]):
             self.seed = int(seed)
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        if self.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        kept = self.n - self.n % self.num_replicas if self.even else self.n
+        return iter(order[self.rank:kept:self.num_replicas])
 
     def __len__(self) -> int:
-        return self.n
+        kept = self.n - self.n % self.num_replicas if self.even else self.n
+        return len(range(self.rank, kept, self.num_replicas))
 
 
 def set_epoch(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> None:

@@ -227,7 +227,7 @@ def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> N
     """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
     made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
     its arguments, data, recipe, epochs, seed ...), or a run that records none."""
-    from .train import _CLI_MAY_CHANGE, _norm, options
+    from .train import RESUME_MAY_CHANGE, options
 
     out = exp.out_dir(seed, runs)
     if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
@@ -238,7 +238,7 @@ def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> N
                                f"{exp.name} (seed {seed}): move it away and run again")
     want = options(exp.argv(seed, runs))
     diff = [f"{k}: the folder's run has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
-            for k in sorted(want) if k not in _CLI_MAY_CHANGE and k in saved and _norm(saved.get(k)) != _norm(want[k])]
+            for k in sorted(want) if k not in RESUME_MAY_CHANGE and k in saved and saved.get(k) != want[k]]
     diff += [f"{k}: not recorded by the folder's run" for k in ("model", "data", "seed") if k not in saved]
     if diff:
         raise RunMismatchError(f"{out} holds another run than experiment {exp.name} with seed {seed}:\n  "
@@ -277,14 +277,14 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
 def _check_extra(extra: Sequence[str]) -> None:
     """``extra`` options may change how a run is executed, never what it is (the folder would then
     hold another run than the experiment's)."""
-    from .train import _CLI_MAY_CHANGE, build_parser
+    from .train import RESUME_MAY_CHANGE, build_parser
 
     parser = build_parser()
     try:
         given = vars(parser.parse_args(list(extra)))
     except SystemExit:
         raise ValueError(f"extra options {list(extra)} are not options of python -m mobileblocks_edu.train") from None
-    allowed = sorted(_CLI_MAY_CHANGE - {"out", "resume"})
+    allowed = sorted(RESUME_MAY_CHANGE - {"out", "resume"})
     bad = [k for k, v in given.items() if v is not None and v is not False and k not in allowed]
 
     def flags(keys):

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import data, train
+from mobileblocks_edu import data, loop, train
 from mobileblocks_edu.checkpoint import load_checkpoint, read_checkpoint
 from mobileblocks_edu.layers import ConvNormAct, DropPath
 
@@ -222,8 +222,8 @@ def test_schedule_and_recipes():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, "epochs must be a positive number"),
-    ({"opt": "adam"}, "opt must be 'adamw' or 'sgd'"),
-    ({"label_smoothing": 1.0}, "label_smoothing must be < 1"),
+    ({"opt": "adam"}, r"opt must be one of \('adamw', 'sgd'\), got 'adam'"),
+    ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1.0"),
     ({"ema_decay": 1.0}, r"ema_decay must be in \(0, 1\)"),
     ({"amp": "fp8"}, "amp must be"),
     ({"recipe": "resnet"}, "recipe must be one of"),
@@ -266,6 +266,25 @@ def test_cli_help(capsys):
         assert flag in out, flag
 
 
+def test_cli_defaults_are_the_config_defaults():
+    """The command line is built from TrainConfig's fields: the same defaults, allowed values and checks."""
+    from dataclasses import MISSING, fields
+
+    opts = train.options(["--model", "emo_1m_cifar"])
+    config = train.TrainConfig()
+    for f in fields(train.TrainConfig):
+        assert opts[train.option_name(f)] == getattr(config, f.name) == f.default, f.name
+    for f in fields(train.RunOptions):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        assert opts[f.name] == default or f.name in ("model", "out"), f.name
+    assert train.train_config(opts) == config and config.channels_last is True
+    parser = train.build_parser()
+    assert all(a.default is None for a in parser._actions if a.dest not in ("help", "resume"))  # None: not given
+    choices = {a.dest: a.choices for a in parser._actions if a.choices}
+    assert choices["amp"] == train.AMP_MODES and set(choices["recipe"]) == {"emo", "mocovit", "ghostnet"}
+    assert train.options(["--model", "emo_1m_cifar", "--wd", "0.1"])["wd"] == 0.1  # weight_decay's flag
+
+
 CLI_RUN = ["--model", "mobilenetv2_100_cifar", "--data", "cifar10", "--batch-size", "8", "--subset", "2",
            "--img-size", "16", "--offline", "--no-progress"]
 
@@ -279,7 +298,7 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     assert r["model"] == "mobilenetv2_100_cifar" and r["data"]["subset"] == 2 and r["data"]["img_size"] == 16
     assert r["params"] == mbe.count_params(mbe.create_model("mobilenetv2_100_cifar")) and r["macs"] > 0
     assert r["config"]["lr"] == 6e-3 * 8 / 2048 and r["data"]["randaugment"] is True  # EMO's recipe, scaled
-    assert r["config"]["channels_last"] is True  # the command line's default
+    assert r["config"]["channels_last"] is True  # the default of TrainConfig and of the command line
     assert r["data"]["source"] == "cifar10/train"  # relative to the data directory
 
     # the same run in a child process, stopped by a real Ctrl-C (SIGINT) once epoch 1 is saved; the
@@ -288,13 +307,13 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     child = (
         "import signal, sys, time\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with Ctrl-C ignored\n"
-        "from mobileblocks_edu import train\n"
-        "write = train.write_json\n"
+        "from mobileblocks_edu import loop, train\n"
+        "write = loop.write_json\n"
         "def paused(obj, path):\n"
         "    write(obj, path)\n"
         "    if isinstance(obj, dict) and obj.get('status') == 'running':\n"
         "        time.sleep(2)\n"
-        "train.write_json = paused\n"
+        "loop.write_json = paused\n"
         "sys.exit(train.main(sys.argv[1:]))\n"
     )
     p = subprocess.Popen([sys.executable, "-c", child, *common, "--out", str(out), "--threads", "1"],
@@ -339,9 +358,9 @@ def test_every_experiment_is_a_valid_command():
     for e in E.list_experiments():
         argv = e.argv(0, "runs")
         assert shlex.split(e.command(0))[3:] == argv
-        opts = train._resolve_args(parser, parser.parse_args(argv))
+        opts = train.resolve_options(parser, parser.parse_args(argv))
         assert (opts["model"], opts["data"], opts["epochs"], opts["out"]) == (e.model, e.data, e.epochs, f"runs/{e.name}_seed0")
-        kwargs = train._parse_model_args(opts["model_arg"])
+        kwargs = train.parse_model_args(opts["model_arg"])
         assert kwargs == dict(e.model_args)
         mbe.create_model(e.model, **kwargs)  # registered, and the factory takes the arguments
     assert len({e.name for e in E.list_experiments()}) == len(E.EXPERIMENTS)

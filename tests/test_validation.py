@@ -18,7 +18,7 @@ from torch import nn
 shutil_usage = type(shutil.disk_usage("."))
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import bench, cam, checkpoint, data, receptive, train
+from mobileblocks_edu import bench, cam, checkpoint, data, loop, receptive, runinfo, train
 from mobileblocks_edu import experiments as E
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
 from mobileblocks_edu.complexity import count_flops
@@ -60,7 +60,7 @@ def _no_training(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(train, "train_one_epoch", boom)
+    monkeypatch.setattr(loop, "train_one_epoch", boom)
 
 
 # ---------------------------------------------------------------- 1. class lists of every split
@@ -119,10 +119,10 @@ def test_two_runs_cannot_share_an_output_folder(cifar, tmp_path, monkeypatch, ca
 def test_resume_while_the_run_trains_is_refused(cifar, tmp_path, capsys):
     out = tmp_path / "R"
     child = (
-        "import sys, time\nfrom mobileblocks_edu import train\nwrite = train.write_json\n"
+        "import sys, time\nfrom mobileblocks_edu import loop, train\nwrite = loop.write_json\n"
         "def paused(obj, path):\n    write(obj, path)\n"
         "    if isinstance(obj, dict) and obj.get('status') == 'running':\n        time.sleep(3)\n"
-        "train.write_json = paused\nsys.exit(train.main(sys.argv[1:]))\n"
+        "loop.write_json = paused\nsys.exit(train.main(sys.argv[1:]))\n"
     )
     argv = RUN[:-1] + ["2", "--data-dir", str(cifar), "--out", str(out)]
     p = subprocess.Popen([sys.executable, "-c", child, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -350,7 +350,7 @@ def test_full_disk_names_the_file_and_the_disk(tmp_path, monkeypatch):
 
 def test_too_little_disk_space_is_found_before_training(cifar, tmp_path, monkeypatch, capsys):
     _no_training(monkeypatch)
-    monkeypatch.setattr(train.shutil, "disk_usage", lambda p: shutil_usage(100 * 2**20, 99 * 2**20, 2**20))
+    monkeypatch.setattr(runinfo.shutil, "disk_usage", lambda p: shutil_usage(100 * 2**20, 99 * 2**20, 2**20))
     assert train.main(RUN + ["--data-dir", str(cifar), "--out", str(tmp_path / "R")]) == 2
     err = capsys.readouterr().err
     assert f"out_dir {tmp_path / 'R'} has 1.0 MiB free, but the run's checkpoints need about" in err
@@ -376,14 +376,14 @@ def test_stale_temporary_files_are_removed_and_result_matches_last_pt(cifar, tmp
     out.mkdir()
     stale = out / ".last.pt.k1ll3d.tmp"
     stale.write_bytes(b"")  # as left by a save killed with SIGKILL
-    save = train.save_checkpoint
+    save = loop.save_checkpoint
 
     def cut(obj, path):  # Ctrl-C while last.pt of epoch 2 is being written (best.pt is already new)
         if Path(path).name == "last.pt" and obj["epoch"] == 2:
             raise KeyboardInterrupt
         return save(obj, path)
 
-    monkeypatch.setattr(train, "save_checkpoint", cut)
+    monkeypatch.setattr(loop, "save_checkpoint", cut)
     opts = train.options(RUN[:-1] + ["3", "--data-dir", str(cifar), "--out", str(out)])
     with pytest.raises(KeyboardInterrupt):
         train.run(opts)

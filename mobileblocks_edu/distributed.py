@@ -12,8 +12,11 @@ per process; gloo on the CPU), and :func:`~mobileblocks_edu.train.fit` then
 * wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the
   gradients over the processes after every backward pass (BatchNorm normalises each micro-batch
   by its own statistics, and the running statistics are process 0's);
-* lets process 0 alone write checkpoints and results, and every process evaluate a shard of the
-  evaluation images, the counts then added up (:func:`all_reduce_sum`).
+* lets process 0 alone write checkpoints and results (and take the run folder's lock), and every
+  process evaluate a shard of the evaluation images, the counts and the confusion matrix then
+  added up (:func:`all_reduce_sum`). Sharded rather than on process 0 alone: the evaluation is
+  W times faster, the other processes do not wait idle (with NCCL, a long wait can outlast the
+  collectives' timeout), and adding integer counts is exact, so every image counts exactly once.
 
 A plain ``python -m mobileblocks_edu.train`` is one process of a world of one: nothing changes.
 """

@@ -253,6 +253,8 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
     distributed.check_batch_size(opts["batch_size"], world)
     info = data.dataset_info(opts["data"])
     if info.num_classes is None:  # an ImageFolder tree: its class folders decide
+        if opts["data_dir"] is None:
+            raise ValueError(f"--data {opts['data']} needs --data-dir, the tree with train/ and val/ class folders")
         info = data.dataset_info(opts["data"], root=opts["data_dir"])
     recipe = get_recipe(opts["recipe"])
     randaugment = recipe.randaugment if opts["randaugment"] is None else opts["randaugment"]

@@ -248,7 +248,7 @@ class Cost:
                     self.norm_flops + other.norm_flops)
 
     def __radd__(self, other) -> "Cost":  # sum() starts from 0
-        return self if isinstance(other, int) and other == 0 else NotImplemented
+        return Cost(0, 0, 0) + self if isinstance(other, int) and other == 0 else NotImplemented
 
 
 def count_cost(module: nn.Module, inputs: InputSpec) -> Cost:

@@ -209,13 +209,15 @@ class _Search:
     def where(self) -> str:
         if self.explicit:
             return f"the folder passed as root, {self.root}"
-        return f"the data directory {self.root} ({'from MBE_DATA' if os.environ.get('MBE_DATA') else 'MBE_DATA is not set'})"
+        source = "from MBE_DATA" if os.environ.get("MBE_DATA") else "MBE_DATA is not set"
+        return f"the data directory {self.root} ({source})"
 
     def error(self, why: str) -> DatasetNotFoundError:
         """Not found, and ``why`` not downloaded: where it looked and how to fix it."""
         info = self.info
         looked = "\n".join(f"  {desc}: not there" for _, _, desc in self.layouts)
-        head = f"{info.title} ({self.split!r} split) was not found in {self.where()}, and {why}.\nLooked for:\n{looked}\n"
+        head = (f"{info.title} ({self.split!r} split) was not found in {self.where()}, and {why}.\n"
+                f"Looked for:\n{looked}\n")
         if not info.url:
             err = DatasetNotFoundError(
                 head + "An ImageFolder tree is root/train/<class>/<image> and root/val/<class>/<image> (the evaluation "

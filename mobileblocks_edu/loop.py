@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .complexity import count_flops, count_params
-from .data import check_same_classes, set_epoch
+from .data import set_epoch
+from .images import check_same_classes
 from .distributed import World
 from .evaluate import EvalResult, evaluate, topk_correct
 from .recipes import RESUME_MAY_CHANGE, TrainConfig, amp_dtype, autocast, check_device, make_optimizer, make_scheduler

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import __version__, env
 from .checkpoint import WriteError, atomic_write, temporary_files
-from .data import derive_seed
+from .images import derive_seed
 
 PathLike = Union[str, os.PathLike]
 

@@ -50,6 +50,7 @@ from torchvision import transforms as T
 
 from . import lab
 from .layers import check_positive
+from .registry import CIFAR_MEAN, CIFAR_STD
 
 PathLike = Union[str, os.PathLike]
 
@@ -97,7 +98,7 @@ class DatasetInfo:
 
 DATASETS = {
     "cifar10": DatasetInfo(
-        "cifar10", "CIFAR-10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "cifar10", "CIFAR-10", 10, 32, CIFAR_MEAN, CIFAR_STD,
         ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "163 MB",
     ),
     "imagenette": DatasetInfo(

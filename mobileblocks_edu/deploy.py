@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from . import lab
+from .attention import set_attention
 from .layers import ConvNormAct
 from .registry import create_model, list_models, model_cfg
 
@@ -316,8 +317,8 @@ def imagenet_models() -> list[str]:
 def readable_copy(name: str, model: nn.Module, **kwargs) -> nn.Module:
     """The same weights with the readable attention path (for exact FLOP counts), when the model has one."""
     try:
-        r = create_model(name, fused=False, **kwargs)
-    except ValueError:  # a model without attention takes no `fused`
+        r = set_attention(create_model(name, **kwargs), fused=False, reference_order=True)
+    except ValueError:  # a model without attention
         return model
     r.load_state_dict(model.state_dict())
     return r.eval()

@@ -169,7 +169,7 @@ def test_global_query_attention_and_mosa_in_a_model():
     amap = model_block_attention(model, mosa, torch.randn(1, 3, 32, 32), (2, 1))
     assert amap.shape == (4, 4, 4)  # 4 heads over the 4x4 map of the last stage
     torch.testing.assert_close(amap.sum((1, 2)), torch.ones(4))
-    assert not mosa.keep_attn  # restored
+    assert not mosa.attn.keep_attn  # restored
 
 
 def test_emo_block_attention_in_a_model():
@@ -179,7 +179,7 @@ def test_emo_block_attention_in_a_model():
     assert amap.shape[1:] == (8, 8)  # stage 3 at 128 px: 8x8 map, 2x2 interleaved windows of 4
     assert torch.equal(amap[0] > 0, torch.zeros(8, 8, dtype=torch.bool).index_fill_(0, torch.arange(0, 8, 2), True)
                        & torch.zeros(8, 8, dtype=torch.bool).index_fill_(1, torch.arange(0, 8, 2), True))
-    assert not blk.keep_attn
+    assert not blk.attn.keep_attn
 
 
 # ---- figure helpers -----------------------------------------------------------------------------------------

@@ -204,7 +204,9 @@ class WindowAttention(nn.Module):
     comes after the projections) and are not masked. Swin and EMO's reference code do not mask
     either, but pad *before* projecting, so their padded keys and values are the projection
     biases b_k and b_v. With ``keep_attn=True`` (readable path only) the last attention
-    map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots.
+    map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots. ``fused`` and
+    ``keep_attn`` are the library's two attention switches: every attention of the library runs
+    through this module, and :func:`set_attention` sets both on a whole model.
 
     ``tokens_last=True`` (fused path only) cuts the windows in the ``(pixels, channels)`` layout,
     so that every head's slice has unit stride and the fused kernel runs without extra copies;
@@ -237,7 +239,8 @@ class WindowAttention(nn.Module):
         self.keep_attn = False
         self.last_attn: Optional[torch.Tensor] = None
 
-    def _forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The fused path in the ``(pixels, channels)`` layout (see the class docstring)."""
         B, _, H, W = q.shape
         w = self.window_size
         info, bias = None, None
@@ -266,7 +269,7 @@ class WindowAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.tokens_last and self.fused and not self.keep_attn:
-            return self._forward_tokens_last(q, k, v)
+            return self.forward_tokens_last(q, k, v)
         B, _, H, W = q.shape
         info = None
         if self.window_size is not None:

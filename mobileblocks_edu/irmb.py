@@ -307,10 +307,11 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         # reads no parameter directly (the fast path's padded form subtracts ``qk.conv.bias``, which a
         # graph-mode int8 conversion replaces by a quantized convolution whose ``bias`` is a method).
         if not self.reference_order and not is_symbolic(xn):
-            return self._ew_mhsa_fast(xn, values)
-        return self._ew_mhsa_readable(xn, values)
+            return self.ew_mhsa_fast(xn, values)
+        return self.ew_mhsa_readable(xn, values)
 
-    def _ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+    def ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+        """The fast path: projections on the real pixels only, padding after them (module docstring)."""
         C, H, W = self.in_chs, xn.shape[-2], xn.shape[-1]
         w = self.window_size
         padded = w is not None and (H % w != 0 or W % w != 0)
@@ -329,7 +330,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         v0 = self.v.act(b.view(1, -1, 1, 1)) if b is not None else self.v.act(xn.new_zeros(1, self.hidden_chs, 1, 1))
         return self.attn(q, k, self.v(xn) - v0) + v0
 
-    def _ew_mhsa_readable(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+    def ew_mhsa_readable(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         """The reference implementation's order of operations, step by step (NCHW, explicit copies)."""
         B, C, H, W = xn.shape
         heads = self.num_heads

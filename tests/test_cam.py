@@ -20,8 +20,8 @@ from mobileblocks_edu.cam import (
     query_attention,
     to_rgb,
 )
+from mobileblocks_edu.experiments import load_trained_or_fresh
 from mobileblocks_edu.irmb import iRMB
-from mobileblocks_edu.viz import model_for_figure
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -185,11 +185,11 @@ def test_emo_block_attention_in_a_model():
 # ---- figure helpers -----------------------------------------------------------------------------------------
 
 
-def test_model_for_figure_falls_back_to_fresh_weights():
-    model, trained, label = model_for_figure("no_such_experiment", fallback_model="emo_1m_cifar")
+def test_load_trained_or_fresh_falls_back_to_fresh_weights():
+    model, trained, label = load_trained_or_fresh("no_such_experiment", fallback_model="emo_1m_cifar")
     assert not trained and "untrained" in label and not model.training
     with pytest.raises(ValueError, match="no fallback_model"):
-        model_for_figure("no_such_experiment")
+        load_trained_or_fresh("no_such_experiment")
 
 
 def test_cam_grid_and_kernel_free_slider():

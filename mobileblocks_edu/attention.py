@@ -25,15 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (
-    DropPath,
-    LayerFactory,
-    LayerNorm2d,
-    check_divisible,
-    check_input,
-    is_symbolic,
-    check_positive,
-)
+from .layers import DropPath, LayerFactory, LayerNorm2d, check_input, is_symbolic
+from .env import check_divisible, check_positive
 
 WINDOW_LAYOUTS = ("block", "grid")
 

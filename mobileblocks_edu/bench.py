@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import lab
+from . import env
 from .attention import set_attention
 from .registry import create_model
 
@@ -217,7 +217,7 @@ def _check_run_args(models, settings, modes, repeats, warmup, threads, num_class
 def _report_header(allocator: str, repeats: int, warmup: int) -> dict:
     """The report's description of the machine and the run, before any measurement."""
     return {
-        "machine": lab.machine(),
+        "machine": env.machine(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -20,16 +20,15 @@ MTB         :class:`~mobileblocks_edu.mtb.MobileTransformerBlock` (hidden λC)  
 For each: parameters, FLOPs in the three conventions of :mod:`mobileblocks_edu.complexity`
 (``"macs"``, ``"conv_linear"``, ``"fvcore"``), the paper's FLOPs expression where a paper gives
 one (EMO's Table 2, MoCoViT's Eq. 4), and the maximum path length, as EMO's Table 2 states it and
-exactly (:mod:`mobileblocks_edu.receptive`). The analytic counts reuse the formulas of
-:mod:`mobileblocks_edu.complexity` (``mhsa_cost``, ``wmhsa_cost``, ``ewmhsa_cost``,
-``dwconv_cost``, ``mosa_cost``, ``mtb_cost``, ...) and add only what those leave out (the norms
-that fvcore counts, the two 1x1 convolutions of the IRB and the iRMB); the measured counts build
-the library module on the ``meta`` device (shapes only, no memory, no arithmetic) and count it
-with :func:`~mobileblocks_edu.complexity.count_flops`::
+exactly (:mod:`mobileblocks_edu.receptive`). The formulas are those of
+:mod:`mobileblocks_edu.complexity` (:func:`~mobileblocks_edu.complexity.mhsa_cost`,
+``irb_cost``, ``irmb_cost``, ``mtb_cost``, ...); the calculator only lines each one up against
+the measured count of the library module, built on the ``meta`` device (shapes only, no memory,
+no arithmetic) and counted with :func:`~mobileblocks_edu.complexity.count_cost`::
 
     from mobileblocks_edu.calculator import Settings, calculate
     for row in calculate(Settings(dim=64, size=28, exp_ratio=4, window_size=7, num_heads=4)):
-        print(row.module, row.params, row.flops["fvcore"], row.mpl_exact)
+        print(row.module, row.cost.params, row.cost.flops("fvcore"), row.mpl_exact)
 """
 from __future__ import annotations
 
@@ -42,10 +41,13 @@ from torch import nn
 
 from . import complexity as cx
 from .attention import WINDOW_LAYOUTS
-from .layers import check_divisible, check_positive
+from .complexity import Cost
+from .env import check_divisible, check_positive
 from .receptive import max_path_length, module_layer
 
 MODULES = ("MHSA", "W-MHSA", "EW-MHSA", "DW-conv", "IRB", "iRMB", "MoSA", "MTB")
+CHANNELS = {"MHSA": "C", "W-MHSA": "C", "EW-MHSA": "C → λC", "DW-conv": "λC", "IRB": "C → λC → C",
+            "iRMB": "C → λC → C", "MoSA": "C", "MTB": "C → λC → C"}  # what each module maps
 CONVENTIONS = cx.CONVENTIONS
 
 
@@ -93,47 +95,27 @@ class Settings:
         """λC as the iRMB, EW-MHSA and MTB compute it: ``int(dim * exp_ratio)``."""
         return int(self.dim * self.exp_ratio)
 
-    @property
-    def irb_hidden(self) -> int:
-        """λC as the IRB computes it: ``round(dim * exp_ratio)``."""
-        return round(self.dim * self.exp_ratio)
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Parameters and FLOPs (one value per convention) of one module."""
-
-    params: int
-    flops: dict
-
 
 @dataclass(frozen=True)
 class Row:
-    """One module of the calculator's table: analytic and measured counts side by side.
-
-    ``flops`` and ``flops_measured`` map each convention to a count; ``paper_flops`` is the
-    paper's expression (2 FLOPs per multiply-add, plus the softmax for EMO's attention rows) or
-    ``None``; ``mpl_paper`` is EMO's Table 2 order of magnitude (``inf`` for windows) and
-    ``mpl_exact`` the exact number of stacked blocks until every pixel reaches every other.
-    """
+    """One module of the calculator's table: ``cost`` by formula (with the paper's FLOPs and its
+    order of the path length), ``measured`` on the library module (``None``: not measured), and
+    ``mpl_exact``, the exact number of stacked blocks until every pixel reaches every other."""
 
     module: str
     channels: str
-    params: int
-    params_measured: Optional[int]
-    flops: dict
-    flops_measured: Optional[dict]
-    paper_flops: Optional[int]
-    mpl_paper: float
+    cost: Cost
+    measured: Optional[Cost]
     mpl_exact: float
     settings: Settings = field(repr=False, default=None)
 
     @property
     def agrees(self) -> Optional[bool]:
-        """True when every measured count equals its analytic value (``None``: not measured)."""
-        if self.params_measured is None:
+        """True when every measured count equals its formula (``None``: not measured)."""
+        if self.measured is None:
             return None
-        return self.params == self.params_measured and self.flops == self.flops_measured
+        m, c = self.measured, self.cost
+        return m.params == c.params and all(m.flops(conv) == c.flops(conv) for conv in CONVENTIONS)
 
 
 # ---- building the library modules -----------------------------------------------------------------
@@ -169,7 +151,18 @@ def build(module: str, s: Settings) -> nn.Module:
     raise ValueError(f"module must be one of {MODULES}, got {module!r}")
 
 
+# ---- formula and measurement -------------------------------------------------------------------------
+
+
 _EW_PARTS = ("qk", "v", "attn")  # the EW-MHSA inside the iRMB built for "EW-MHSA"
+
+
+def _parts_cost(module: nn.Module, shape: tuple, parts: Sequence[str]) -> Cost:
+    """The measured cost of some top-level children of ``module``, run inside its forward pass."""
+    flops = {conv: sum(n for (name, _), n in cx.flop_breakdown(module, shape, conv).items() if name.split(".")[0] in parts)
+             for conv in CONVENTIONS}
+    return Cost(sum(cx.count_params(getattr(module, p)) for p in parts), flops["macs"], flops["conv_linear"],
+                flops["fvcore"] - flops["macs"])
 
 
 def measure(module: str, s: Settings) -> Cost:
@@ -178,71 +171,28 @@ def measure(module: str, s: Settings) -> Cost:
     with torch.device("meta"):
         m = build(module, s)
     shape = (1, s.hidden if module == "DW-conv" else s.dim, s.size, s.size)
-    if module == "EW-MHSA":
-        params = sum(cx.count_params(getattr(m, p)) for p in _EW_PARTS)
-        flops = {}
-        for conv in CONVENTIONS:
-            bd = cx.flop_breakdown(m, shape, conv)
-            flops[conv] = sum(n for (name, _), n in bd.items() if name.split(".")[0] in _EW_PARTS)
-        return Cost(params, flops)
-    return Cost(cx.count_params(m), {conv: cx.count_flops(m, shape, conv) for conv in CONVENTIONS})
+    return _parts_cost(m, shape, _EW_PARTS) if module == "EW-MHSA" else cx.count_cost(m, shape)
 
 
-# ---- analytic counts -------------------------------------------------------------------------------
-
-
-def _bn(channels: int, L: int) -> int:
-    """fvcore's count of an eval-mode BatchNorm with affine parameters: 2 per element."""
-    return 2 * channels * L
-
-
-def _ghost_bn(out_chs: int, L: int) -> int:
-    """The two BatchNorms of a Ghost module (ratio 2): ``m = ceil(out/2)`` intrinsic maps and
-    as many ghosts."""
-    return _bn(2 * math.ceil(out_chs / 2), L)
-
-
-def analytic(module: str, s: Settings) -> tuple[str, Cost, Optional[int], float]:
-    """``(channels, Cost, paper_flops, mpl_paper)`` of a module by formula."""
-    C, W, k, w = s.dim, s.size, s.kernel_size, s.window_size
-    L = W * W
+def analytic(module: str, s: Settings) -> Cost:
+    """The module's :class:`~mobileblocks_edu.complexity.Cost` by formula, from :mod:`~mobileblocks_edu.complexity`."""
+    C, W, k, w, lam = s.dim, s.size, s.kernel_size, s.window_size, s.exp_ratio
     if module == "MHSA":
-        c, lin = cx.mhsa_cost(C, W), cx.self_attention_cost(C, W).linear_macs
-        return "C", Cost(c.params, {"macs": c.macs, "conv_linear": lin, "fvcore": c.macs}), c.paper_flops, c.mpl
-    if module == "W-MHSA":  # the same projections as MHSA, attention inside the windows
-        c, lin = cx.wmhsa_cost(C, W, w), cx.self_attention_cost(C, W).linear_macs
-        return "C", Cost(c.params, {"macs": c.macs, "conv_linear": lin, "fvcore": c.macs}), c.paper_flops, c.mpl
-    if module in ("EW-MHSA", "iRMB"):
-        h = s.hidden
-        e = cx.ewmhsa_cost(C, h, W, w)
-        proj = (2 * C * C + C * h) * L  # Q, K (2C² per pixel) and MLP_e (C·λC): the non-attention part
-        if module == "EW-MHSA":
-            return "C → λC", Cost(e.params, {"macs": e.macs, "conv_linear": proj, "fvcore": e.macs}), e.paper_flops, e.mpl
-        dw = cx.dwconv_cost(h, k, W)
-        params = 2 * C + e.params + (dw.params - h) + 2 * h + h * C  # norm, EW-MHSA, DW (no bias) + BN, MLP_s
-        macs = e.macs + dw.macs + h * C * L
-        flops = {"macs": macs, "conv_linear": macs - (e.macs - proj), "fvcore": macs + _bn(C, L) + _bn(h, L)}
-        return "C → λC → C", Cost(params, flops), None, cx.irmb_mpl(W, k, w)
+        return cx.mhsa_cost(C, W)
+    if module == "W-MHSA":
+        return cx.wmhsa_cost(C, W, w)
+    if module == "EW-MHSA":
+        return cx.ewmhsa_cost(C, s.hidden, W, w)
     if module == "DW-conv":
-        c = cx.dwconv_cost(s.hidden, k, W)
-        return "λC", Cost(c.params, {conv: c.macs for conv in CONVENTIONS}), c.paper_flops, c.mpl
+        return cx.dwconv_cost(s.hidden, k, W)
     if module == "IRB":
-        h = s.irb_hidden
-        expand = s.exp_ratio != 1  # MobileNetV2 has no expansion convolution at λ = 1
-        dw = cx.dwconv_cost(h, k, W)
-        params = (C * h + 2 * h) * expand + (dw.params - h + 2 * h) + (h * C + 2 * C)  # 1x1 + BN, DW + BN, 1x1 + BN
-        macs = C * h * L * expand + dw.macs + h * C * L
-        fv = macs + _bn(h, L) * expand + _bn(h, L) + _bn(C, L)
-        return "C → λC → C", Cost(params, {"macs": macs, "conv_linear": macs, "fvcore": fv}), None, dw.mpl
+        return cx.irb_cost(C, lam, W, k)
+    if module == "iRMB":
+        return cx.irmb_cost(C, lam, W, k, w)
     if module == "MoSA":
-        c = cx.mosa_cost(C, W)
-        fv = c.macs + 2 * _ghost_bn(C, L) + _bn(C, L)  # Ghost V, Ghost O, the refiner's BN
-        return "C", Cost(c.params, {"macs": c.macs, "conv_linear": c.linear_macs, "fvcore": fv}), c.paper, 1.0
+        return cx.mosa_cost(C, W)
     if module == "MTB":
-        h = s.hidden
-        c = cx.mtb_cost(C, h, W)
-        fv = c.macs + 2 * _ghost_bn(C, L) + _bn(C, L) + _ghost_bn(h, L) + _ghost_bn(C, L)  # MoSA, then MoFFN
-        return "C → λC → C", Cost(c.params, {"macs": c.macs, "conv_linear": c.linear_macs, "fvcore": fv}), None, 1.0
+        return cx.mtb_cost(C, s.hidden, W)
     raise ValueError(f"module must be one of {MODULES}, got {module!r}")
 
 
@@ -254,10 +204,8 @@ def exact_mpl(module: str, s: Settings) -> float:
 
 def row(module: str, s: Settings, measured: bool = True) -> Row:
     """One row of the calculator: formula, and (``measured=True``) the library module's counts."""
-    channels, cost, paper, mpl = analytic(module, s)
-    m = measure(module, s) if measured else None
-    return Row(module, channels, cost.params, m.params if m else None, cost.flops, m.flops if m else None,
-               paper, mpl, exact_mpl(module, s), s)
+    cost = analytic(module, s)  # checks the name
+    return Row(module, CHANNELS[module], cost, measure(module, s) if measured else None, exact_mpl(module, s), s)
 
 
 def calculate(s: Optional[Settings] = None, modules: Sequence[str] = MODULES, measured: bool = True, **kwargs) -> list[Row]:
@@ -295,27 +243,38 @@ def format_count(n: Optional[float]) -> str:
     return f"{n:g}" if isinstance(n, float) else str(n)
 
 
-def table(rows: Sequence[Row], convention: str = "fvcore") -> tuple[list[str], list[list[str]]]:
-    """Header and formatted cells of a calculator table in one FLOP convention: parameters and
-    FLOPs (formula, and "= measured" or the measured value when it differs), the paper's FLOPs
-    expression, and the MPL (paper's order, exact)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    header = ["module", "channels", "parameters", f"FLOPs ({convention})", "paper's FLOPs", "MPL (paper)", "MPL (exact)"]
+def format_mpl(x: Optional[float]) -> str:
+    """A path length in layers: ``inf -> "∞"``, ``4 -> "4"``, ``1.75 -> "1.8"``, ``None -> "–"``."""
+    if x is None:
+        return "–"
+    if math.isinf(x):
+        return "∞"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+def format_table(rows: Sequence[Row], conventions: Sequence[str] = CONVENTIONS) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of a calculator table, for ``lab.table(*format_table(rows))``: parameters
+    and FLOPs in each convention (the formula, then "✓" when it equals the measured count or the
+    measured count when it differs), the paper's FLOPs, and the MPL (paper's order, exact)."""
+    for conv in conventions:
+        if conv not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {conv!r}")
+
+    def pair(formula: int, measured: Optional[int]) -> str:
+        if measured is None:
+            return format_count(formula)
+        return f"{format_count(formula)} ✓" if formula == measured else f"{format_count(formula)} (measured {format_count(measured)})"
+
+    header = ["module", "channels", "parameters", *[f"FLOPs ({c})" for c in conventions], "paper's FLOPs",
+              "MPL (paper's order)", "MPL (exact)"]
     cells = []
     for r in rows:
-        def pair(a, b):
-            if b is None:
-                return format_count(a)
-            return f"{format_count(a)} ✓" if a == b else f"{format_count(a)} (measured {format_count(b)})"
-
-        mp = r.mpl_paper
-        mpl_paper = "∞" if math.isinf(mp) else ("1" if mp == 1 else f"{mp:.1f}")
-        cells.append([r.module, r.channels, pair(r.params, r.params_measured),
-                      pair(r.flops[convention], r.flops_measured[convention] if r.flops_measured else None),
-                      format_count(r.paper_flops), mpl_paper, format_count(r.mpl_exact)])
+        c, m = r.cost, r.measured
+        cells.append([r.module, r.channels, pair(c.params, None if m is None else m.params),
+                      *[pair(c.flops(conv), None if m is None else m.flops(conv)) for conv in conventions],
+                      format_count(c.paper_flops), format_mpl(c.mpl), format_mpl(r.mpl_exact)])
     return header, cells
 
 
-__all__ = ["MODULES", "CONVENTIONS", "Settings", "Cost", "Row", "build", "measure", "analytic", "exact_mpl", "row",
-           "calculate", "sweep", "format_count", "table"]
+__all__ = ["MODULES", "CHANNELS", "CONVENTIONS", "Settings", "Row", "build", "measure", "analytic", "exact_mpl", "row",
+           "calculate", "sweep", "format_count", "format_mpl", "format_table"]

@@ -1,8 +1,8 @@
-"""Datasets of the training lab: CIFAR-10 and Imagenette, read offline first, downloaded only when allowed.
+"""Datasets of the training lab: CIFAR-10, Imagenette and any ImageFolder tree, read offline first.
 
 Where the images come from, in this order:
 
-1. The data directory (:func:`mobileblocks_edu.lab.data_dir`: ``$MBE_DATA``, else ``data/`` of the
+1. The data directory (:func:`mobileblocks_edu.env.data_dir`: ``$MBE_DATA``, else ``data/`` of the
    repository), in one of these layouts:
 
    * CIFAR-10: ``cifar10/{train,test}/<class>/*.png`` (ImageFolder; ``cifar10/classes.json`` maps
@@ -11,46 +11,42 @@ Where the images come from, in this order:
    * Imagenette: ``imagenet_subset/{train,val}/<wnid>/*.JPEG`` (ImageFolder; ``classes.json`` maps
      wnid -> name) or torchvision's ``imagenette2-160/``, ``imagenette2-320/``, ``imagenette2/``.
 
-2. torchvision's downloaders (``CIFAR10``, ``Imagenette``), only when allowed: ``download=True``
-   always tries, ``download=None`` (the default) tries when the host answers within a few
-   seconds and ``MBE_OFFLINE`` is not set, ``download=False`` never. A download goes to a
-   temporary folder inside the data directory and is moved into place only when complete, so
-   an interrupted or failed download leaves nothing behind.
+   ``"imagefolder"`` reads any tree ``root/{train,val}/<class>/<image>`` instead (full ImageNet,
+   for one): the classes are its folders, the evaluation split may also be called ``test``, and
+   an optional ``root/classes.json`` maps folder -> class name.
+
+2. torchvision's downloaders (``CIFAR10``, ``Imagenette``; :mod:`mobileblocks_edu.download`), only
+   when allowed: ``download=True`` always tries, ``download=None`` (the default) tries when the
+   host answers within a few seconds and ``MBE_OFFLINE`` is not set, ``download=False`` never.
 
 When nothing is found, :class:`DatasetNotFoundError` says where it looked and how to fix it.
 A file that cannot be decoded raises :class:`CorruptImageError` naming the file.
 
-Augmentation is reproducible per sample: the random transform of sample ``i`` in epoch ``e``
-runs under the seed ``derive_seed(seed, e, i)``, and :class:`EpochSampler` shuffles with
-``derive_seed(seed, e)``. An epoch's batches are thus a pure function of ``(seed, epoch)``,
-whatever the number of DataLoader workers, which is what makes resuming a run exact
-(:mod:`mobileblocks_edu.train`).
+Batches are a pure function of ``(seed, epoch)``: :class:`EpochSampler` shuffles with
+``derive_seed(seed, e)`` and :class:`ImageDataset` augments sample ``i`` with
+``derive_seed(seed, e, i)``, whatever the number of DataLoader workers, which is what makes
+resuming a run exact (:mod:`mobileblocks_edu.train`).
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
-import pickle
-import shutil
-import socket
-import tempfile
-import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision import transforms as T
 
-from . import lab
-from .layers import check_positive
-from .registry import CIFAR_MEAN, CIFAR_STD
+from . import env
+from .download import download_dataset, offline, url_reachable
+from .env import check_positive
+from .images import CorruptImageError, ImageDataset, check_same_classes, derive_seed, read_cifar_batch
+from .registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 
 PathLike = Union[str, os.PathLike]
 
@@ -73,27 +69,27 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset that is neither in the data directory nor downloadable right now."""
 
 
-class CorruptImageError(OSError):
-    """An image file that cannot be decoded; the message names the file."""
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the lab needs to know about a dataset.
 
     ``mean``/``std`` normalise the images (per channel, on [0, 1] pixels); ``img_size`` is the
-    default training resolution; ``splits`` are (training split, evaluation split).
+    default training resolution; ``splits`` are (training split, evaluation split);
+    ``crop_scale`` is the smallest area fraction a training ``RandomResizedCrop`` keeps.
+    ``num_classes`` is ``None`` for an ImageFolder tree (its folders decide, see
+    :func:`dataset_info`), ``url`` empty for a dataset that is not downloaded.
     """
 
     name: str
     title: str
-    num_classes: int
+    num_classes: Optional[int]
     img_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     splits: tuple[str, str]
     url: str
     download_size: str
+    crop_scale: float = 0.08
 
 
 DATASETS = {
@@ -101,290 +97,88 @@ DATASETS = {
         "cifar10", "CIFAR-10", 10, 32, CIFAR_MEAN, CIFAR_STD,
         ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "163 MB",
     ),
-    "imagenette": DatasetInfo(
-        "imagenette", "Imagenette", 10, 160, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        ("train", "val"), "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-        "95 MB (160px) / 326 MB (320px)",
+    "imagenette": DatasetInfo(  # a milder crop than ImageNet's, as in fast.ai's Imagenette baselines
+        "imagenette", "Imagenette", 10, 160, IMAGENET_MEAN, IMAGENET_STD, ("train", "val"),
+        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz", "95 MB (160px) / 326 MB (320px)", 0.35,
+    ),
+    "imagefolder": DatasetInfo(  # ImageNet's statistics and its 224-pixel recipe
+        "imagefolder", "ImageFolder", None, 224, IMAGENET_MEAN, IMAGENET_STD, ("train", "val"), "", "",
     ),
 }
 _ALIASES = {"cifar-10": "cifar10", "imagenet_subset": "imagenette", "imagenette2": "imagenette"}
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of ``"cifar10"`` or ``"imagenette"`` (``"imagenet_subset"`` too)."""
+def dataset_info(name: str, root: Optional[PathLike] = None) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``"cifar10"``, ``"imagenette"`` (``"imagenet_subset"`` too) or
+    ``"imagefolder"``; for ``"imagefolder"`` with ``root``, ``num_classes`` counts the class folders
+    of ``root/train``."""
     key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
     if not isinstance(key, str) or key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[key]
+    info = DATASETS[key]
+    if info.num_classes is None and root is not None:  # an ImageFolder tree: one class per folder
+        search = _Search.start(info, "train", root)
+        found = search.first_found()
+        if found is None:
+            raise search.error("image folders are not downloaded")
+        info = dataclasses.replace(info, num_classes=len(find_classes(str(found[1]))[0]))
+    return info
 
 
 def _split(info: DatasetInfo, split: str) -> str:
-    """``"train"``, or the evaluation split under either of its usual names (``"test"``/``"val"``)."""
+    """``"train"``, or the evaluation split under any of its usual names (``"test"``/``"val"``)."""
     if split == info.splits[0]:
         return split
     if split in ("test", "val", "eval"):
         return info.splits[1]
-    raise ValueError(f"split must be 'train' or {info.splits[1]!r} for {info.title}, got {split!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Seeds: one integer from several (splitmix64), so that (seed, epoch, index) name a random stream.
-# ---------------------------------------------------------------------------------------------
-_MASK64 = (1 << 64) - 1
-
-
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed that depends on every key: ``derive_seed(seed, epoch, index)``.
-
-    Each key is mixed in with the splitmix64 finaliser, z <- (z ^ z >> 30) * c1, (z ^ z >> 27) * c2,
-    z ^ z >> 31, so nearby keys give unrelated seeds.
-    """
-    z = 0x9E3779B97F4A7C15
-    for k in keys:
-        z = (z + (int(k) & _MASK64) + 0x9E3779B97F4A7C15) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        z ^= z >> 31
-    return z >> 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading images
-# ---------------------------------------------------------------------------------------------
-def load_image(path: PathLike) -> Image.Image:
-    """Open an image file as RGB, decoding it fully; :class:`CorruptImageError` names a bad file."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")  # convert() decodes the whole file
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # UnidentifiedImageError, truncated data, broken zlib stream ...
-        raise CorruptImageError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
-
-
-class ImageDataset(Dataset):
-    """Labelled images, from files or from an in-memory ``(N, H, W, 3)`` uint8 array.
-
-    ``dataset[i]`` returns ``(transform(image), label)``; the transform's random draws use the
-    seed ``derive_seed(seed, epoch, i)`` (set ``seed`` and call :meth:`set_epoch`), so an
-    epoch's augmentations do not depend on the order or the process the samples are loaded in.
-
-    Attributes:
-        classes: human-readable class names, by label (for plots).
-        class_ids: the folder names (CIFAR class names, ImageNet wnids).
-        targets: the label of every sample.
-        source: where the images were read from.
-    """
-
-    def __init__(
-        self,
-        items: Union[Sequence[str], np.ndarray],
-        targets: Sequence[int],
-        classes: Sequence[str],
-        *,
-        class_ids: Optional[Sequence[str]] = None,
-        transform: Optional[Callable] = None,
-        name: str = "",
-        split: str = "",
-        source: str = "",
-        seed: int = 0,
-    ):
-        if len(items) != len(targets):
-            raise ValueError(f"items ({len(items)}) and targets ({len(targets)}) differ in length")
-        bad = [int(t) for t in targets if not 0 <= int(t) < len(classes)]
-        if bad:
-            raise ValueError(f"targets must be labels in [0, {len(classes) - 1}] ({len(classes)} classes), "
-                             f"got {sorted(set(bad))[:5]}")
-        if class_ids is not None and len(class_ids) != len(classes):
-            raise ValueError(f"class_ids ({len(class_ids)}) and classes ({len(classes)}) differ in length")
-        self.items = items
-        self.targets = [int(t) for t in targets]
-        self.classes = list(classes)
-        self.class_ids = list(class_ids) if class_ids is not None else list(classes)
-        self.transform = transform
-        self.name, self.split, self.source = name, split, source
-        self.seed, self.epoch = seed, 0
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
-        """Choose the epoch (and optionally the seed) the augmentations are drawn for."""
-        self.epoch = int(epoch)
-        if seed is not None:
-            self.seed = int(seed)
-
-    def image(self, index: int) -> Image.Image:
-        """Sample ``index`` as an RGB PIL image, before any transform."""
-        item = self.items[index]
-        if isinstance(item, np.ndarray):
-            return Image.fromarray(item)
-        return load_image(item)
-
-    def __getitem__(self, index: int):
-        img = self.image(index)
-        if self.transform is not None:
-            # torchvision's random transforms draw from torch's default CPU generator: seed it for
-            # this sample, and give the caller its own stream back afterwards
-            gen = torch.default_generator
-            state = gen.get_state()
-            gen.manual_seed(derive_seed(self.seed, self.epoch, index))
-            try:
-                img = self.transform(img)
-            finally:
-                gen.set_state(state)
-        return img, self.targets[index]
-
-    def subset(self, per_class: int, seed: int = 0) -> "ImageDataset":
-        """A copy holding ``per_class`` images of every class (all of a smaller class), chosen at
-        random with ``seed`` (the same images for the same arguments), in the original order."""
-        keep = subset_indices(self.targets, per_class, seed)
-        out = copy.copy(self)
-        out.items = self.items[keep] if isinstance(self.items, np.ndarray) else [self.items[i] for i in keep]
-        out.targets = [self.targets[i] for i in keep]
-        return out
-
-    def in_memory(self) -> "ImageDataset":
-        """A copy with every image decoded once into an ``(N, H, W, 3)`` uint8 array (all images
-        must have one size); a corrupt file fails here, with its name."""
-        if isinstance(self.items, np.ndarray):
-            return self
-        arrays = [np.asarray(load_image(p)) for p in self.items]
-        shapes = {a.shape for a in arrays}
-        if len(shapes) != 1:
-            raise ValueError(f"in_memory needs images of one size; {self.source} has sizes {sorted(shapes)[:5]}")
-        out = copy.copy(self)
-        out.items = np.stack(arrays)
-        return out
-
-    def class_counts(self) -> list[int]:
-        """Number of images of each class."""
-        return np.bincount(self.targets, minlength=len(self.classes)).tolist()
-
-    def __repr__(self) -> str:
-        return (f"ImageDataset({self.name!r}, split={self.split!r}, {len(self)} images, "
-                f"{len(self.classes)} classes, source={self.source!r})")
-
-
-def check_same_classes(train: Optional[Sequence[str]], other: Optional[Sequence[str]],
-                       train_name: str = "training data", other_name: str = "evaluation data") -> None:
-    """Raise ``ValueError`` unless two class lists (label order included) are the same: a class
-    missing or renamed in one split would shift every label after it."""
-    if train is None or other is None or list(train) == list(other):
-        return
-    a, b = list(train), list(other)
-    only_a, only_b = [c for c in a if c not in b], [c for c in b if c not in a]
-    detail = []
-    if only_a:
-        detail.append(f"only in the {train_name}: {only_a}")
-    if only_b:
-        detail.append(f"only in the {other_name}: {only_b}")
-    if not detail:
-        first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-        detail.append(f"label {first} is {a[first]!r} in the {train_name} but {b[first]!r} in the {other_name}")
-    raise ValueError(f"the class lists of the {train_name} ({len(a)} classes) and the {other_name} ({len(b)}) "
-                     f"differ, so their labels would not mean the same classes: {'; '.join(detail)}")
-
-
-def subset_indices(targets: Sequence[int], per_class: int, seed: int = 0) -> list[int]:
-    """Indices of ``per_class`` samples of every class, drawn with ``seed``, sorted."""
-    check_positive("per_class", per_class, int)
-    targets_t = torch.as_tensor(list(targets))
-    g = torch.Generator().manual_seed(seed)
-    keep = []
-    for c in torch.unique(targets_t).tolist():
-        idx = torch.nonzero(targets_t == c).flatten()
-        keep += idx[torch.randperm(len(idx), generator=g)[:per_class]].tolist()
-    return sorted(keep)
-
-
-# ---------------------------------------------------------------------------------------------
-# CIFAR's batch files, read without running code from the pickle
-# ---------------------------------------------------------------------------------------------
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings and numpy arrays; refuses every other global."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes (latin-1 text)
-            import codecs
-
-            return codecs.encode
-        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
-                      "numpy._core.numeric") and name in ("ndarray", "dtype", "_reconstruct", "_frombuffer"):
-            if name in ("ndarray", "dtype"):
-                return getattr(np, name)
-            try:
-                from numpy._core import multiarray, numeric  # numpy >= 2
-            except ImportError:  # pragma: no cover - numpy 1.x
-                from numpy.core import multiarray, numeric
-            return getattr(multiarray if name == "_reconstruct" else numeric, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-
-
-def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, list[int]]:
-    """One CIFAR-10 python batch file -> ``(images (N, 32, 32, 3) uint8, labels)``."""
-    try:
-        with open(path, "rb") as f:
-            d = _ArrayUnpickler(f, encoding="latin1").load()
-        data, labels = np.asarray(d["data"], dtype=np.uint8), list(d["labels"])
-        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-            raise ValueError(f"expected data (N, 3072) and N labels, got data {data.shape} and {len(labels)} labels")
-    except Exception as e:
-        raise CorruptImageError(f"cannot read CIFAR batch file {path}: {type(e).__name__}: {e}") from e
-    # each row: 1024 R, 1024 G, 1024 B values, row-major 32x32 planes
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels  # (N, 32, 32, 3)
+    raise ValueError(f"split must be 'train' or {info.splits[1]!r} for {info.title} ('test', 'val' and "
+                     f"'eval' all name the evaluation split), got {split!r}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Finding a dataset on disk
 # ---------------------------------------------------------------------------------------------
-def _has_class_dirs(path: Path) -> bool:
-    return path.is_dir() and any(p.is_dir() for p in path.iterdir())
-
-
 def _layouts(info: DatasetInfo, split: str, root: Path, size: str) -> list[tuple[str, Path, str]]:
     """Candidate (kind, path, description) in the order they are tried."""
     if info.name == "cifar10":
-        return [
-            ("folder", root / "cifar10" / split, f"{root / 'cifar10' / split}/<class>/*.png (ImageFolder layout)"),
-            ("cifar-batches", root / "cifar-10-batches-py",
-             f"{root / 'cifar-10-batches-py'}/{'data_batch_*' if split == 'train' else 'test_batch'} "
-             "(CIFAR's original batch files)"),
-        ]
-    folders = ["imagenette2-160", "imagenette2-320", "imagenette2"]
+        batches = "data_batch_*" if split == "train" else "test_batch"
+        return [("folder", root / "cifar10" / split, f"{root / 'cifar10' / split}/<class>/*.png (ImageFolder layout)"),
+                ("cifar-batches", root / "cifar-10-batches-py",
+                 f"{root / 'cifar-10-batches-py'}/{batches} (CIFAR's original batch files)")]
+    if info.name == "imagefolder":
+        names = ["train"] if split == "train" else ["val", "test"]
+        return [("folder", root / s, f"{root / s}/<class>/<image> (ImageFolder layout)") for s in names]
     preferred = {"160px": "imagenette2-160", "320px": "imagenette2-320", "full": "imagenette2"}[size]
-    folders.sort(key=lambda f: f != preferred)
-    out = [("folder", root / "imagenet_subset" / split,
-            f"{root / 'imagenet_subset' / split}/<wnid>/*.JPEG (ImageFolder layout)")]
-    out += [("folder", root / f / split, f"{root / f / split}/<wnid>/*.JPEG (torchvision's Imagenette)")
-            for f in folders]
-    return out
+    folders = sorted(["imagenette2-160", "imagenette2-320", "imagenette2"], key=lambda f: f != preferred)
+    return [("folder", root / "imagenet_subset" / split,
+             f"{root / 'imagenet_subset' / split}/<wnid>/*.JPEG (ImageFolder layout)")] + [
+        ("folder", root / f / split, f"{root / f / split}/<wnid>/*.JPEG (torchvision's Imagenette)") for f in folders]
 
 
 def _found(kind: str, path: Path, split: str) -> bool:
-    if kind == "folder":
-        return _has_class_dirs(path)
+    if kind == "folder":  # a folder with at least one class folder
+        return path.is_dir() and any(p.is_dir() for p in path.iterdir())
     names = ["test_batch"] if split == "test" else sorted(p.name for p in path.glob("data_batch_*"))
     return path.is_dir() and bool(names) and all((path / n).is_file() for n in names)
 
 
 def _read_folder(info: DatasetInfo, path: Path) -> tuple[list[str], list[int], list[str], list[str]]:
+    """``(files, labels, class names, folder names)`` of an ImageFolder split; labels follow the
+    sorted folder names, except CIFAR-10's, which follow its official class order."""
     ids, _ = find_classes(str(path))
     names_file = path.parent / "classes.json"
     names = json.loads(names_file.read_text()) if names_file.is_file() else {}
-    if info.name == "cifar10":
-        # classes.json maps label id -> name: keep the official label order
+    if info.name == "cifar10":  # classes.json maps label id -> name
         order = [names[k] for k in sorted(names, key=int)] if names else list(CIFAR10_CLASSES)
         ids = sorted(ids, key=lambda c: (order.index(c), c) if c in order else (len(order), c))
-        class_names = list(ids)
-    else:
+        names = {}
+    elif info.name == "imagenette":  # classes.json maps wnid -> name
         names = names or IMAGENETTE_CLASSES
-        class_names = [names.get(w, w) for w in ids]
     try:
         samples = make_dataset(str(path), {c: i for i, c in enumerate(ids)}, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as e:
+    except FileNotFoundError as e:  # a class folder without images
         raise DatasetNotFoundError(f"{info.title} in {path}: {e}") from e
-    return [s for s, _ in samples], [t for _, t in samples], class_names, ids
+    return [s for s, _ in samples], [t for _, t in samples], [names.get(c, c) for c in ids], ids
 
 
 def _read_batches(path: Path, split: str) -> tuple[np.ndarray, list[int]]:
@@ -393,96 +187,76 @@ def _read_batches(path: Path, split: str) -> tuple[np.ndarray, list[int]]:
     return np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
 
 
-# ---------------------------------------------------------------------------------------------
-# Downloading, only when allowed and only complete
-# ---------------------------------------------------------------------------------------------
-def url_reachable(url: str, timeout: float = 3.0) -> bool:
-    """True when an HTTP ``HEAD`` request for ``url`` succeeds (status < 400) within ``timeout`` s.
+@dataclass
+class _Search:
+    """Where one split of a dataset is looked for: ``layouts`` under ``root``, in order."""
 
-    Runs in a daemon thread, so neither a resolver nor a server that never answers can hold the
-    caller longer than ``timeout``. (A plain TCP connect is not enough: a proxy may accept every
-    connection and then answer 404.)
-    """
-    ok = []
+    info: DatasetInfo
+    split: str
+    root: Path
+    explicit: bool  # root was passed by the caller, rather than the data directory
+    layouts: list[tuple[str, Path, str]]
 
-    def probe():
-        try:
-            req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "mobileblocks-edu"})
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                ok.append(r.status < 400)
-        except (OSError, ValueError):  # URLError, HTTPError, timeouts, refused connections
-            pass
+    @classmethod
+    def start(cls, info: DatasetInfo, split: str, root: Optional[PathLike], size: str = "160px") -> "_Search":
+        """The search under ``root``, or under the data directory when ``root`` is ``None``."""
+        path = Path(root).expanduser() if root is not None else env.data_dir()
+        return cls(info, split, path, root is not None, _layouts(info, split, path, size))
 
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout)
-    return bool(ok and ok[0])
+    def first_found(self) -> Optional[tuple[str, Path]]:
+        return next(((kind, p) for kind, p, _ in self.layouts if _found(kind, p, self.split)), None)
+
+    def where(self) -> str:
+        if self.explicit:
+            return f"the folder passed as root, {self.root}"
+        source = "from MBE_DATA" if os.environ.get("MBE_DATA") else "MBE_DATA is not set"
+        return f"the data directory {self.root} ({source})"
+
+    def error(self, why: str) -> DatasetNotFoundError:
+        """Not found, and ``why`` not downloaded: where it looked and how to fix it."""
+        info = self.info
+        looked = "\n".join(f"  {desc}: not there" for _, _, desc in self.layouts)
+        head = (f"{info.title} ({self.split!r} split) was not found in {self.where()}, and {why}.\n"
+                f"Looked for:\n{looked}\n")
+        if not info.url:
+            err = DatasetNotFoundError(
+                head + "An ImageFolder tree is root/train/<class>/<image> and root/val/<class>/<image> (the evaluation "
+                "split may be called val or test); pass its folder as root (--data-dir on the command line).")
+            err.summary = f"no ImageFolder tree in {self.where()} ({why})."
+            return err
+        err = DatasetNotFoundError(
+            head + "To fix it, do one of:\n"
+            "  * set MBE_DATA to a folder that holds one of these layouts (export MBE_DATA=/path/to/datasets);\n"
+            "  * link an offline copy into the repository (ln -s /path/to/datasets data);\n"
+            f"  * download it when online ({info.download_size}): "
+            f"load_dataset({info.name!r}, download=True), or --download on the command line.")
+        err.summary = (f"{info.title} is not in {self.where()} and {why}. To get it, set MBE_DATA to a folder that "
+                       f"holds it, or run online so that torchvision downloads it ({info.download_size}).")
+        return err
 
 
-def _url(info: DatasetInfo, size: str) -> str:
-    if info.name == "imagenette":  # the archive of the requested size
-        return info.url.replace("-160", {"160px": "-160", "320px": "-320", "full": ""}[size])
-    return info.url
-
-
-def _offline_env() -> bool:
-    return os.environ.get("MBE_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-DOWNLOAD_STALL_TIMEOUT = 60.0  # seconds without data before a download is given up
-
-
-def _download(info: DatasetInfo, root: Path, size: str) -> None:
-    """Download with torchvision into a temporary folder inside ``root``; move the result into
-    place only when complete. On any failure (Ctrl-C included) nothing new is left in ``root``."""
-    made = [p for p in [root, *root.parents] if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_STALL_TIMEOUT)  # torchvision's urlopen has none: a stalled transfer fails
+def _download_and_find(search: _Search, download: Optional[bool], size: str, timeout: float) -> tuple[str, Path]:
+    """Download the dataset when allowed and possible, and find it; else raise ``search.error``
+    saying why not."""
+    info = search.info
+    url = info.url.replace("-160", {"160px": "-160", "320px": "-320", "full": ""}[size])  # Imagenette's size
+    if not url:
+        raise search.error("image folders are not downloaded")
+    if download is False:
+        raise search.error("downloading is off (download=False)")
+    if download is None and offline():
+        raise search.error("downloading is off (MBE_OFFLINE is set)")
+    if not url_reachable(url, timeout):
+        raise search.error(f"it cannot be downloaded: no network ({url} could not be reached; "
+                           f"waited at most {timeout:g} s)")
     try:
-        from torchvision import datasets
-
-        if info.name == "cifar10":
-            datasets.CIFAR10(str(tmp), train=True, download=True)
-            folder = "cifar-10-batches-py"
-        else:
-            ds = datasets.Imagenette(str(tmp), split="train", size=size, download=True)
-            folder = ds._size_root.name  # imagenette2-160, imagenette2-320 or imagenette2
-        if not (root / folder).exists():
-            os.replace(tmp / folder, root / folder)
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-        shutil.rmtree(tmp, ignore_errors=True)
-        for p in made:  # the folders this call created, innermost first, if they stayed empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-
-
-def _where(root: Path, explicit: bool) -> str:
-    if explicit:
-        return f"the folder passed as root, {root}"
-    if os.environ.get("MBE_DATA"):
-        return f"the data directory {root} (from MBE_DATA)"
-    return f"the data directory {root} (MBE_DATA is not set)"
-
-
-def _not_found(info: DatasetInfo, split: str, root: Path, explicit: bool, layouts, why: str) -> DatasetNotFoundError:
-    looked = "\n".join(f"  {desc}: not there" for _, _, desc in layouts)
-    err = DatasetNotFoundError(
-        f"{info.title} ({split!r} split) was not found in {_where(root, explicit)}, and {why}.\n"
-        f"Looked for:\n{looked}\n"
-        "To fix it, do one of:\n"
-        "  * set MBE_DATA to a folder that holds one of these layouts (export MBE_DATA=/path/to/datasets);\n"
-        "  * link an offline copy into the repository (ln -s /path/to/datasets data);\n"
-        f"  * download it when online ({info.download_size}): "
-        f"load_dataset({info.name!r}, download=True), or --download on the command line."
-    )
-    err.summary = (f"{info.title} is not in {_where(root, explicit)} and {why}. To get it, set MBE_DATA "
-                   f"to a folder that holds it, or run online so that torchvision downloads it ({info.download_size}).")
-    return err
+        download_dataset(info.name, search.root, size)
+    except Exception as e:
+        raise search.error(f"the download failed ({type(e).__name__}: {e})") from e
+    found = search.first_found()
+    if found is None:
+        raise search.error("the download did not produce it")
+    return found
 
 
 def load_dataset(
@@ -497,13 +271,14 @@ def load_dataset(
     size: str = "160px",
     timeout: float = 3.0,
 ) -> ImageDataset:
-    """Load ``"cifar10"`` or ``"imagenette"`` as an :class:`ImageDataset`.
+    """Load ``"cifar10"``, ``"imagenette"`` or an ``"imagefolder"`` tree as an :class:`ImageDataset`.
 
     Args:
-        name: ``"cifar10"`` or ``"imagenette"``.
-        split: ``"train"``, or the evaluation split (``"test"`` for CIFAR-10, ``"val"`` for
-            Imagenette; either name is accepted for both).
-        root: the data directory; default :func:`mobileblocks_edu.lab.data_dir`.
+        name: ``"cifar10"``, ``"imagenette"`` or ``"imagefolder"`` (``root/{train,val}/<class>/``).
+        split: ``"train"``, or the evaluation split (``"test"`` for CIFAR-10, ``"val"`` for the
+            others; either name is accepted for all).
+        root: the data directory (for ``"imagefolder"``, the tree); default
+            :func:`mobileblocks_edu.env.data_dir`.
         download: ``True``: download when not found; ``False``: never; ``None``: only when the
             host answers within ``timeout`` seconds and ``MBE_OFFLINE`` is not set.
         transform: applied to each PIL image (see :func:`build_transforms`).
@@ -520,28 +295,9 @@ def load_dataset(
         raise ValueError(f"download must be True, False or None (only when the host answers), got {download!r}")
     if size not in ("160px", "320px", "full"):
         raise ValueError(f"size must be '160px', '320px' or 'full', got {size!r}")
-    explicit = root is not None
-    root = Path(root).expanduser() if root is not None else lab.data_dir()
-    layouts = _layouts(info, split, root, size)
-    hit = next(((k, p) for k, p, _ in layouts if _found(k, p, split)), None)
-    if hit is None:
-        url = _url(info, size)
-        if download is False:
-            raise _not_found(info, split, root, explicit, layouts, "downloading is off (download=False)")
-        if download is None and _offline_env():
-            raise _not_found(info, split, root, explicit, layouts, "downloading is off (MBE_OFFLINE is set)")
-        if not url_reachable(url, timeout):
-            raise _not_found(info, split, root, explicit, layouts,
-                             f"it cannot be downloaded: no network ({url} could not be reached; waited at most {timeout:g} s)")
-        try:
-            _download(info, root, size)
-        except Exception as e:
-            raise _not_found(info, split, root, explicit, layouts,
-                             f"the download failed ({type(e).__name__}: {e})") from e
-        hit = next(((k, p) for k, p, _ in layouts if _found(k, p, split)), None)
-        if hit is None:
-            raise _not_found(info, split, root, explicit, layouts, "the download did not produce it")
-    kind, path = hit
+
+    search = _Search.start(info, split, root, size)
+    kind, path = search.first_found() or _download_and_find(search, download, size, timeout)
     if kind == "folder":
         items, targets, classes, ids = _read_folder(info, path)
     else:
@@ -564,7 +320,7 @@ def try_load_dataset(name: str, split: str = "train", *, skipping: str = "", **k
     try:
         return load_dataset(name, split, **kwargs)
     except DatasetNotFoundError as e:
-        key = (dataset_info(name).name, str(kwargs.get("root") or lab.data_dir()))
+        key = (dataset_info(name).name, str(kwargs.get("root") or env.data_dir()))
         if key not in _REPORTED:
             _REPORTED.add(key)
             print(f"No data: {getattr(e, 'summary', str(e).splitlines()[0])}"
@@ -583,9 +339,9 @@ def build_transforms(name: str, train: bool, img_size: Optional[int] = None, ran
 
     * CIFAR-10: ``RandomCrop(size, padding=size/8)`` + horizontal flip (the standard CIFAR recipe;
       images are resized first when ``img_size`` is not 32).
-    * Imagenette: ``RandomResizedCrop(size, scale=(0.35, 1))`` + flip for training (a milder
-      scale range than ImageNet's 0.08, as in fast.ai's Imagenette baselines), and
-      ``Resize(size / 0.875)`` + ``CenterCrop(size)`` for evaluation.
+    * Imagenette and ImageFolder trees: ``RandomResizedCrop(size, scale=(crop_scale, 1))`` + flip
+      for training (ImageNet's 0.08, Imagenette's milder 0.35), and ``Resize(size / 0.875)`` +
+      ``CenterCrop(size)`` for evaluation (256 and 224 at ImageNet's 224 pixels).
     * ``randaugment``: ``RandAugment(num_ops=2, magnitude=9)``, EMO's "rand-m9" (timm's extra
       magnitude noise, "mstd0.5", has no torchvision equivalent).
 
@@ -602,7 +358,7 @@ def build_transforms(name: str, train: bool, img_size: Optional[int] = None, ran
         if train:
             ops += [T.RandomCrop(size, padding=max(1, size // 8)), T.RandomHorizontalFlip()]
     elif train:
-        ops += [T.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), T.RandomHorizontalFlip()]
+        ops += [T.RandomResizedCrop(size, scale=(info.crop_scale, 1.0), antialias=True), T.RandomHorizontalFlip()]
     else:
         ops += [T.Resize(int(round(size / 0.875)), antialias=True), T.CenterCrop(size)]
     if train and randaugment:
@@ -723,25 +479,9 @@ def build_loaders(
 
 
 __all__ = [
-    "CIFAR10_CLASSES",
-    "IMAGENETTE_CLASSES",
-    "DATASETS",
-    "DatasetInfo",
-    "DatasetNotFoundError",
-    "try_load_dataset",
-    "CorruptImageError",
-    "dataset_info",
-    "derive_seed",
-    "load_image",
-    "ImageDataset",
-    "subset_indices",
-    "check_same_classes",
-    "read_cifar_batch",
-    "url_reachable",
-    "load_dataset",
-    "build_transforms",
-    "denormalize",
-    "EpochSampler",
-    "set_epoch",
+    "CIFAR10_CLASSES", "IMAGENETTE_CLASSES", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "dataset_info",
+    "load_dataset", "try_load_dataset", "build_transforms", "denormalize", "EpochSampler", "set_epoch",
     "build_loaders",
+    # defined in mobileblocks_edu.images, part of what load_dataset returns or raises
+    "ImageDataset", "CorruptImageError", "check_same_classes", "derive_seed",
 ]

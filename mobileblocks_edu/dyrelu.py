@@ -28,7 +28,7 @@ The paper's variants differ in what the coefficients are shared over (``C'`` abo
   the variant the paper recommends for image classification.
 * DY-ReLU-C (spatial and channel-wise, with an extra spatial attention branch) is not built here.
 
-Costs (:func:`dyrelu_cost`): the hyper-function's two linear layers hold
+Costs (:func:`mobileblocks_edu.complexity.dyrelu_cost`): the hyper-function's two linear layers hold
 ``C r + r + (r + 1) 2K C'`` parameters (``r = C // R``) and cost ``C r + r 2K C'``
 multiply-adds per image (they run on the pooled vector, whatever the map size); applying the
 lines costs ``K`` multiplications and additions per element, which, like every activation, no
@@ -36,18 +36,18 @@ FLOP convention of the library counts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_input, check_positive
+from .layers import check_input
+from .env import check_positive
 
 DYRELU_MODES = ("a", "b")
 
 
-def _reduced(chs: int, reduction: int) -> int:
+def hyper_width(chs: int, reduction: int) -> int:
+    """The hyper-function's hidden width ``r = max(1, C // R)``."""
     return max(1, chs // reduction)
 
 
@@ -93,7 +93,7 @@ class DyReLU(nn.Module):
         self.chs, self.k, self.reduction, self.mode = chs, k, reduction, mode
         self.lambda_a, self.lambda_b = float(lambda_a), float(lambda_b)
         self.coef_chs = chs if mode == "b" else 1  # C'
-        rd = _reduced(chs, reduction)
+        rd = hyper_width(chs, reduction)
         self.fc1 = nn.Linear(chs, rd)  # (B, C) -> (B, r)
         self.act = nn.ReLU()
         self.fc2 = nn.Linear(rd, 2 * k * self.coef_chs)  # (B, r) -> (B, 2K C')
@@ -125,35 +125,4 @@ class DyReLU(nn.Module):
         return f"chs={self.chs}, k={self.k}, reduction={self.reduction}, mode={self.mode!r}"
 
 
-@dataclass(frozen=True)
-class DyReLUCost:
-    """Analytic cost of one :class:`DyReLU` on a C x H x W map.
-
-    * ``params``: the hyper-function's parameters.
-    * ``macs``: its multiply-adds per image (the library's ``"macs"`` and ``"conv_linear"``
-      conventions; fvcore's too, which adds nothing for activations).
-    * ``elementwise``: the multiplications of the K lines, ``K C H W`` (counted by no convention).
-    """
-
-    params: int
-    macs: int
-    elementwise: int
-
-
-def dyrelu_cost(chs: int, height: int = 1, width: int | None = None, k: int = 2, reduction: int = 4,
-                mode: str = "b") -> DyReLUCost:
-    """Parameters ``C r + r + (r + 1)·2K C'`` and multiply-adds ``C r + r·2K C'`` with
-    ``r = max(1, C // R)`` and ``C' = C`` (DY-ReLU-B) or 1 (DY-ReLU-A); see the module docstring."""
-    check_positive("chs", chs, int)
-    check_positive("k", k, int)
-    check_positive("reduction", reduction, int)
-    if mode not in DYRELU_MODES:
-        raise ValueError(f"mode must be one of {DYRELU_MODES}, got {mode!r}")
-    width = height if width is None else width
-    r, c_out = _reduced(chs, reduction), (chs if mode == "b" else 1)
-    params = chs * r + r + (r + 1) * 2 * k * c_out
-    macs = chs * r + r * 2 * k * c_out
-    return DyReLUCost(params, macs, k * chs * height * width)
-
-
-__all__ = ["DyReLU", "DyReLUCost", "dyrelu_cost", "DYRELU_MODES"]
+__all__ = ["DyReLU", "hyper_width", "DYRELU_MODES"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from . import lab
+from . import env
 
 if TYPE_CHECKING:
     import torch
@@ -302,7 +302,7 @@ def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = No
     from .train import export_weights
 
     exp = get_experiment(name)
-    results = Path(results) if results is not None else lab.results_dir()
+    results = Path(results) if results is not None else env.results_dir()
     if results is None:
         raise ValueError("results: no repository checkout here; pass a folder")
     written = []
@@ -333,7 +333,7 @@ def checkpoint_path(name: str, seed: int = 0, checkpoints: Optional[PathLike] = 
     """Where :func:`collect` puts the float16 weights of ``name``'s run with ``seed``
     (``lessons/checkpoints/<name>_seed<seed>.pt``), or ``None`` outside a checkout."""
     exp = resolve_experiment(name)
-    folder = Path(checkpoints) if checkpoints is not None else lab.checkpoints_dir()
+    folder = Path(checkpoints) if checkpoints is not None else env.checkpoints_dir()
     return folder / f"{exp.run_name(seed)}.pt" if folder is not None else None
 
 
@@ -404,7 +404,7 @@ def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Option
 def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
     """The collected result files of an experiment (one dict per finished seed)."""
     exp = resolve_experiment(name)
-    results = Path(results) if results is not None else lab.results_dir()
+    results = Path(results) if results is not None else env.results_dir()
     files = [results / f"{exp.run_name(s)}.json" for s in exp.seeds] if results is not None else []
     return [json.loads(f.read_text()) for f in files if f.is_file()]
 
@@ -460,7 +460,7 @@ def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1
     params, MACs, wall time and training throughput of the runs)."""
     runs = load_results(name, results)
     if not runs:
-        raise FileNotFoundError(f"no collected results for {name!r} in {results or lab.results_dir()}")
+        raise FileNotFoundError(f"no collected results for {name!r} in {results or env.results_dir()}")
     missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
     if missing:
         known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
@@ -517,7 +517,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if rc:
                     return rc
             return 0
-        ckpts = lab.checkpoints_dir() if args.checkpoint else None
+        ckpts = env.checkpoints_dir() if args.checkpoint else None
         for path in collect(args.name, args.runs, checkpoints=ckpts):
             print(path)
         return 0

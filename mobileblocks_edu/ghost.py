@@ -23,15 +23,8 @@ import math
 import torch
 from torch import nn
 
-from .layers import (
-    ConvNormAct,
-    DropPath,
-    LayerFactory,
-    SqueezeExcite,
-    check_input,
-    check_positive,
-    make_divisible,
-)
+from .layers import ConvNormAct, DropPath, LayerFactory, SqueezeExcite, check_input, make_divisible
+from .env import check_positive
 
 
 class GhostModule(nn.Module):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, DropPath, LayerFactory, check_input, check_positive
+from .layers import ConvNormAct, DropPath, LayerFactory, check_input
+from .env import check_positive
 
 
 class InvertedResidual(nn.Module):

@@ -67,16 +67,8 @@ from .attention import (
     window_partition,
     window_reverse,
 )
-from .layers import (
-    ConvNormAct,
-    DropPath,
-    LayerFactory,
-    SqueezeExcite,
-    check_divisible,
-    check_input,
-    is_symbolic,
-    check_positive,
-)
+from .layers import ConvNormAct, DropPath, LayerFactory, SqueezeExcite, check_input, is_symbolic
+from .env import check_divisible, check_positive
 
 OP_ORDERS = ("attn_dw", "dw_attn")
 

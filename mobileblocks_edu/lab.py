@@ -1,5 +1,9 @@
 """What every lesson needs first: fast mode, the data directory, a device, seeds, and a way to show
-library code in the page.
+library code and computed numbers in the page.
+
+This is the notebooks' module: the library itself never imports it. The paths, the device, the
+seeds and the machine description come from :mod:`mobileblocks_edu.env` and are re-exported here,
+so that a lesson needs one import.
 
 * Fast mode: ``MBE_FAST=1`` shrinks every notebook (fewer steps, smaller inputs) so that CI runs
   them all in minutes. :func:`pick` chooses between the normal and the fast value.
@@ -10,15 +14,15 @@ from __future__ import annotations
 
 import inspect
 import os
-import platform
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
-import numpy as np
 import torch
+
+from .env import checkpoints_dir, data_dir, get_device, machine, repo_root, results_dir, seed_everything
+from .layers import randomize_
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -33,48 +37,6 @@ def is_fast() -> bool:
 def pick(normal: T, fast: T) -> T:
     """``fast`` in fast mode, else ``normal``: ``epochs = pick(30, fast=1)``."""
     return fast if is_fast() else normal
-
-
-def repo_root() -> Optional[Path]:
-    """The repository checkout the library is imported from (the folder holding ``_config.yml``
-    and ``pyproject.toml``), or ``None`` for an installed copy."""
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / "_config.yml").is_file() and (root / "pyproject.toml").is_file() else None
-
-
-def data_dir() -> Path:
-    """Where datasets are read from and downloaded to: ``$MBE_DATA``, else ``<repo>/data``, else ``./data``."""
-    env = os.environ.get("MBE_DATA")
-    if env:
-        return Path(env).expanduser()
-    root = repo_root()
-    return (root / "data") if root is not None else Path("data")
-
-
-def results_dir() -> Optional[Path]:
-    """``lessons/results`` of the checkout (committed training results), or ``None``."""
-    root = repo_root()
-    return root / "lessons" / "results" if root is not None else None
-
-
-def checkpoints_dir() -> Optional[Path]:
-    """``lessons/checkpoints`` of the checkout (committed small checkpoints), or ``None``."""
-    root = repo_root()
-    return root / "lessons" / "checkpoints" if root is not None else None
-
-
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def get_device(prefer: str = "auto") -> torch.device:
-    """``cuda`` when available (or asked for), else ``cpu``."""
-    if prefer == "auto":
-        prefer = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(prefer)
 
 
 @dataclass(frozen=True)
@@ -181,38 +143,11 @@ def on_meta(factory: Union[str, Callable[..., torch.nn.Module]], *args, **kwargs
         return factory(*args, **kwargs)
 
 
-@torch.no_grad()
-def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
-    """Give every parameter and BatchNorm statistic random values, so that an equivalence check
-    cannot pass by accident (a fresh BatchNorm is the identity in eval mode). Convolution and
-    linear weights are divided by sqrt(fan-in), so activations stay of order one."""
-    for p in module.parameters():
-        p.normal_(0, scale)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-            m.running_mean.normal_(0, scale)
-            m.running_var.uniform_(0.5, 2.0)
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            m.weight /= m.weight[0].numel() ** 0.5 * scale
-    return module
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """``max |a - b|`` as a Python float."""
     return (a - b).abs().max().item()
-
-
-def machine() -> str:
-    """One line describing the machine: processor, cores, torch threads, GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}{gpu}"
 
 
 __all__ = [

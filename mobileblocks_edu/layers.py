@@ -19,6 +19,8 @@ import torch.fx
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from .env import check_divisible, check_num_classes, check_positive, check_rate
+
 LayerFactory = Optional[Callable[..., nn.Module]]
 
 
@@ -34,31 +36,6 @@ def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, 
     if new_v < round_limit * v:
         new_v += divisor
     return new_v
-
-
-def check_positive(name: str, value, kind=(int, float)) -> None:
-    """Raise a ``ValueError`` that names the argument when ``value`` is not a positive number."""
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def check_rate(name: str, value) -> None:
-    """Raise a ``ValueError`` naming the argument unless ``value`` is a probability in [0, 1)
-    (a dropout or drop-path rate: 1 would drop everything)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-
-
-def check_num_classes(num_classes) -> None:
-    """Raise a ``ValueError`` unless ``num_classes`` is an integer >= 0 (0: no classifier)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
-
-
-def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
-    """Raise a ``ValueError`` naming both arguments when ``value % by != 0``."""
-    if value % by != 0:
-        raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
 
 
 def is_symbolic(x) -> bool:
@@ -222,6 +199,21 @@ def kaiming_init(module: nn.Module) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
+    """Give every parameter and BatchNorm statistic random values, so that an equivalence check
+    cannot pass by accident (a fresh BatchNorm is the identity in eval mode). Convolution and
+    linear weights are divided by sqrt(fan-in), so activations stay of order one."""
+    for p in module.parameters():
+        p.normal_(0, scale)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.normal_(0, scale)
+            m.running_var.uniform_(0.5, 2.0)
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.weight /= m.weight[0].numel() ** 0.5 * scale
+    return module
+
 
 __all__ = [
     "make_divisible",
@@ -229,11 +221,8 @@ __all__ = [
     "LayerNorm2d",
     "SqueezeExcite",
     "DropPath",
-    "check_positive",
-    "check_divisible",
-    "check_rate",
-    "check_num_classes",
     "check_input",
     "trunc_normal_init",
     "kaiming_init",
+    "randomize_",
 ]

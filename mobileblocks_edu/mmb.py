@@ -41,7 +41,8 @@ from torch import nn
 
 from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .irb import InvertedResidual
-from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input, check_positive
+from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
+from .env import check_positive
 
 OperatorFactory = Callable[[int], nn.Module]
 

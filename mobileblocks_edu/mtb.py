@@ -54,7 +54,8 @@ from torch import nn
 
 from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .ghost import GhostModule, ghost_se
-from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input, check_positive
+from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
+from .env import check_positive
 
 ATTN_LAYERS = ("mosa", "mhsa")
 FFN_LAYERS = ("moffn", "mlp")

@@ -67,11 +67,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import __version__, lab
+from . import __version__, env
 from .checkpoint import CheckpointError, WriteError, atomic_write, read_checkpoint, save_checkpoint, temporary_files
 from .complexity import count_flops, count_params
 from .data import check_same_classes, derive_seed, set_epoch
-from .layers import check_positive
+from .env import check_positive
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = 1
@@ -154,7 +154,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it may be."""
-        from .layers import check_positive
+        from .env import check_positive
 
         check_positive("epochs", self.epochs, int)
         get_recipe(self.recipe)
@@ -204,7 +204,7 @@ def check_device(device: Union[str, torch.device]) -> torch.device:
     elif not isinstance(device, str):
         raise ValueError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {device!r}")
     elif device == "auto":
-        return lab.get_device("auto")
+        return env.get_device("auto")
     else:
         try:
             dev = torch.device(device)
@@ -443,7 +443,7 @@ def seed_epoch(seed: int, epoch: int) -> None:
 def code_version() -> dict:
     """The package version, and the git commit and dirty flag when run from a checkout."""
     out: dict = {"package": __version__, "git_commit": None, "git_dirty": None}
-    root = lab.repo_root()
+    root = env.repo_root()
     if root is None:
         return out
     try:
@@ -463,7 +463,7 @@ def environment() -> dict:
     import torchvision
 
     return {
-        "hardware": lab.machine(),
+        "hardware": env.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -1174,7 +1174,7 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
     if opts["out"] is not None and not resume_flag(opts, resume):
         prepare_out_dir(opts["out"])  # a file or a read-only place fails here, before the data is read
 
-    lab.seed_everything(opts["seed"])
+    env.seed_everything(opts["seed"])
     # the model first: a bad --model-arg fails before the data is read (building the loaders
     # draws no random number, so the weights are the same in either order)
     model = registry.create_model(opts["model"], num_classes=info.num_classes, **model_kwargs)
@@ -1201,7 +1201,7 @@ def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None
         "threads": torch.get_num_threads(),
         "args": saved_args,
     }
-    root = Path(opts["data_dir"]) if opts["data_dir"] else lab.data_dir()
+    root = Path(opts["data_dir"]) if opts["data_dir"] else env.data_dir()
     try:  # where the images came from, relative to the data directory (no machine-specific path)
         meta["data"]["source"] = str(Path(train_loader.dataset.source).relative_to(root))
     except ValueError:

@@ -1,6 +1,7 @@
 """The complexity calculator: every formula equals the measured count of the library module, in
 every convention, over a grid of settings; the maximum path lengths are the exact ones."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ from mobileblocks_edu.calculator import (
     build,
     calculate,
     format_count,
+    format_mpl,
+    format_table,
     measure,
     sweep,
-    table,
 )
-from mobileblocks_edu.receptive import cascade_mpl_block, conv_mpl
+from mobileblocks_edu.complexity import cascade_mpl_block, conv_mpl
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,11 +37,12 @@ SETTINGS = [
 @pytest.mark.parametrize("s", SETTINGS, ids=lambda s: f"C{s.dim}-W{s.size}-l{s.exp_ratio:g}-w{s.window_size}-h{s.num_heads}")
 def test_formulas_equal_measured_counts(s):
     for row in calculate(s):
-        assert row.params == row.params_measured, row.module
-        assert row.flops == row.flops_measured, row.module
+        assert row.cost.params == row.measured.params, row.module
+        for conv in cx.CONVENTIONS:
+            assert row.cost.flops(conv) == row.measured.flops(conv), (row.module, conv)
         assert row.agrees
-        f = row.flops
-        assert f["conv_linear"] <= f["macs"] <= f["fvcore"], row.module
+        c = row.cost
+        assert c.flops("conv_linear") <= c.flops("macs") <= c.flops("fvcore"), row.module
 
 
 def test_measured_counts_are_the_library_modules_counts():
@@ -48,7 +51,7 @@ def test_measured_counts_are_the_library_modules_counts():
     for name in ("IRB", "iRMB", "MTB"):
         m = build(name, s)
         assert measure(name, s).params == cx.count_params(m)
-        assert measure(name, s).flops["macs"] == cx.count_flops(m, (1, 32, 12, 12), "macs")
+        assert measure(name, s).flops("macs") == cx.count_flops(m, (1, 32, 12, 12), "macs")
     # EW-MHSA is the Q/K, MLP_e and attention of an iRMB: the iRMB minus the rest
     irmb, ew, dw = (measure(n, s) for n in ("iRMB", "EW-MHSA", "DW-conv"))
     h = s.hidden
@@ -57,12 +60,14 @@ def test_measured_counts_are_the_library_modules_counts():
 
 
 def test_formulas_come_from_the_complexity_module():
-    s = Settings(dim=64, size=14, window_size=7, exp_ratio=3)
-    assert analytic("MHSA", s)[1].params == cx.mhsa_cost(64, 14).params
-    assert analytic("W-MHSA", s)[1].flops["macs"] == cx.wmhsa_cost(64, 14, 7).macs
-    assert analytic("EW-MHSA", s)[1].flops["macs"] == cx.ewmhsa_cost(64, 192, 14, 7).macs
-    assert analytic("MoSA", s)[2] == cx.mosa_cost(64, 14).paper  # the paper's Eq. 4
-    assert analytic("MTB", s)[1].flops["conv_linear"] == cx.mtb_cost(64, 192, 14).linear_macs
+    s = Settings(dim=64, size=14, window_size=7, exp_ratio=3, kernel_size=5)
+    assert analytic("MHSA", s) == cx.mhsa_cost(64, 14)
+    assert analytic("W-MHSA", s) == cx.wmhsa_cost(64, 14, 7)
+    assert analytic("EW-MHSA", s) == cx.ewmhsa_cost(64, 192, 14, 7)
+    assert analytic("IRB", s) == cx.irb_cost(64, 3, 14, 5)
+    assert analytic("iRMB", s) == cx.irmb_cost(64, 3, 14, 5, 7)
+    assert analytic("MoSA", s).paper_flops == 14**2 * 64**2 + 2 * 14**4 * 64  # the paper's Eq. 4
+    assert analytic("MTB", s) == cx.mtb_cost(64, 192, 14)
 
 
 def test_maximum_path_lengths():
@@ -72,25 +77,25 @@ def test_maximum_path_lengths():
     assert math.isinf(rows["W-MHSA"].mpl_exact) and math.isinf(rows["EW-MHSA"].mpl_exact)
     assert rows["DW-conv"].mpl_exact == rows["IRB"].mpl_exact == conv_mpl(28, 5) == 14
     assert rows["iRMB"].mpl_exact == cascade_mpl_block(28, 5, 7) == 4
-    assert rows["iRMB"].mpl_paper == cx.irmb_mpl(28, 5, 7)
-    assert rows["DW-conv"].mpl_paper == pytest.approx(2 * 28 / 4)
+    assert rows["iRMB"].cost.mpl == cx.irmb_mpl(28, 5, 7)
+    assert rows["DW-conv"].cost.mpl == rows["IRB"].cost.mpl == pytest.approx(2 * 28 / 4)
     grid = {r.module: r for r in calculate(s, measured=False, window_layout="grid")}
     assert grid["iRMB"].mpl_exact == 2 < rows["iRMB"].mpl_exact
     one_window = {r.module: r for r in calculate(s, measured=False, size=7)}
     assert one_window["W-MHSA"].mpl_exact == 1  # a single window is global attention
-    assert math.isinf(one_window["W-MHSA"].mpl_paper)  # the paper's O(Inf) assumes several windows
+    assert math.isinf(one_window["W-MHSA"].cost.mpl)  # the paper's O(Inf) assumes several windows
 
 
 def test_cost_curves_against_resolution():
     s = Settings(dim=32, window_size=7, exp_ratio=2)
     sizes = [7, 14, 28, 56]
     curves = sweep(s, "size", sizes, modules=("MHSA", "W-MHSA", "iRMB", "MTB"))
-    macs = {m: [r.flops["macs"] for r in rows] for m, rows in curves.items()}
+    macs = {m: [r.cost.macs for r in rows] for m, rows in curves.items()}
     for a, b in zip(macs["W-MHSA"], macs["W-MHSA"][1:]):
         assert b == 4 * a  # windows: linear in the number of pixels
-    attn = [r.flops["macs"] - r.flops["conv_linear"] for r in curves["MHSA"]]
+    attn = [r.cost.macs - r.cost.linear_macs for r in curves["MHSA"]]
     assert all(b == 16 * a for a, b in zip(attn, attn[1:]))  # global attention: quadratic
-    assert all(r.params == curves["MTB"][0].params for r in curves["MTB"])  # parameters do not depend on W
+    assert all(r.cost.params == curves["MTB"][0].cost.params for r in curves["MTB"])  # parameters do not depend on W
     lam = sweep(s, "exp_ratio", [1, 2, 4], modules=("EW-MHSA",), measured=True)["EW-MHSA"]
     assert all(r.agrees for r in lam)
     with pytest.raises(ValueError, match="knob"):
@@ -113,9 +118,16 @@ def test_settings_errors_name_the_argument():
 
 
 def test_table_and_formatting():
-    header, cells = table(calculate(Settings(size=14), modules=("MHSA", "iRMB")), "macs")
-    assert header[3] == "FLOPs (macs)" and len(cells) == 2
-    assert cells[0][2].endswith("✓") and cells[1][-1] == "2"
+    rows = calculate(Settings(size=14), modules=("MHSA", "iRMB"))
+    header, cells = format_table(rows, ("macs",))
+    assert header[3] == "FLOPs (macs)" and len(header) == len(cells[0]) == 7 and len(cells) == 2
+    assert cells[0][2].endswith("✓") and cells[1][-1] == "2" and cells[1][-2] == "1.8"  # 2·14 / (3 - 1 + 2·7)
+    wrong = replace(rows[0], measured=replace(rows[0].measured, params=1))
+    assert format_table([wrong])[1][0][2] == "16.6k (measured 1)" and not wrong.agrees
+    assert len(format_table(calculate(Settings(), measured=False))[0]) == 9  # all three conventions
+    with pytest.raises(ValueError, match="convention"):
+        format_table(rows, ("flops",))
+    assert [format_mpl(x) for x in (math.inf, 4, 1.75, None)] == ["∞", "4", "1.8", "–"]
     assert [format_count(x) for x in (950, 45_600, 12_345_678, 2.5e9, math.inf, None)] == \
         ["950", "45.6k", "12.35M", "2.50G", "∞", "–"]
     assert set(MODULES) == {"MHSA", "W-MHSA", "EW-MHSA", "DW-conv", "IRB", "iRMB", "MoSA", "MTB"}

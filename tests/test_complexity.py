@@ -6,9 +6,12 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.attention import MHSA
+from mobileblocks_edu import complexity as cx
+from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock
 from mobileblocks_edu.complexity import (
+    Cost,
     conv_cost,
+    count_cost,
     count_flops,
     count_params,
     dwconv_cost,
@@ -17,6 +20,11 @@ from mobileblocks_edu.complexity import (
     mhsa_cost,
     wmhsa_cost,
 )
+from mobileblocks_edu.dyrelu import DyReLU
+from mobileblocks_edu.ghost import GhostModule
+from mobileblocks_edu.irb import InvertedResidual
+from mobileblocks_edu.irmb import iRMB
+from mobileblocks_edu.mtb import MobileTransformerBlock, MoFFN, MoSA
 
 
 def test_mobilenetv2_matches_reference_counts():
@@ -183,3 +191,57 @@ def test_norm_counts_belong_to_the_norm_module():
 def test_count_flops_accepts_a_tensor():
     m = nn.Conv2d(3, 4, 1, bias=False)
     assert count_flops(m, torch.zeros(1, 3, 5, 5), "macs") == 3 * 4 * 25
+
+
+# ---- one cost type: every formula equals the measured Cost, in every convention --------------------
+
+
+def _formula_cases(C, H, W):
+    """(formula, module, input channels) on a C x H x W map; H, W need not be multiples of the window."""
+    return [
+        (mhsa_cost(C, H, W), lambda: MHSA(C, 4), C),
+        (wmhsa_cost(C, H, 4, W), lambda: MHSA(C, 4, window_size=4), C),
+        (conv_cost(C, 3, H, width=W, bias=False), lambda: nn.Conv2d(C, C, 3, padding=1, bias=False), C),
+        (dwconv_cost(C, 5, H, W), lambda: nn.Conv2d(C, C, 5, padding=2, groups=C), C),
+        (cx.irb_cost(C, 3.5, H, 5, W), lambda: InvertedResidual(C, C, exp_ratio=3.5, dw_kernel_size=5), C),
+        (cx.irb_cost(C, 1, H, 3, W), lambda: InvertedResidual(C, C, exp_ratio=1), C),  # no expansion at λ = 1
+        (cx.irmb_cost(C, 2.5, H, 5, 4, W), lambda: iRMB(C, C, exp_ratio=2.5, dw_kernel_size=5, has_attn=True,
+                                                        num_heads=4, window_size=4), C),
+        (cx.ghost_module_cost(C, 3 * C, H, W), lambda: GhostModule(C, 3 * C), C),
+        (cx.mosa_cost(C, H, W), lambda: MoSA(C, 4), C),
+        (cx.moffn_cost(C, 3 * C, H, W, se_ratio=0.25), lambda: MoFFN(C, 3 * C, se_ratio=0.25), C),
+        (cx.mtb_cost(C, 2 * C, H, W), lambda: MobileTransformerBlock(C, 2 * C, 4), C),
+        (cx.mlp_cost(C, 2 * C, H, W), lambda: FFN(C, 2.0), C),
+        (cx.transformer_block_cost(C, 2 * C, H, W), lambda: TransformerBlock(C, 4, 2.0), C),
+        (cx.dyrelu_cost(C, k=3, mode="a"), lambda: DyReLU(C, k=3, mode="a"), C),
+    ]
+
+
+@pytest.mark.parametrize("C,H,W", [(16, 7, 7), (32, 9, 6)])
+def test_every_formula_equals_the_measured_cost(C, H, W):
+    for formula, make, in_chs in _formula_cases(C, H, W):
+        with torch.device("meta"):
+            module = make()
+        measured = count_cost(module, (1, in_chs, H, W))
+        name = type(module).__name__
+        assert (formula.params, formula.macs, formula.linear_macs, formula.norm_flops) == \
+            (measured.params, measured.macs, measured.linear_macs, measured.norm_flops), name
+        for conv in cx.CONVENTIONS:
+            assert formula.flops(conv) == count_flops(module, (1, in_chs, H, W), conv), (name, conv)
+
+
+def test_costs_add_and_sum():
+    a, b = mhsa_cost(8, 4), cx.mlp_cost(8, 16, 4)
+    assert a + b == sum([a, b]) == Cost(a.params + b.params, a.macs + b.macs, a.linear_macs + b.linear_macs)
+    assert (a + b).paper_flops is None and (a + b).mpl is None  # a sum is no module of a paper
+    assert cx.batchnorm_cost(8, 4).flops("fvcore") == 2 * 8 * 16 and cx.batchnorm_cost(8, 4).flops("macs") == 0
+    with pytest.raises(ValueError, match="convention"):
+        a.flops("flops")
+    with pytest.raises(TypeError):
+        a + 1
+
+
+def test_the_blocks_path_lengths_are_the_papers_orders():
+    assert cx.irb_cost(32, 6, 28, 5).mpl == conv_cost(32, 5, 28).mpl == 2 * 28 / 4
+    assert cx.irmb_cost(32, 4, 28, 5, 7).mpl == cx.irmb_mpl(28, 5, 7) == 2 * 28 / (4 + 14)
+    assert cx.mtb_cost(32, 64, 7).mpl == cx.mosa_cost(32, 7).mpl == 1

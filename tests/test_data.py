@@ -3,17 +3,20 @@ import dataclasses
 import http.server
 import json
 import pickle
+import shutil
 import socket
 import threading
-import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
-from mobileblocks_edu import data, lab
+from mobileblocks_edu import data, download, images, lab, registry
 
 CLASSES4 = data.CIFAR10_CLASSES[:4]
 
@@ -43,13 +46,29 @@ def _tree(path):
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
 
-# ------------------------------------------------------------------ missing data: fast, clear, clean
-def test_missing_dataset_error_is_fast_and_explains(tmp_path):
+# ------------------------------------------------------------------ missing data: clear, clean, no download tried
+@pytest.fixture
+def no_network(monkeypatch):
+    """Records what load_dataset asks of the network: ``attempts["probe"]`` the URLs (and
+    timeouts) probed, ``attempts["download"]`` the downloads started; the probe answers
+    ``attempts["reachable"]``, a download writes nothing."""
+    attempts = {"probe": [], "download": [], "reachable": False}
+
+    def probe(url, timeout):
+        attempts["probe"].append((url, timeout))
+        return attempts["reachable"]
+
+    monkeypatch.setattr(data, "url_reachable", probe)
+    monkeypatch.setattr(data, "download_dataset", lambda *args: attempts["download"].append(args))
+    monkeypatch.delenv("MBE_OFFLINE", raising=False)
+    return attempts
+
+
+def test_missing_dataset_error_explains_and_tries_no_download(tmp_path, no_network):
     root = tmp_path / "nowhere"
-    t0 = time.perf_counter()
     with pytest.raises(data.DatasetNotFoundError) as err:
         data.load_dataset("cifar10", "train", root=root, download=False)
-    assert time.perf_counter() - t0 < 1.0
+    assert no_network["probe"] == [] and no_network["download"] == []  # download=False: not even a probe
     msg = str(err.value)
     assert "CIFAR-10 ('train' split) was not found" in msg
     assert f"{root / 'cifar10' / 'train'}/<class>/*.png (ImageFolder layout): not there" in msg
@@ -68,16 +87,43 @@ def test_missing_imagenette_lists_every_layout(tmp_path):
     assert msg.index("imagenette2-320") < msg.index("imagenette2-160")
 
 
-def test_default_respects_offline_flag_and_data_dir(tmp_path, monkeypatch):
+def test_default_respects_offline_flag_and_data_dir(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("MBE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MBE_OFFLINE", "1")
-    t0 = time.perf_counter()
     with pytest.raises(data.DatasetNotFoundError, match=r"MBE_OFFLINE is set") as err:
         data.load_dataset("cifar10")  # download=None: would try, but offline mode says no
-    assert time.perf_counter() - t0 < 1.0
+    assert no_network["probe"] == [] and no_network["download"] == []
     assert f"{tmp_path / 'data'} (from MBE_DATA)" in str(err.value)
     assert _tree(tmp_path) == []
 
+
+@pytest.mark.parametrize("download, offline, reachable, downloads", [
+    (None, False, True, True),  # the default downloads when the host answers ...
+    (None, False, False, False),  # ... and not when it does not
+    (True, True, True, True),  # download=True overrides MBE_OFFLINE
+    (True, False, False, False),  # but cannot reach a host that does not answer
+])
+def test_download_is_tried_only_when_allowed_and_reachable(tmp_path, monkeypatch, no_network,
+                                                           download, offline, reachable, downloads):
+    if offline:
+        monkeypatch.setenv("MBE_OFFLINE", "1")
+    no_network["reachable"] = reachable
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.load_dataset("imagenette", "val", root=tmp_path, download=download, size="320px", timeout=2.5)
+    # the archive of the requested size is probed, with the caller's timeout
+    assert no_network["probe"] == [("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz", 2.5)]
+    assert no_network["download"] == ([("imagenette", tmp_path, "320px")] if downloads else [])
+    why = "the download did not produce it" if downloads else "no network (https://s3.amazonaws.com/"
+    assert why in str(err.value)
+
+
+def test_a_completed_download_is_read(tmp_path, monkeypatch, no_network):
+    wnids = list(data.IMAGENETTE_CLASSES)[:2]
+    no_network["reachable"] = True
+    monkeypatch.setattr(data, "download_dataset",
+                        lambda name, root, size: _png_folder(root / "imagenette2-160", "train", wnids, n=1))
+    ds = data.load_dataset("imagenette", root=tmp_path)
+    assert ds.source == str(tmp_path / "imagenette2-160" / "train") and ds.class_ids == wnids
 
 
 def test_try_load_dataset_prints_one_line_and_goes_on(tmp_path, monkeypatch, capsys):
@@ -91,17 +137,51 @@ def test_try_load_dataset_prints_one_line_and_goes_on(tmp_path, monkeypatch, cap
     assert "MBE_DATA" in lines[0] and "run online" in lines[0] and "163 MB" in lines[0] and "the figure" in lines[0]
     assert _tree(tmp_path) == []
 
-def test_unreachable_or_silent_host_is_detected_quickly():
+
+class _StatusHandler(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        self.send_response(200 if self.path.endswith("/there.tgz") else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_url_reachable_asks_the_server():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _StatusHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     silent = socket.socket()  # accepts connections (backlog) but never answers: a stalled server
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)
     try:
-        t0 = time.perf_counter()
-        assert not data.url_reachable("http://127.0.0.1:9/cifar-10-python.tar.gz", timeout=1.0)  # refused
-        assert not data.url_reachable(f"http://127.0.0.1:{silent.getsockname()[1]}/x.tgz", timeout=0.5)
-        assert time.perf_counter() - t0 < 2.0
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert download.url_reachable(f"{base}/there.tgz", timeout=5.0)
+        assert not download.url_reachable(f"{base}/missing.tgz", timeout=5.0)  # a 404 is no archive
+        assert not download.url_reachable("http://127.0.0.1:9/cifar-10-python.tar.gz", timeout=1.0)  # refused
+        assert not download.url_reachable(f"http://127.0.0.1:{silent.getsockname()[1]}/x.tgz", timeout=0.5)
     finally:
+        server.shutdown()
         silent.close()
+
+
+def test_url_reachable_does_not_wait_for_a_hanging_resolver(monkeypatch):
+    """The probe gives up after ``timeout`` even where urlopen's own timeout does not hold (a
+    resolver that hangs): url_reachable returns while the request is still pending."""
+    calls, release, finished = [], threading.Event(), threading.Event()
+
+    def hanging_urlopen(request, timeout):
+        calls.append((request.full_url, request.get_method(), timeout))
+        release.wait(30)
+        finished.set()
+        raise TimeoutError
+
+    monkeypatch.setattr(urllib.request, "urlopen", hanging_urlopen)
+    try:
+        assert not download.url_reachable("http://archive.example/x.tgz", timeout=0.05)
+        assert calls == [("http://archive.example/x.tgz", "HEAD", 0.05)]
+        assert not finished.is_set()  # it did not wait for the request to end
+    finally:
+        release.set()
 
 
 class _GarbageHandler(http.server.BaseHTTPRequestHandler):
@@ -232,15 +312,89 @@ def test_corrupt_image_names_the_file(cifar_root):
         next(iter(DataLoader(torch.utils.data.Subset(ds, [i]), batch_size=1)))
 
 
+# ------------------------------------------------------------------ any ImageFolder tree (full ImageNet, ...)
+def _imagefolder(root, splits=("train", "val"), classes=("n02", "n01", "n03"), n=2):
+    """A small ImageNet-like tree of real JPEGs (and one PNG) of several sizes, ``root/<split>/<class>/``."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                h, w = rng.integers(40, 90, 2)
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                name = f"{c}_{i}.png" if i == 1 and c == "n03" else f"{c}_{i}.JPEG"
+                Image.fromarray(pixels).save(root / split / c / name)
+    return root
+
+
+def test_imagefolder_reads_classes_and_labels_from_the_folders(tmp_path, no_network):
+    root = _imagefolder(tmp_path / "imagenet")
+    train = data.load_dataset("imagefolder", "train", root=root)
+    assert train.classes == train.class_ids == ["n01", "n02", "n03"]  # sorted folders, as torchvision
+    assert len(train) == 6 and train.class_counts() == [2, 2, 2] and train.source == str(root / "train")
+    for path, label in zip(train.items, train.targets):
+        assert Path(path).parent.name == train.classes[label]
+    assert train.image(5).size == Image.open(train.items[5]).size
+    assert data.dataset_info("imagefolder", root=root).num_classes == 3
+    assert data.dataset_info("imagefolder").num_classes is None  # no tree, no count
+    (root / "classes.json").write_text(json.dumps({"n01": "tench", "n03": "church"}))
+    assert data.load_dataset("imagefolder", "val", root=root).classes == ["tench", "n02", "church"]
+    assert no_network["probe"] == []  # a tree is never downloaded
+
+
+def test_imagefolder_evaluation_split_may_be_called_test(tmp_path):
+    root = _imagefolder(tmp_path, splits=("train", "test"))
+    for split in ("val", "test"):
+        assert data.load_dataset("imagefolder", split, root=root).source == str(root / "test")
+    with pytest.raises(ValueError, match=r"split must be 'train' or 'val' for ImageFolder \('test', 'val'"):
+        data.load_dataset("imagefolder", "validation", root=root)
+
+
+def test_imagefolder_loaders_use_imagenet_recipe(tmp_path):
+    root = _imagefolder(tmp_path)
+    train = data.build_transforms("imagefolder", True).transforms
+    assert isinstance(train[0], T.RandomResizedCrop) and train[0].size == (224, 224) and train[0].scale == (0.08, 1.0)
+    assert isinstance(train[1], T.RandomHorizontalFlip)
+    evaluate = data.build_transforms("imagefolder", False).transforms
+    assert isinstance(evaluate[0], T.Resize) and evaluate[0].size == 256
+    assert isinstance(evaluate[1], T.CenterCrop) and evaluate[1].size == (224, 224)
+    assert (evaluate[-1].mean, evaluate[-1].std) == (registry.IMAGENET_MEAN, registry.IMAGENET_STD)
+    train_loader, eval_loader = data.build_loaders("imagefolder", root=root, batch_size=4)
+    x, y = next(iter(train_loader))
+    assert x.shape == (4, 3, 224, 224) and y.dtype == torch.int64
+    x, y = next(iter(eval_loader))
+    assert x.shape == (6, 3, 224, 224) and y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_imagefolder_errors_name_the_problem(tmp_path, no_network):
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.load_dataset("imagefolder", "val", root=tmp_path / "none")
+    msg = str(err.value)
+    assert "ImageFolder ('val' split) was not found in the folder passed as root" in msg
+    assert f"{tmp_path / 'none' / 'val'}/<class>/<image>" in msg and f"{tmp_path / 'none' / 'test'}/<class>" in msg
+    assert "may be called val or test" in msg and "--data-dir" in msg and "image folders are not downloaded" in msg
+    assert no_network["probe"] == [] and no_network["download"] == []
+    with pytest.raises(data.DatasetNotFoundError, match="ImageFolder .*was not found"):
+        data.dataset_info("imagefolder", root=tmp_path / "none")
+    root = _imagefolder(tmp_path / "tree")
+    for f in (root / "train" / "n02").iterdir():
+        f.unlink()
+    with pytest.raises(data.DatasetNotFoundError, match=r"Found no valid file for the classes n02"):
+        data.load_dataset("imagefolder", root=root)
+    shutil.rmtree(root / "train" / "n02")  # now train has n01, n03 and val n01, n02, n03
+    with pytest.raises(ValueError, match=r"only in the evaluation split .*: \['n02'\]"):
+        data.build_loaders("imagefolder", root=root, batch_size=2)
+
+
 # ------------------------------------------------------------------ subsets, transforms, seeds
 def test_subset_is_deterministic_and_per_class():
     targets = [0] * 10 + [1] * 3 + [2] * 7
-    a = data.subset_indices(targets, 4, seed=0)
-    assert a == data.subset_indices(targets, 4, seed=0) == sorted(a)
+    a = images.subset_indices(targets, 4, seed=0)
+    assert a == images.subset_indices(targets, 4, seed=0) == sorted(a)
     assert [sum(targets[i] == c for i in a) for c in range(3)] == [4, 3, 4]  # class 1 has only 3
-    assert a != data.subset_indices(targets, 4, seed=1)
+    assert a != images.subset_indices(targets, 4, seed=1)
     with pytest.raises(ValueError, match="per_class must be a positive number"):
-        data.subset_indices(targets, 0)
+        images.subset_indices(targets, 0)
 
 
 def test_transforms_shapes_and_normalisation():

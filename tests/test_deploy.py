@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import deploy, lab
+from mobileblocks_edu import deploy, lab, latency
 from mobileblocks_edu.attention import set_attention
 from mobileblocks_edu.layers import ConvNormAct, check_input
 
@@ -203,29 +203,29 @@ def test_padding_shows_up_in_the_onnx_graph(one_thread):
 # ---- latency and quantization helpers -----------------------------------------------------------
 def test_latency_contenders_agree_and_time(one_thread):
     pytest.importorskip("onnxruntime")
-    calls, checks = deploy.build_contenders("mobilenetv2_100_cifar", size=32)
-    assert set(calls) == set(deploy.SETTINGS)
+    calls, checks = latency.build_contenders("mobilenetv2_100_cifar", size=32)
+    assert set(calls) == set(latency.SETTINGS)
     assert checks["bn_before"] == 52 and checks["bn_after"] == 0
     for s in ("folded_cl", "ort_1t", "ort_2t"):
         assert checks[s] <= 1e-4
-    times = deploy.time_rounds(calls, rounds=2, inner=1, warmup=1)
+    times = latency.time_rounds(calls, rounds=2, inner=1, warmup=1)
     assert all(len(t) == 2 and min(t) > 0 for t in times.values())
-    summary = deploy.summarize_ms([3.0, 1.0, 2.0, 4.0])
+    summary = latency.summarize_ms([3.0, 1.0, 2.0, 4.0])
     assert summary["median_ms"] == 2.5 and summary["min_ms"] == 1.0 and summary["max_ms"] == 4.0
 
 
 def test_latency_command_writes_a_report(tmp_path, one_thread):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "lat.json"
-    assert deploy.main(["latency", "--models", "ghostnet_050_cifar", "--size", "32", "--rounds", "2", "--inner", "1",
+    assert latency.main(["latency", "--models", "ghostnet_050_cifar", "--size", "32", "--rounds", "2", "--inner", "1",
                         "--warmup", "0", "--output", str(out)]) == 0
     rep = json.loads(out.read_text())
     entry = rep["models"]["ghostnet_050_cifar"]
-    assert set(entry["latency"]) == set(deploy.SETTINGS) and entry["params"] == mbe.count_params(
+    assert set(entry["latency"]) == set(latency.SETTINGS) and entry["params"] == mbe.count_params(
         mbe.create_model("ghostnet_050_cifar"))
     assert rep["command"].startswith("python -m mobileblocks_edu.deploy latency") and rep["onnxruntime"]
     with pytest.raises(ValueError, match="unknown models"):
-        deploy.run_latency(["no_such_model"], log=None)
+        latency.run_latency(["no_such_model"], log=None)
 
 
 def test_committed_latency_result_covers_every_imagenet_model():
@@ -235,7 +235,7 @@ def test_committed_latency_result_covers_every_imagenet_model():
     rep = json.loads(path.read_text())
     assert sorted(rep["models"]) == sorted(deploy.imagenet_models())
     for entry in rep["models"].values():
-        assert set(entry["latency"]) == set(deploy.SETTINGS)
+        assert set(entry["latency"]) == set(latency.SETTINGS)
         assert all(v["q1_ms"] <= v["median_ms"] <= v["q3_ms"] for v in entry["latency"].values())
 
 
@@ -245,7 +245,7 @@ def test_int8_quantization_runs_and_stays_close(tmp_path, one_thread):
     f32, i8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
     deploy.export_onnx(model, f32, size=32)
     calib = torch.randn(8, 3, 32, 32)
-    deploy.quantize_int8(f32, i8, calib)
+    latency.quantize_int8(f32, i8, calib)
     assert i8.stat().st_size < 0.4 * f32.stat().st_size  # int8 weights: about a quarter of the bytes
     ops = deploy.onnx_op_counts(i8)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0

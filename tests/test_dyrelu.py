@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mobileblocks_edu.complexity import count_flops, count_params
-from mobileblocks_edu.dyrelu import DyReLU, dyrelu_cost
+from mobileblocks_edu.complexity import count_flops, count_params, dyrelu_cost
+from mobileblocks_edu.dyrelu import DyReLU
 from mobileblocks_edu.lab import randomize_
 
 
@@ -61,20 +61,17 @@ def test_channels_last_is_kept():
 @pytest.mark.parametrize("k,reduction", [(2, 4), (2, 8), (3, 4)])
 def test_cost_formula_matches_measurement(chs, hw, mode, k, reduction):
     m = DyReLU(chs, k=k, reduction=reduction, mode=mode)
-    cost = dyrelu_cost(chs, *hw, k=k, reduction=reduction, mode=mode)
+    cost = dyrelu_cost(chs, k=k, reduction=reduction, mode=mode)
     shape = (1, chs, *hw)
     assert cost.params == count_params(m)
     for conv in ("macs", "conv_linear", "fvcore"):  # only the two linear layers are counted
         assert cost.macs == count_flops(m, shape, conv), conv
-    assert cost.elementwise == k * chs * hw[0] * hw[1]
 
 
 def test_cost_in_words():
     r = 160 // 4
     assert dyrelu_cost(160).params == 160 * r + r + (r + 1) * 4 * 160  # DY-ReLU-B, K = 2, R = 4
     assert dyrelu_cost(160, mode="a").params == 160 * r + r + (r + 1) * 4
-    # the multiply-adds do not depend on the map size
-    assert dyrelu_cost(160, 7).macs == dyrelu_cost(160, 56).macs
 
 
 def test_errors_name_the_argument():

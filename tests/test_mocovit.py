@@ -13,11 +13,11 @@ from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.complexity import (
     count_flops,
     count_params,
+    mhsa_cost,
     mlp_cost,
     moffn_cost,
     mosa_cost,
     mtb_cost,
-    self_attention_cost,
     transformer_block_cost,
 )
 from mobileblocks_edu.models.mocovit import mtb_stages
@@ -144,7 +144,7 @@ def _formula_cases(dim, hidden, hw):
         (moffn_cost(dim, hidden, *hw), MoFFN(dim, hidden)),
         (moffn_cost(dim, hidden, *hw, se_ratio=0.25), MoFFN(dim, hidden, se_ratio=0.25)),
         (mtb_cost(dim, hidden, *hw, se_ratio=0.25), MobileTransformerBlock(dim, hidden, se_ratio=0.25)),
-        (self_attention_cost(dim, *hw), MHSA(dim, num_heads=4)),
+        (mhsa_cost(dim, *hw), MHSA(dim, num_heads=4)),
         (mlp_cost(dim, hidden, *hw), FFN(dim, hidden / dim)),
         (transformer_block_cost(dim, hidden, *hw), TransformerBlock(dim, 4, hidden / dim)),
     ]
@@ -152,16 +152,16 @@ def _formula_cases(dim, hidden, hw):
 
 def test_mosa_paper_formula_eq4():
     C, N = 160, 49
-    assert mosa_cost(C, 7).paper == N * C * C + 2 * N * N * C
+    assert mosa_cost(C, 7).paper_flops == N * C * C + 2 * N * N * C
     # the attention products are the same 2 N² C in vanilla attention and in MoSA
     assert mosa_cost(C, 7).macs - mosa_cost(C, 7).linear_macs == 2 * N * N * C
-    assert self_attention_cost(C, 7).macs - self_attention_cost(C, 7).linear_macs == 2 * N * N * C
+    assert mhsa_cost(C, 7).macs - mhsa_cost(C, 7).linear_macs == 2 * N * N * C
 
 
 @pytest.mark.parametrize("size", [7, 14, 28, 56, 112])
 def test_paper_ratios_3_6x_and_1_9x(size):
     """Fig. 3 and 4: 3.6x and 1.9x hold for the projections (no attention products, no SE)."""
-    sa, mosa = self_attention_cost(160, size), mosa_cost(160, size)
+    sa, mosa = mhsa_cost(160, size), mosa_cost(160, size)
     assert round((sa.linear_macs / mosa.linear_macs), 1) == 3.6
     assert round(mlp_cost(160, 960, size).macs / moffn_cost(160, 960, size).macs, 1) == 1.9
 

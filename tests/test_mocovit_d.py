@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.complexity import count_flops, count_params
-from mobileblocks_edu.dyrelu import DyReLU, dyrelu_cost
+from mobileblocks_edu.complexity import count_flops, count_params, dyrelu_cost
+from mobileblocks_edu.dyrelu import DyReLU
 from mobileblocks_edu.lab import on_meta, randomize_
 
 

@@ -1,6 +1,5 @@
 """Receptive fields and maximum path length: the propagation engine against closed forms, an
-independent brute-force search and the real library modules; effective receptive fields; Fig. 9's
-similarity measures."""
+independent brute-force search and the real library modules."""
 import itertools
 import math
 
@@ -8,34 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-import mobileblocks_edu as mbe
 from mobileblocks_edu.attention import MHSA
-from mobileblocks_edu.complexity import irmb_mpl
+from mobileblocks_edu.complexity import cascade_mpl_block, conv_mpl, irmb_mpl, window_mpl
 from mobileblocks_edu.irb import InvertedResidual
 from mobileblocks_edu.irmb import iRMB
 from mobileblocks_edu.mtb import MobileTransformerBlock, MoSA
 from mobileblocks_edu.receptive import (
     Op,
-    block_stack,
-    cascade_mpl_block,
-    conv_mpl,
     conv_op,
     dependency,
-    diagonal_similarity,
-    effective_receptive_field,
-    erf_area,
-    erf_radius,
-    feature_maps,
     global_op,
     layer_dependency,
     max_path_length,
     module_layer,
     mpl_from_dependency,
     reach,
-    reach_counts,
-    rf_side,
-    similarity_by_distance,
-    window_mpl,
     window_op,
 )
 
@@ -96,11 +82,10 @@ def test_separable_propagation_equals_full_2d(size, layer):
     assert max_path_length(layer, size) == max_path_length(layer, size, separable=False)
 
 
-def test_large_maps_propagate_map_by_map():
-    """Above 1024 pixels the engine applies the layer to all reach maps each step instead of
-    iterating a reach matrix; same answer."""
-    layer = (window_op(5, "grid"), conv_op(3))
-    assert max_path_length(layer, (33, 34), separable=False) == max_path_length(layer, (33, 34)) == 4
+def test_single_pixels_and_unconnected_maps():
+    assert max_path_length(conv_op(3), 1) == 0 == mpl_from_dependency(torch.ones(1, 1, dtype=torch.bool))
+    assert max_path_length(conv_op(1), (1, 4)) == math.inf  # 1x1: nothing ever moves
+    assert mpl_from_dependency(torch.eye(3, dtype=torch.bool)) == math.inf
 
 
 def _brute_force_mpl(layer, H, W):
@@ -147,9 +132,10 @@ def test_propagation_equals_brute_force_search(layer, size):
 
 def test_theoretical_receptive_field_of_a_conv_stack():
     for k, n in [(3, 1), (3, 4), (5, 3), (7, 2)]:
-        assert rf_side(conv_op(k), 31, n) == 1 + n * (k - 1)  # the classic 1 + n(k - 1)
-    assert rf_side(conv_op(3), 9, 10) == 9  # clipped by the map
-    assert reach_counts(conv_op(3), 15, 2) == [1, 9, 25]
+        side = 1 + n * (k - 1)  # the classic 1 + n(k - 1)
+        r = reach(conv_op(k), 31, n)
+        assert r.sum() == side * side and r.any(1).sum() == r.any(0).sum() == side  # a side x side square
+    assert reach(conv_op(3), 9, 10).all()  # clipped by the map
     r = reach((window_op(4, "block"),), 8, 1, source=(1, 6))
     assert r.sum() == 16 and r[:4, 4:].all()  # the source's window, nothing else
 
@@ -206,70 +192,3 @@ def test_dependency_is_not_symmetric_for_a_cascade():
     d = layer_dependency((window_op(3, "block"), conv_op(3)), 6)
     assert not torch.equal(d, d.T)
     assert torch.equal(d, layer_dependency((conv_op(3), window_op(3, "block")), 6).T)
-
-
-# ---- effective receptive fields ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("k", [1, 3, 5])
-def test_erf_of_a_single_conv_is_its_kernel_footprint(k):
-    conv = nn.Conv2d(3, 4, k, padding=k // 2)
-    erf = effective_receptive_field(conv, torch.randn(4, 3, 11, 11))
-    support = torch.zeros(11, 11, dtype=torch.bool)
-    support[5 - k // 2: 6 + k // 2, 5 - k // 2: 6 + k // 2] = True
-    assert torch.equal(erf > 0, support)
-    assert erf_area(erf, 1.0) == k * k and erf_radius(erf, mass=1.0) == k // 2
-
-
-def test_erf_of_stacks_matches_the_theoretical_field():
-    x = torch.randn(2, 16, 12, 12)
-    irb = block_stack("IRB", 3)
-    assert torch.equal(effective_receptive_field(irb, x) > 0, reach(conv_op(3), 12, 3))  # 7x7 around the centre
-    blk = block_stack("EW-MHSA", 2, window_size=4, layout="block")
-    assert torch.equal(effective_receptive_field(blk, x, position=(1, 6)) > 0,
-                       reach(window_op(4, "block"), 12, 2, source=(1, 6)))  # one window, twice
-    grid = block_stack("EW-MHSA", 1, window_size=4, layout="grid")
-    g = effective_receptive_field(grid, x, position=(1, 6)) > 0
-    assert g.sum() == 16 and g[1::3, 0::3].all()  # interleaved: every third pixel from (1, 0)
-    full = block_stack("iRMB", 2, window_size=4, layout="grid")
-    assert (effective_receptive_field(full, x) > 0).all()
-
-
-def test_erf_inside_a_model_stops_at_the_layer():
-    model = mbe.create_model("emo_1m_cifar").eval()
-    layer = model.stage2[-1]
-    erf = effective_receptive_field(model, torch.randn(2, 3, 32, 32), layer=layer)
-    assert erf.shape == (32, 32) and torch.isfinite(erf).all() and erf.sum() > 0
-    with pytest.raises(ValueError, match="did not run"):
-        effective_receptive_field(model, torch.randn(1, 3, 32, 32), layer=nn.Conv2d(1, 1, 1))
-
-
-def test_erf_measures():
-    e = torch.zeros(9, 9)
-    e[4, 4], e[4, 6] = 3.0, 1.0
-    assert erf_area(e, 0.75) == 1 and erf_area(e, 0.9) == 2
-    assert erf_radius(e, mass=0.75) == 0 and erf_radius(e, mass=0.9) == 2
-    with pytest.raises(ValueError, match="mass"):
-        erf_area(e, 0)
-
-
-# ---- feature similarity (EMO Fig. 9) ----------------------------------------------------------------------
-
-
-def test_diagonal_similarity():
-    f = torch.zeros(2, 4, 4, 4)
-    for t in range(4):
-        f[:, t, t, t] = 1.0 + t  # orthogonal diagonal pixels
-    assert torch.allclose(diagonal_similarity(f), torch.eye(4))
-    same = torch.randn(3, 8, 1, 1).expand(3, 8, 5, 5)
-    assert torch.allclose(diagonal_similarity(same), torch.ones(5, 5), atol=1e-6)
-    ds, sims = similarity_by_distance(same)
-    assert ds == [0, 1, 2, 3, 4] and all(abs(s - 1) < 1e-6 for s in sims)
-    ds, sims = similarity_by_distance(torch.randn(4, 32, 6, 6))
-    assert sims[0] == pytest.approx(1.0) and abs(sims[-1]) < 0.5
-
-
-def test_feature_maps_hooks():
-    model = mbe.create_model("mobilenetv2_100_cifar").eval()
-    a, b = feature_maps(model, [model.blocks[3], model.conv_head], torch.randn(2, 3, 32, 32))
-    assert a.dim() == 4 and b.shape[:2] == (2, 1280)

@@ -18,7 +18,7 @@ from torch import nn
 shutil_usage = type(shutil.disk_usage("."))
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import bench, cam, checkpoint, data, receptive, train
+from mobileblocks_edu import bench, cam, checkpoint, data, erf, receptive, train
 from mobileblocks_edu import experiments as E
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
 from mobileblocks_edu.complexity import count_flops
@@ -244,11 +244,11 @@ def test_receptive_field_tools_measure_in_eval_mode():
     assert int(dep.sum()) == 169  # 3x3 reach of each pixel, clipped at the border (not 625: batch statistics)
     assert block.training and not block.conv_dw.norm.training
     x = torch.randn(4, 8, 9, 9)
-    erf_train = receptive.effective_receptive_field(block, x)
-    erf_eval = receptive.effective_receptive_field(block.eval(), x)
+    erf_train = erf.effective_receptive_field(block, x)
+    erf_eval = erf.effective_receptive_field(block.eval(), x)
     torch.testing.assert_close(erf_train, erf_eval)
     with pytest.raises(ValueError, match=r"position must be \(row, column\) with 0 <= row < 9"):
-        receptive.effective_receptive_field(block, x, position=(-1, -1))
+        erf.effective_receptive_field(block, x, position=(-1, -1))
 
 
 # ---------------------------------------------------------------- 8. the committed benchmark
@@ -437,9 +437,8 @@ def _boundary_cases(tmp_path):
         (lambda: cam.prepare(None, 0, (0, 0, 0), (1, 1, 1)), "size must be a positive integer"),
         (lambda: cam.query_attention(torch.zeros(1, 2, 16, 16), (0, 0), (4, 4), batch_index=1),
          r"batch_index must be in \[0, 0\]"),
-        (lambda: receptive.reach_counts(receptive.conv_op(3), 5, 2, source=(5, 0)), "source must be"),
-        (lambda: receptive.erf_radius(torch.ones(3, 3), centre=(-1, 0)), "centre must be"),
-        (lambda: receptive.feature_maps(model, [], torch.zeros(1, 2)), "layers is empty"),
+        (lambda: receptive.reach(receptive.conv_op(3), 5, 2, source=(5, 0)), "source .* lies outside"),
+        (lambda: erf.feature_maps(model, [], torch.zeros(1, 2)), "layers is empty"),
         (lambda: E.Experiment("x", "emo_1m_cifar", epochs=0), "epochs must be a positive integer, got 0"),
         (lambda: E.Experiment("x", "emo_1m_cifar", data="cifar100"), "data must be 'cifar10' or 'imagenette'"),
         (lambda: bench.run(["emo_1m"], [(32, 1)], modes=["fast"]), r"modes must be a non-empty list of"),

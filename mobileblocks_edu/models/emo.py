@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..irmb import OP_ORDERS, batchnorm2d, iRMB
-from ..layers import LayerFactory, LayerNorm2d, check_num_classes, check_positive, check_rate, trunc_normal_init
+from ..layers import LayerFactory, LayerNorm2d, trunc_normal_init
+from ..env import check_num_classes, check_positive, check_rate
 from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
 

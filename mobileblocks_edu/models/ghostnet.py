@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..ghost import GhostBottleneck
-from ..layers import ConvNormAct, check_num_classes, check_positive, check_rate, kaiming_init, make_divisible
+from ..layers import ConvNormAct, kaiming_init, make_divisible
+from ..env import check_num_classes, check_positive, check_rate
 from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
 

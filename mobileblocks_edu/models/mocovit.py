@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..layers import check_positive
+from ..env import check_positive
 from ..mtb import MobileTransformerBlock, MoSA
 from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from .ghostnet import GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, ghost_block, small_input_stages

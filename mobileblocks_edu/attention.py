@@ -43,7 +43,8 @@ class WindowInfo(NamedTuple):
     layout: str
 
 
-def _check_window(window_size: int, layout: str) -> None:
+def check_window(window_size: int, layout: str) -> None:
+    """Raise ``ValueError`` unless ``window_size`` is a positive int and ``layout`` one of :data:`WINDOW_LAYOUTS`."""
     if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size <= 0:
         raise ValueError(f"window_size must be a positive int, got {window_size!r}")
     if layout not in WINDOW_LAYOUTS:
@@ -65,7 +66,7 @@ def window_partition(
     channels per pixel, row-major within the window, the layout fused attention kernels read
     (for a channels-last input this costs one copy).
     """
-    _check_window(window_size, layout)
+    check_window(window_size, layout)
     B, C, H, W = x.shape
     w = window_size
     pad_h, pad_w = (-H) % w, (-W) % w
@@ -116,6 +117,27 @@ def window_reverse(windows: torch.Tensor, info: WindowInfo, tokens_last: Optiona
     return x[:, :, :H, :W]
 
 
+def window_pixels(height: int, width: int, window_size: int, layout: str = "block") -> torch.Tensor:
+    """``(n1·n2, w²)``: the flat pixel index ``i·W + j`` held by every window position, ``-1`` for
+    padding, as :func:`window_partition` cuts an ``height x width`` map."""
+    idx = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, 1, height, width)
+    wins, _ = window_partition(idx, window_size, layout)  # (nW, 1, w, w), 0 = padding
+    return wins.flatten(1).long() - 1
+
+
+def window_ids(height: int, width: int, window_size: int, layout: str = "block") -> torch.Tensor:
+    """``(Hp, Wp)`` map of window indices (the padded map, ``Hp = n1·w``); ``-1`` marks padded pixels."""
+    pix = window_pixels(height, width, window_size, layout)  # (nW, w²)
+    n_rows, n_cols = -(-height // window_size), -(-width // window_size)
+    ids = torch.full((n_rows * window_size, n_cols * window_size), -1)
+    win = torch.arange(pix.shape[0]).unsqueeze(1).expand_as(pix)  # the window of every position
+    real = pix >= 0
+    flat = torch.full((height * width,), -1)
+    flat[pix[real]] = win[real]
+    ids[:height, :width] = flat.view(height, width)
+    return ids
+
+
 def scaled_dot_product(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -153,7 +175,8 @@ def merge_heads(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return t.transpose(-2, -1).reshape(b, heads * d, h, w)
 
 
-def _resolve_heads(dim: int, num_heads: Optional[int], dim_head: Optional[int]) -> int:
+def resolve_heads(dim: int, num_heads: Optional[int], dim_head: Optional[int]) -> int:
+    """The number of heads from ``num_heads`` or from ``dim_head`` (``dim / dim_head``), checked to divide ``dim``."""
     if num_heads is None and dim_head is None:
         raise ValueError("give num_heads or dim_head")
     if num_heads is None:
@@ -174,7 +197,9 @@ class WindowAttention(nn.Module):
     comes after the projections) and are not masked. Swin and EMO's reference code do not mask
     either, but pad *before* projecting, so their padded keys and values are the projection
     biases b_k and b_v. With ``keep_attn=True`` (readable path only) the last attention
-    map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots.
+    map ``(B·windows, heads, w², w²)`` is kept in ``self.last_attn`` for plots. ``fused`` and
+    ``keep_attn`` are the library's two attention switches: every attention of the library runs
+    through this module, and :func:`set_attention` sets both on a whole model.
 
     ``tokens_last=True`` (fused path only) cuts the windows in the ``(pixels, channels)`` layout,
     so that every head's slice has unit stride and the fused kernel runs without extra copies;
@@ -197,7 +222,7 @@ class WindowAttention(nn.Module):
     ):
         super().__init__()
         if window_size is not None:
-            _check_window(window_size, window_layout)
+            check_window(window_size, window_layout)
         elif window_layout not in WINDOW_LAYOUTS:
             raise ValueError(f"window_layout must be one of {WINDOW_LAYOUTS}, got {window_layout!r}")
         self.num_heads, self.dim_head = num_heads, dim_head
@@ -207,7 +232,8 @@ class WindowAttention(nn.Module):
         self.keep_attn = False
         self.last_attn: Optional[torch.Tensor] = None
 
-    def _forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward_tokens_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The fused path in the ``(pixels, channels)`` layout (see the class docstring)."""
         B, _, H, W = q.shape
         w = self.window_size
         info, bias = None, None
@@ -236,7 +262,7 @@ class WindowAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.tokens_last and self.fused and not self.keep_attn:
-            return self._forward_tokens_last(q, k, v)
+            return self.forward_tokens_last(q, k, v)
         B, _, H, W = q.shape
         info = None
         if self.window_size is not None:
@@ -292,7 +318,7 @@ class MHSA(nn.Module):
     ):
         super().__init__()
         check_positive("dim", dim, int)
-        num_heads = _resolve_heads(dim, num_heads, dim_head)
+        num_heads = resolve_heads(dim, num_heads, dim_head)
         self.dim, self.num_heads = dim, num_heads
         self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)  # [W_q; W_k; W_v]
         self.attn = WindowAttention(num_heads, dim // num_heads, window_size, window_layout, fused)
@@ -356,10 +382,54 @@ class TransformerBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+def attention_modules(model: nn.Module) -> list[WindowAttention]:
+    """Every attention module of ``model`` in order: the :class:`WindowAttention` cores, through
+    which all attention of the library runs (:class:`MHSA`, the MMB's attention, MoSA, iRMB)."""
+    return [m for m in model.modules() if isinstance(m, WindowAttention)]
+
+
+def set_attention(
+    model: nn.Module,
+    fused: Optional[bool] = None,
+    keep_attn: Optional[bool] = None,
+    reference_order: Optional[bool] = None,
+) -> nn.Module:
+    """Choose the attention path of a whole model (or block) in one call; ``None`` leaves a switch as it is.
+
+    * ``fused``: on every attention module (:func:`attention_modules`), ``F.scaled_dot_product_attention``
+      (True) or the explicit softmax (False).
+    * ``keep_attn``: on every attention module, keep the last attention map in ``.last_attn``
+      (this takes the explicit softmax); False also drops the maps kept so far.
+    * ``reference_order``: on every module with that switch (:class:`~mobileblocks_edu.irmb.iRMB`
+      and the EMO model), the reference implementation's order of operations step by step.
+
+    Returns ``model``. Raises ``ValueError`` when the model has no attention module.
+    """
+    attn = attention_modules(model)
+    if not attn:
+        raise ValueError(f"{type(model).__name__} has no attention module")
+    for m in attn:
+        if fused is not None:
+            m.fused = bool(fused)
+        if keep_attn is not None:
+            m.keep_attn = bool(keep_attn)
+            if not keep_attn:
+                m.last_attn = None
+    if reference_order is not None:
+        for m in model.modules():
+            if hasattr(m, "reference_order"):
+                m.reference_order = bool(reference_order)
+    return model
+
+
 __all__ = [
     "WINDOW_LAYOUTS",
     "WindowInfo",
+    "check_window",
+    "resolve_heads",
     "window_partition",
+    "window_pixels",
+    "window_ids",
     "window_reverse",
     "scaled_dot_product",
     "split_heads",
@@ -368,4 +438,6 @@ __all__ = [
     "MHSA",
     "FFN",
     "TransformerBlock",
+    "attention_modules",
+    "set_attention",
 ]

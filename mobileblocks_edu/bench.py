@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
+from .attention import set_attention
 from .registry import create_model
 
 DEFAULT_MODELS = ("emo_1m", "emo_5m", "mobilenetv2_100")
@@ -82,8 +83,8 @@ def build_pair(name: str, num_classes: int = 1000, seed: int = 0) -> dict[str, n
     fast = create_model(name, num_classes=num_classes)
     readable = create_model(name, num_classes=num_classes)
     readable.load_state_dict(fast.state_dict())
-    if hasattr(readable, "set_fused"):
-        readable.set_fused(False)
+    if any(hasattr(m, "reference_order") for m in readable.modules()):  # EMO: its iRMBs' reference order
+        set_attention(readable, reference_order=True)
     fast.to(memory_format=torch.channels_last)
     return {"fast": fast, "readable": readable}
 
@@ -197,19 +198,7 @@ def profile_paths(steps: dict[str, "Step"], rounds: int = 3) -> dict[str, dict[s
     }
 
 
-def run(
-    models: Sequence[str] = DEFAULT_MODELS,
-    settings: Sequence[tuple[int, int]] = tuple(parse_setting(s) for s in DEFAULT_SETTINGS),
-    modes: Sequence[str] = MODES,
-    repeats: int = 5,
-    warmup: int = 1,
-    threads: int = 2,
-    num_classes: int = 1000,
-    profile: bool = False,
-    keep_memory: bool = False,
-    log=print,
-) -> dict:
-    """Run the benchmark and return the report (see :func:`main` for the command line)."""
+def _check_run_args(models, settings, modes, repeats, warmup, threads, num_classes) -> None:
     for arg, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1),
                         ("num_classes", num_classes, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -223,13 +212,11 @@ def run(
         if (not isinstance(setting, tuple) or len(setting) != 2
                 or not all(isinstance(v, int) and v > 0 for v in setting)):
             raise ValueError(f"settings must be (size, batch) pairs of positive integers, got {setting!r}")
-    torch.set_num_threads(threads)
-    log = log or (lambda *a: None)
-    allocator = "default"
-    if keep_memory:
-        allocator = "glibc, freed memory kept (no mmap, no trim)" if keep_freed_memory() else "default (not glibc)"
-    pairs = {name: build_pair(name, num_classes) for name in models}
-    report = {
+
+
+def _report_header(allocator: str, repeats: int, warmup: int) -> dict:
+    """The report's description of the machine and the run, before any measurement."""
+    return {
         "machine": env.machine(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -248,41 +235,71 @@ def run(
         "checks": {},
         "groups": [],
     }
-    log(f"machine: {report['machine']}; torch {report['torch']}; allocator: {allocator}")
-    for size, _ in settings:
+
+
+def _check_all_outputs(pairs: dict[str, dict[str, nn.Module]], sizes: Sequence[int], log) -> dict[str, dict]:
+    """:func:`check_outputs` of every pair at every size; raises if the two paths disagree."""
+    checks = {}
+    for size in sizes:
         for name, pair in pairs.items():
-            chk = check_outputs(pair, size)
-            report["checks"][f"{name}@{size}"] = chk
+            chk = checks[f"{name}@{size}"] = check_outputs(pair, size)
             log(f"check {name} at {size}x{size}: max |fast - readable| = {chk['max_abs_diff']:.2e} "
                 f"(outputs up to {chk['max_abs_output']:.2f})")
             if chk["max_abs_diff"] > 1e-4 * max(1.0, chk["max_abs_output"]):
                 raise RuntimeError(f"{name}: the fast and readable paths disagree at {size}x{size}: {chk}")
+    return checks
+
+
+def _time_group(pairs: dict[str, dict[str, nn.Module]], size: int, batch: int, mode: str, repeats: int, warmup: int,
+                num_classes: int, profile: bool, log) -> dict:
+    """One group of the report: every model's two paths timed in turns at one size, batch and mode."""
+    log(f"{mode}, {size}x{size}, batch {batch}:")
+    steps = {f"{name}/{path}": Step(pair[path], path, mode, size, batch, num_classes)
+             for name, pair in pairs.items() for path in PATHS}
+    times = time_interleaved(steps, repeats, warmup, log)
+    runs = {
+        key: {"seconds": [round(t, 5) for t in ts], "median_s": statistics.median(ts),
+              "img_per_s": batch / statistics.median(ts)}
+        for key, ts in times.items()
+    }
+    ratios = {name: runs[f"{name}/readable"]["median_s"] / runs[f"{name}/fast"]["median_s"] for name in pairs}
+    group = {"size": size, "batch": batch, "mode": mode, "runs": runs, "ratios": ratios}
+    for name in pairs:
+        log(f"  {name:<18} fast {runs[f'{name}/fast']['img_per_s']:8.1f} img/s   readable "
+            f"{runs[f'{name}/readable']['img_per_s']:8.1f} img/s   ratio {ratios[name]:.2f}x")
+    if profile and mode == "train":
+        name = next(iter(pairs))
+        group["profile"] = {"model": name, **profile_paths({path: steps[f"{name}/{path}"] for path in PATHS})}
+        log(f"  profile of one {name} step: {group['profile']}")
+    return group
+
+
+def run(
+    models: Sequence[str] = DEFAULT_MODELS,
+    settings: Sequence[tuple[int, int]] = tuple(parse_setting(s) for s in DEFAULT_SETTINGS),
+    modes: Sequence[str] = MODES,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int = 2,
+    num_classes: int = 1000,
+    profile: bool = False,
+    keep_memory: bool = False,
+    log=print,
+) -> dict:
+    """Run the benchmark and return the report (see :func:`main` for the command line)."""
+    _check_run_args(models, settings, modes, repeats, warmup, threads, num_classes)
+    torch.set_num_threads(threads)
+    log = log or (lambda *a: None)
+    allocator = "default"
+    if keep_memory:
+        allocator = "glibc, freed memory kept (no mmap, no trim)" if keep_freed_memory() else "default (not glibc)"
+    pairs = {name: build_pair(name, num_classes) for name in models}
+    report = _report_header(allocator, repeats, warmup)
+    log(f"machine: {report['machine']}; torch {report['torch']}; allocator: {allocator}")
+    report["checks"] = _check_all_outputs(pairs, [size for size, _ in settings], log)
     for size, batch in settings:
         for mode in modes:
-            log(f"{mode}, {size}x{size}, batch {batch}:")
-            steps = {
-                f"{name}/{path}": Step(pair[path], path, mode, size, batch, num_classes)
-                for name, pair in pairs.items()
-                for path in PATHS
-            }
-            times = time_interleaved(steps, repeats, warmup, log)
-            runs = {
-                key: {"seconds": [round(t, 5) for t in ts], "median_s": statistics.median(ts),
-                      "img_per_s": batch / statistics.median(ts)}
-                for key, ts in times.items()
-            }
-            ratios = {name: runs[f"{name}/readable"]["median_s"] / runs[f"{name}/fast"]["median_s"] for name in pairs}
-            report["groups"].append({"size": size, "batch": batch, "mode": mode, "runs": runs, "ratios": ratios})
-            for name in pairs:
-                log(f"  {name:<18} fast {runs[f'{name}/fast']['img_per_s']:8.1f} img/s   readable "
-                    f"{runs[f'{name}/readable']['img_per_s']:8.1f} img/s   ratio {ratios[name]:.2f}x")
-            if profile and mode == "train":
-                name = models[0]
-                report["groups"][-1]["profile"] = {
-                    "model": name,
-                    **profile_paths({path: steps[f"{name}/{path}"] for path in PATHS}),
-                }
-                log(f"  profile of one {name} step: {report['groups'][-1]['profile']}")
+            report["groups"].append(_time_group(pairs, size, batch, mode, repeats, warmup, num_classes, profile, log))
     return report
 
 

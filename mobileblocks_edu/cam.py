@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .attention import set_attention, window_pixels
+
 
 PathLike = Union[str, Path]
 
@@ -233,16 +235,6 @@ def prepare(image, size: int, mean: Sequence[float], std: Sequence[float]) -> tu
 # ---- attention maps for one query -------------------------------------------------------------------
 
 
-def _window_pixels(height: int, width: int, window_size: int, layout: str) -> torch.Tensor:
-    """``(nW, w²)``: the flat pixel index (``-1`` for padding) of every window position, cut
-    by the library's own :func:`~mobileblocks_edu.attention.window_partition`."""
-    from .attention import window_partition
-
-    idx = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, 1, height, width)
-    wins, _ = window_partition(idx, window_size, layout)  # (nW, 1, w, w), 0 = padding
-    return wins.flatten(1).long() - 1
-
-
 def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int, int],
                     window_size: Optional[int] = None, layout: str = "block", batch_index: int = 0) -> torch.Tensor:
     """The attention weights of one query pixel over the map: ``(heads, H, W)``.
@@ -274,7 +266,7 @@ def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int,
         if attn.shape[-1] != H * W:
             raise ValueError(f"a global attention map needs {H * W} keys, got {attn.shape[-1]}")
         return attn[batch_index, :, q].reshape(-1, H, W).float()
-    pix = _window_pixels(H, W, window_size, layout)  # (nW, w²)
+    pix = window_pixels(H, W, window_size, layout)  # (nW, w²)
     nW = pix.shape[0]
     where = (pix == q).nonzero()
     k, p = int(where[0, 0]), int(where[0, 1])  # the query's window and its position in it
@@ -290,14 +282,14 @@ def irmb_attention(block: nn.Module, x: torch.Tensor, query: tuple[int, int], ba
     and return the weights of the ``query`` pixel: ``(heads, H, W)``."""
     if not getattr(block, "has_attn", False):
         raise ValueError("block must be an iRMB with has_attn=True")
-    keep = block.keep_attn
-    block.keep_attn = True
+    keep = block.attn.keep_attn
+    set_attention(block, keep_attn=True)
     try:
         with torch.no_grad():
             block(x)
-        attn = block.last_attn
+        attn = block.attn.last_attn
     finally:
-        block.keep_attn = keep
+        set_attention(block, keep_attn=keep)
     return query_attention(attn, query, tuple(x.shape[-2:]), block.window_size, block.window_layout, batch_index)
 
 
@@ -324,15 +316,16 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     if not any(m is block for m in model.modules()):
         raise ValueError(f"block ({type(block).__name__}) is not a submodule of the model")
     mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
-    holder = mosa if isinstance(mosa, MoSA) else block  # the module that keeps the map
-    keep, holder.keep_attn = holder.keep_attn, True
+    holder = mosa if isinstance(mosa, MoSA) else block  # its attention core (``.attn``) keeps the map
+    keep = holder.attn.keep_attn
+    set_attention(holder, keep_attn=True)
     cap = _Capture(holder)
     try:
         with torch.no_grad():
             model(x)
-        attn, size = holder.last_attn, tuple(cap.value.shape[-2:])
+        attn, size = holder.attn.last_attn, tuple(cap.value.shape[-2:])
     finally:
-        holder.keep_attn = keep
+        set_attention(holder, keep_attn=keep)
         cap.remove()
     if isinstance(holder, MoSA):  # global attention over the whole map
         return query_attention(attn, query, size, None, batch_index=batch_index)

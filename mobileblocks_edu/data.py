@@ -46,7 +46,7 @@ from . import env
 from .download import download_dataset, offline, url_reachable
 from .env import check_positive
 from .images import CorruptImageError, ImageDataset, check_same_classes, derive_seed, read_cifar_batch
-from .registry import IMAGENET_MEAN, IMAGENET_STD
+from .registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 
 PathLike = Union[str, os.PathLike]
 
@@ -94,7 +94,7 @@ class DatasetInfo:
 
 DATASETS = {
     "cifar10": DatasetInfo(
-        "cifar10", "CIFAR-10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "cifar10", "CIFAR-10", 10, 32, CIFAR_MEAN, CIFAR_STD,
         ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "163 MB",
     ),
     "imagenette": DatasetInfo(  # a milder crop than ImageNet's, as in fast.ai's Imagenette baselines

@@ -370,6 +370,37 @@ def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[Path
     return model.to(device).eval()
 
 
+def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Optional[str] = None,
+                          **fallback_kwargs) -> tuple["torch.nn.Module", bool, str]:
+    """``(model, trained, label)`` for a figure about a training-lab experiment.
+
+    The trained network comes from :func:`load_trained` (the committed checkpoint of
+    ``experiment`` and ``seed``). When there is none, the same architecture with fresh weights
+    (seeded by ``seed``): the experiment's untrained model (:func:`build_model`), or, for a name
+    that is not an experiment (yet), ``create_model(fallback_model, **fallback_kwargs)``.
+    ``label`` says which one the figure shows. The model is in eval mode.
+    """
+    import torch
+
+    from .registry import create_model
+
+    try:
+        resolve_experiment(experiment)
+        known = True
+    except ValueError:
+        known = False
+    model = load_trained(experiment, seed=seed) if known else None
+    if model is not None:
+        return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
+    if not known and fallback_model is None:
+        raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(experiment) if known else create_model(fallback_model, **fallback_kwargs)
+    what = "no checkpoint yet" if known else "no such experiment yet"
+    return model.eval(), False, f"{experiment} (untrained: {what})"
+
+
 def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
     """The collected result files of an experiment (one dict per finished seed)."""
     exp = resolve_experiment(name)
@@ -506,7 +537,7 @@ def _positive_int(text: str) -> int:
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
            "check_run_identity", "run_status", "run_experiment",
-           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_results",
+           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh", "load_results",
            "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
 
 if __name__ == "__main__":

@@ -27,16 +27,21 @@ then ``A_h (X_h W_h + 1 bᵀ) = (A_h X_h) W_h + 1 bᵀ`` because each row of A_h
 one group and a GELU after MLP_e, so there the orders are *different functions*;
 :attr:`iRMB.attn_order_exact` says which case a block is in.
 
-Two implementations of the same function (``fused``):
+Two implementations of the same function (``reference_order``):
 
-* ``fused=True`` (default, fast): Q/K and MLP_e run on the H x W map only (never on padding),
-  attention is ``F.scaled_dot_product_attention`` through :class:`~.attention.WindowAttention`
-  in its tokens-last layout (a map smaller than one window attends over its pixels plus a single
-  key standing for all padded ones), no forced copies; works in the channels-last memory format.
-* ``fused=False`` (readable): the reference implementation's sequence step by step: pad,
+* ``reference_order=False`` (default, fast): Q/K and MLP_e run on the H x W map only (never on
+  padding), attention runs through :class:`~.attention.WindowAttention` in its tokens-last layout
+  (a map smaller than one window attends over its pixels plus a single key standing for all padded
+  ones), no forced copies; works in the channels-last memory format. Its ``fused`` switch chooses
+  ``F.scaled_dot_product_attention`` or the explicit softmax, as everywhere in the library.
+* ``reference_order=True`` (readable): the reference implementation's sequence step by step: pad,
   cut into windows, project Q/K (and V) inside the windows, explicit ``softmax(Q Kᵀ·scale) V``,
   MLP_e inside the windows, merge, crop, with the reference's ``.contiguous()`` copies.
-  It keeps the attention map on request (``keep_attn``).
+
+The name says what the switch changes: the order of operations (and so the work on padded
+pixels, which a FLOP count sees), not the attention kernel, which is what ``fused`` means in
+:mod:`~mobileblocks_edu.attention`. Either way the attention map is kept on request:
+:func:`~mobileblocks_edu.attention.set_attention` with ``keep_attn=True`` puts it in ``block.attn.last_attn``.
 
 Why the fast path may skip the padded pixels: a padded pixel of the normalised input is 0, so
 its key is the key bias b_k and (paper order) its value is ``MLP_e(0)``. Softmax ignores a
@@ -54,8 +59,8 @@ from torch import nn
 
 from .attention import (
     WindowAttention,
-    _check_window,
-    _resolve_heads,
+    check_window,
+    resolve_heads,
     merge_heads,
     scaled_dot_product,
     split_heads,
@@ -71,6 +76,21 @@ OP_ORDERS = ("attn_dw", "dw_attn")
 def batchnorm2d(num_features: int) -> nn.BatchNorm2d:
     """``nn.BatchNorm2d`` with eps = 1e-6, the reference EMO network's BatchNorm."""
     return nn.BatchNorm2d(num_features, eps=1e-6)
+
+
+def _check_block_args(in_chs, out_chs, stride, exp_ratio, dw_kernel_size, v_groups, op_order, se_ratio, has_dw) -> None:
+    check_positive("in_chs", in_chs, int)
+    check_positive("out_chs", out_chs, int)
+    check_positive("stride", stride, int)
+    check_positive("exp_ratio", exp_ratio)
+    check_positive("dw_kernel_size", dw_kernel_size, int)
+    check_positive("v_groups", v_groups, int)
+    if op_order not in OP_ORDERS:
+        raise ValueError(f"op_order must be one of {OP_ORDERS}, got {op_order!r}")
+    if se_ratio < 0:
+        raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
+    if stride > 1 and not has_dw:
+        raise ValueError(f"stride={stride} needs the DW-conv (has_dw=True): it does the downsampling")
 
 
 class iRMB(nn.Module):  # noqa: N801  (the paper's name)
@@ -107,10 +127,12 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         dw_skip: the inner residual around the DW-conv (Eq. 4's "Skip"); default ``has_skip``,
             as in the reference network.
         drop_path_rate: stochastic depth on the block's residual branch.
-        fused: fast path (True) or the readable reference-order path (False); same function.
+        reference_order: the readable reference-order path (True) or the fast path (False); same function.
+        fused: the attention kernel of the fast path: ``F.scaled_dot_product_attention`` (True) or
+            the explicit softmax (False); the reference order always writes the softmax out.
 
-    Parameters are identical for both values of ``attn_before_mlp_e``, ``op_order`` and
-    ``fused``, so these switches can be flipped on a trained block.
+    Parameters are identical for all values of ``attn_before_mlp_e``, ``op_order``,
+    ``reference_order`` and ``fused``, so these switches can be flipped on a trained block.
     """
 
     def __init__(
@@ -140,21 +162,11 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         has_skip: Optional[bool] = None,
         dw_skip: Optional[bool] = None,
         drop_path_rate: float = 0.0,
+        reference_order: bool = False,
         fused: bool = True,
     ):
         super().__init__()
-        check_positive("in_chs", in_chs, int)
-        check_positive("out_chs", out_chs, int)
-        check_positive("stride", stride, int)
-        check_positive("exp_ratio", exp_ratio)
-        check_positive("dw_kernel_size", dw_kernel_size, int)
-        check_positive("v_groups", v_groups, int)
-        if op_order not in OP_ORDERS:
-            raise ValueError(f"op_order must be one of {OP_ORDERS}, got {op_order!r}")
-        if se_ratio < 0:
-            raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
-        if stride > 1 and not has_dw:
-            raise ValueError(f"stride={stride} needs the DW-conv (has_dw=True): it does the downsampling")
+        _check_block_args(in_chs, out_chs, stride, exp_ratio, dw_kernel_size, v_groups, op_order, se_ratio, has_dw)
         hidden = int(in_chs * exp_ratio)
         can_skip = stride == 1 and in_chs == out_chs
         if has_skip and not can_skip:
@@ -167,36 +179,14 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         self.has_attn, self.has_dw = has_attn, has_dw
         self.has_skip = can_skip if has_skip is None else has_skip
         self.dw_skip = (self.has_skip if dw_skip is None else dw_skip) and has_dw
-        self.fused = fused
+        self.reference_order = reference_order
         self.norm = norm_layer(in_chs) if norm_layer is not None else nn.Identity()
-
         if has_attn:
-            self.num_heads = _resolve_heads(in_chs, num_heads, dim_head)
-            self.dim_head = in_chs // self.num_heads
-            if window_size is not None:
-                _check_window(window_size, window_layout)
-            self.window_size, self.window_layout = window_size, window_layout
-            self.op_order = op_order
-            self._attn_before_mlp_e = attn_before_mlp_e
-            self._check_orders(op_order, attn_before_mlp_e, stride)
-            # [W_q; W_k]: (B, C, H, W) -> (B, 2C, H, W), channels ordered (q|k, heads, dim_head)
-            self.qk = ConvNormAct(in_chs, 2 * in_chs, 1, bias=qk_bias, norm_layer=None, act_layer=None)
-            # the parameter-free attention core of the fast path (windows + SDPA)
-            self.attn = WindowAttention(self.num_heads, self.dim_head, window_size, window_layout, fused=True,
-                                        tokens_last=True)
-            self.keep_attn = False  # readable path: keep the last attention map for plots
-            self.last_attn: Optional[torch.Tensor] = None
+            self._build_attention(num_heads, dim_head, window_size, window_layout, op_order, attn_before_mlp_e,
+                                  qk_bias, fused)
         elif op_order != "attn_dw":
             raise ValueError("op_order only matters with has_attn=True")
-        if not v_proj and (has_attn or hidden != in_chs):
-            raise ValueError(f"v_proj=False needs has_attn=False and exp_ratio=1, got has_attn={has_attn}, exp_ratio={exp_ratio}")
-        if v_proj:
-            check_divisible("in_chs", in_chs, "v_groups", v_groups)
-            check_divisible("hidden_chs", hidden, "v_groups", v_groups)
-            # MLP_e: (B, C, H, W) -> (B, λC, H, W)
-            self.v = ConvNormAct(in_chs, hidden, 1, groups=v_groups, bias=v_bias, norm_layer=None, act_layer=act_layer)
-        else:
-            self.v = nn.Identity()
+        self.v = self._build_mlp_e(v_proj, v_groups, v_bias, act_layer)
         # DW-conv k x k (stride s) + BN + SiLU: (B, λC, H, W) -> (B, λC, H/s, W/s)
         self.conv_local = (
             ConvNormAct(hidden, hidden, dw_kernel_size, stride, groups=hidden, norm_layer=dw_norm_layer, act_layer=dw_act_layer)
@@ -210,6 +200,36 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         # MLP_s: (B, λC, H', W') -> (B, C_out, H', W'), linear, no bias
         self.proj = ConvNormAct(hidden, out_chs, 1, norm_layer=None, act_layer=None)
         self.drop_path = DropPath(drop_path_rate) if self.has_skip and drop_path_rate > 0 else nn.Identity()
+
+    def _build_attention(self, num_heads, dim_head, window_size, window_layout, op_order, attn_before_mlp_e,
+                         qk_bias, fused) -> None:
+        """EW-MHSA's parts: the Q/K projection and the parameter-free attention core."""
+        in_chs = self.in_chs
+        self.num_heads = resolve_heads(in_chs, num_heads, dim_head)
+        self.dim_head = in_chs // self.num_heads
+        if window_size is not None:
+            check_window(window_size, window_layout)
+        self.window_size, self.window_layout = window_size, window_layout
+        self.op_order = op_order
+        self._attn_before_mlp_e = attn_before_mlp_e
+        self._check_orders(op_order, attn_before_mlp_e, self.stride)
+        # [W_q; W_k]: (B, C, H, W) -> (B, 2C, H, W), channels ordered (q|k, heads, dim_head)
+        self.qk = ConvNormAct(in_chs, 2 * in_chs, 1, bias=qk_bias, norm_layer=None, act_layer=None)
+        # the attention core: windows + softmax; holds the switches fused and keep_attn, and last_attn
+        self.attn = WindowAttention(self.num_heads, self.dim_head, window_size, window_layout, fused=fused,
+                                    tokens_last=True)
+
+    def _build_mlp_e(self, v_proj: bool, v_groups: int, v_bias: bool, act_layer: LayerFactory) -> nn.Module:
+        """MLP_e: (B, C, H, W) -> (B, λC, H, W), a grouped 1x1 convolution and the activation."""
+        in_chs, hidden = self.in_chs, self.hidden_chs
+        if not v_proj and (self.has_attn or hidden != in_chs):
+            raise ValueError(f"v_proj=False needs has_attn=False and exp_ratio=1, got has_attn={self.has_attn}, "
+                             f"exp_ratio={self.exp_ratio}")
+        if not v_proj:
+            return nn.Identity()
+        check_divisible("in_chs", in_chs, "v_groups", v_groups)
+        check_divisible("hidden_chs", hidden, "v_groups", v_groups)
+        return ConvNormAct(in_chs, hidden, 1, groups=v_groups, bias=v_bias, norm_layer=None, act_layer=act_layer)
 
     # ---- switches ------------------------------------------------------------------------------
 
@@ -252,7 +272,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.in_chs)
         xn = self.norm(x)
-        if not self.fused:
+        if self.reference_order:
             xn = xn.contiguous()  # the reference's LayerNorm2d copies back to NCHW
         if self.has_attn and self.op_order == "attn_dw":
             h = self.ew_mhsa(xn)  # (B, λC, H, W)
@@ -278,11 +298,12 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         # Under torch.fx tracing the readable path is recorded: it is exact for every input size and
         # reads no parameter directly (the fast path's padded form subtracts ``qk.conv.bias``, which a
         # graph-mode int8 conversion replaces by a quantized convolution whose ``bias`` is a method).
-        if self.fused and not self.keep_attn and not is_symbolic(xn):
-            return self._ew_mhsa_fast(xn, values)
-        return self._ew_mhsa_readable(xn, values)
+        if not self.reference_order and not is_symbolic(xn):
+            return self.ew_mhsa_fast(xn, values)
+        return self.ew_mhsa_readable(xn, values)
 
-    def _ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+    def ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+        """The fast path: projections on the real pixels only, padding after them (module docstring)."""
         C, H, W = self.in_chs, xn.shape[-2], xn.shape[-1]
         w = self.window_size
         padded = w is not None and (H % w != 0 or W % w != 0)
@@ -301,7 +322,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         v0 = self.v.act(b.view(1, -1, 1, 1)) if b is not None else self.v.act(xn.new_zeros(1, self.hidden_chs, 1, 1))
         return self.attn(q, k, self.v(xn) - v0) + v0
 
-    def _ew_mhsa_readable(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
+    def ew_mhsa_readable(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         """The reference implementation's order of operations, step by step (NCHW, explicit copies)."""
         B, C, H, W = xn.shape
         heads = self.num_heads
@@ -322,8 +343,8 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         else:
             vals = self.v(xw)  # paper order: MLP_e first (padded pixels become MLP_e(0))
         out, attn = scaled_dot_product(q, k, split_heads(vals, heads).contiguous(), self.dim_head**-0.5, fused=False)
-        if self.keep_attn:
-            self.last_attn = attn.detach()  # (B·nW, heads, w², w²)
+        if self.attn.keep_attn:
+            self.attn.last_attn = attn.detach()  # (B·nW, heads, w², w²)
         out = merge_heads(out, h_, w_).contiguous()  # (B·nW, C_v, w, w)
         if values is None and self.attn_before_mlp_e:
             out = self.v(out)  # MLP_e inside the windows, as the reference does
@@ -340,7 +361,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
                 f", num_heads={self.num_heads}, window={win}, op_order={self.op_order}"
                 f", attn_before_mlp_e={self.attn_before_mlp_e}"
             )
-        return s + f", fused={self.fused}"
+        return s + f", reference_order={self.reference_order}"
 
 
 __all__ = ["iRMB", "batchnorm2d", "OP_ORDERS"]

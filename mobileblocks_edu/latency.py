@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import env
+from .attention import set_attention
 from .deploy import (PathLike, export_onnx, fold_batchnorm, imagenet_models, norm_counts, onnx_op_counts,
                      ort_session, run_onnx)
 from .layers import randomize_
@@ -47,8 +48,8 @@ SETTING_TITLES = {
 def readable_copy(name: str, model: nn.Module, **kwargs) -> nn.Module:
     """The same weights with the readable attention path (for exact FLOP counts), when the model has one."""
     try:
-        r = create_model(name, fused=False, **kwargs)
-    except ValueError:  # a model without attention takes no `fused`
+        r = set_attention(create_model(name, **kwargs), fused=False, reference_order=True)
+    except ValueError:  # a model without attention
         return model
     r.load_state_dict(model.state_dict())
     return r.eval()

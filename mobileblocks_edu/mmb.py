@@ -39,7 +39,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .attention import FFN, MHSA, WindowAttention, _resolve_heads
+from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .irb import InvertedResidual
 from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
 from .env import check_positive
@@ -66,7 +66,7 @@ class AttentionOperator(nn.Module):
         fused: bool = True,
     ):
         super().__init__()
-        num_heads = _resolve_heads(dim, num_heads, None)
+        num_heads = resolve_heads(dim, num_heads, None)
         self.qk = nn.Conv2d(dim, 2 * dim, 1, bias=qk_bias)  # [W_q; W_k]
         self.attn = WindowAttention(num_heads, dim // num_heads, window_size, window_layout, fused)
 

@@ -49,12 +49,10 @@ hidden width (no squeeze-excitation). ``vanilla_norm="bn"`` puts a BatchNorm the
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
-from .attention import FFN, MHSA, WindowAttention, _resolve_heads
+from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .ghost import GhostModule, ghost_se
 from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
 from .env import check_positive
@@ -75,8 +73,9 @@ class MoSA(nn.Module):
             docstring); ``False`` returns ``softmax(V Vᵀ/√d) V + DW(V)`` as in Eq. 3.
         act_layer: activation after the V projection (``None``: linear, the default).
         fused: use ``F.scaled_dot_product_attention`` (one kernel, no N x N map stored) or the
-            readable softmax path. Setting ``keep_attn = True`` forces the readable path and
-            keeps the last attention map ``(B, heads, N, N)`` in :attr:`last_attn`.
+            readable softmax path. ``set_attention(mosa, keep_attn=True)`` (see
+            :func:`~mobileblocks_edu.attention.set_attention`) keeps the last attention map
+            ``(B, heads, N, N)`` in ``mosa.attn.last_attn``.
 
     Parameters at C = 160: 13,840 (Ghost V) + 1,760 (DW 3x3 + BN) + 13,840 (Ghost O) = 29,440.
     """
@@ -93,25 +92,12 @@ class MoSA(nn.Module):
         super().__init__()
         check_positive("dim", dim, int)
         check_positive("dw_kernel_size", dw_kernel_size, int)
-        num_heads = _resolve_heads(dim, num_heads, None)
+        num_heads = resolve_heads(dim, num_heads, None)
         self.dim, self.num_heads = dim, num_heads
         self.v = GhostModule(dim, dim, act_layer=act_layer)  # f_v = f_k = f_q (branch sharing)
         self.attn = WindowAttention(num_heads, dim // num_heads, window_size=None, fused=fused)
         self.refine = ConvNormAct(dim, dim, dw_kernel_size, groups=dim, act_layer=None)  # DW(V)
         self.proj = GhostModule(dim, dim, act_layer=None) if out_proj else nn.Identity()
-
-    @property
-    def keep_attn(self) -> bool:
-        return self.attn.keep_attn
-
-    @keep_attn.setter
-    def keep_attn(self, value: bool) -> None:
-        self.attn.keep_attn = bool(value)
-
-    @property
-    def last_attn(self) -> Optional[torch.Tensor]:
-        """The attention map ``(B, heads, H·W, H·W)`` of the last forward with ``keep_attn``."""
-        return self.attn.last_attn
 
     def attend(self, v: torch.Tensor) -> torch.Tensor:
         """``softmax(V Vᵀ/√d) V`` over the H·W tokens of ``v: (B, C, H, W)`` -> ``(B, C, H, W)``.

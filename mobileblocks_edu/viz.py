@@ -3,8 +3,6 @@
 * :func:`jshtml_slider`: a parameterised matplotlib figure as a slider that works without a
   kernel (``FuncAnimation(...).to_jshtml()``: one pre-rendered frame per value), so the static
   HTML book is interactive too.
-* :func:`model_for_figure`: the trained model of a training-lab experiment when its checkpoint is
-  committed, else the same architecture untrained, with a label that says which.
 * :func:`cam_grid`: Grad-CAM overlays side by side, one column per model (EMO's Fig. 7 layout).
 """
 from __future__ import annotations
@@ -31,38 +29,6 @@ def jshtml_slider(fig, draw: Callable[[object], None], values: Sequence, interva
         out = HTML(anim.to_jshtml(default_mode="once"))
     plt.close(fig)
     return out
-
-
-def model_for_figure(experiment: str, seed: int = 0, fallback_model: Optional[str] = None, **fallback_kwargs):
-    """``(model, trained, label)`` for a figure about a training-lab experiment.
-
-    The trained network comes from :func:`mobileblocks_edu.experiments.load_trained` (the
-    committed checkpoint of ``experiment`` and ``seed``). When there is none, the same
-    architecture with fresh weights (seeded by ``seed``): the experiment's untrained model
-    (:func:`~mobileblocks_edu.experiments.build_model`), or, for a name that is not an
-    experiment (yet), ``create_model(fallback_model, **fallback_kwargs)``. ``label`` says which
-    one the figure shows. The model is in eval mode.
-    """
-    import torch
-
-    from . import experiments
-    from .registry import create_model
-
-    try:
-        experiments.resolve_experiment(experiment)
-        known = True
-    except ValueError:
-        known = False
-    model = experiments.load_trained(experiment, seed=seed) if known else None
-    if model is not None:
-        return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
-    if not known and fallback_model is None:
-        raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = experiments.build_model(experiment) if known else create_model(fallback_model, **fallback_kwargs)
-    what = "no checkpoint yet" if known else "no such experiment yet"
-    return model.eval(), False, f"{experiment} (untrained: {what})"
 
 
 def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[str],
@@ -101,4 +67,4 @@ def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[
     return fig
 
 
-__all__ = ["jshtml_slider", "model_for_figure", "cam_grid"]
+__all__ = ["jshtml_slider", "cam_grid"]

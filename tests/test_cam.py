@@ -20,8 +20,8 @@ from mobileblocks_edu.cam import (
     query_attention,
     to_rgb,
 )
+from mobileblocks_edu.experiments import load_trained_or_fresh
 from mobileblocks_edu.irmb import iRMB
-from mobileblocks_edu.viz import model_for_figure
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -169,7 +169,7 @@ def test_global_query_attention_and_mosa_in_a_model():
     amap = model_block_attention(model, mosa, torch.randn(1, 3, 32, 32), (2, 1))
     assert amap.shape == (4, 4, 4)  # 4 heads over the 4x4 map of the last stage
     torch.testing.assert_close(amap.sum((1, 2)), torch.ones(4))
-    assert not mosa.keep_attn  # restored
+    assert not mosa.attn.keep_attn  # restored
 
 
 def test_emo_block_attention_in_a_model():
@@ -179,17 +179,17 @@ def test_emo_block_attention_in_a_model():
     assert amap.shape[1:] == (8, 8)  # stage 3 at 128 px: 8x8 map, 2x2 interleaved windows of 4
     assert torch.equal(amap[0] > 0, torch.zeros(8, 8, dtype=torch.bool).index_fill_(0, torch.arange(0, 8, 2), True)
                        & torch.zeros(8, 8, dtype=torch.bool).index_fill_(1, torch.arange(0, 8, 2), True))
-    assert not blk.keep_attn
+    assert not blk.attn.keep_attn
 
 
 # ---- figure helpers -----------------------------------------------------------------------------------------
 
 
-def test_model_for_figure_falls_back_to_fresh_weights():
-    model, trained, label = model_for_figure("no_such_experiment", fallback_model="emo_1m_cifar")
+def test_load_trained_or_fresh_falls_back_to_fresh_weights():
+    model, trained, label = load_trained_or_fresh("no_such_experiment", fallback_model="emo_1m_cifar")
     assert not trained and "untrained" in label and not model.training
     with pytest.raises(ValueError, match="no fallback_model"):
-        model_for_figure("no_such_experiment")
+        load_trained_or_fresh("no_such_experiment")
 
 
 def test_cam_grid_and_kernel_free_slider():

@@ -11,6 +11,7 @@ from torch import nn
 
 import mobileblocks_edu as mbe
 from mobileblocks_edu import deploy, lab, latency
+from mobileblocks_edu.attention import set_attention
 from mobileblocks_edu.layers import ConvNormAct, check_input
 
 MODELS = mbe.list_models()
@@ -90,7 +91,7 @@ def test_fx_symbolic_trace_equals_eager(name, one_thread):
 
 @pytest.mark.parametrize("name", ["emo_1m_cifar", "mocovit_050_cifar"])
 def test_fx_traces_the_readable_attention_path(name, one_thread):
-    model = random_model(name, fused=False)
+    model = set_attention(random_model(name), fused=False, reference_order=True)
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), model(x), atol=1e-5, rtol=1e-5)
@@ -174,7 +175,7 @@ def test_onnx_export_matches_onnxruntime(name, one_thread):
 @pytest.mark.parametrize("name", ["emo_1m_cifar", "mocovit_050_cifar"])
 def test_readable_attention_path_exports_too(name, one_thread):
     pytest.importorskip("onnxruntime")
-    model = random_model(name, fused=False)
+    model = set_attention(random_model(name), fused=False, reference_order=True)
     r = deploy.check_export(model, torch.randn(1, 3, 32, 32))
     assert r["max_abs_diff"] <= 1e-4
     assert r["ops"]["Softmax"] > 0 and r["ops"]["MatMul"] > 0  # the attention is there, as MatMul + Softmax

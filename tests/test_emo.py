@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.lab import randomize_
+from mobileblocks_edu.attention import set_attention
+from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mobileblocks_edu.complexity import count_flops, count_params, flop_breakdown, group_counts, params_by_prefix
 from mobileblocks_edu.irmb import iRMB
@@ -18,15 +19,9 @@ VARIANTS = ["emo_1m", "emo_2m", "emo_5m", "emo_6m"]
 SHAPE_224 = (1, 3, 224, 224)
 
 
-def _on_meta(name: str, **kwargs):
-    """Counting needs only shapes: a model on the meta device runs the counter without computing."""
-    with torch.device("meta"):
-        return mbe.create_model(name, **kwargs)
-
-
 @lru_cache(maxsize=None)
 def _counts(name: str, **kwargs) -> tuple[int, int]:
-    model = _on_meta(name, **kwargs)
+    model = on_meta(name, **kwargs)
     return count_params(model), count_flops(model, SHAPE_224, "fvcore")
 
 
@@ -55,7 +50,7 @@ def test_parameters_and_flops_match_the_reference(name):
 
 
 def test_emo_1m_per_stage_breakdown():
-    model = _on_meta("emo_1m")
+    model = on_meta("emo_1m")
     per_stage = group_counts(flop_breakdown(model, SHAPE_224, "fvcore"), depth=1)
     params = params_by_prefix(model, depth=1)
     # design note: params (K) / FLOPs (M) per stage; the head is the linear layer
@@ -81,7 +76,7 @@ def test_attention_in_different_stages_fig_6b(attn_stages, paper):
     params, flops = _counts("emo_5m", attn_stages=attn_stages)
     assert round(params / 1e6, 3) == paper[0]
     assert round(flops / 1e6) == paper[1]
-    model = _on_meta("emo_5m", attn_stages=attn_stages)
+    model = on_meta("emo_5m", attn_stages=attn_stages)
     assert [type(s[-1].norm).__name__ for s in model.stages()[1:]] == [
         "LayerNorm2d" if a else "BatchNorm2d" for a in attn_stages
     ]
@@ -117,7 +112,7 @@ def test_state_dict_equals_the_reference_layout():
 @pytest.mark.parametrize("name", ["emo_2m", "emo_5m", "emo_6m"])
 def test_larger_variants_follow_the_same_pattern(name):
     pattern = {re.sub(r"^stage(\d)\.\d+\.", r"stage\1.N.", k) for k, _ in _reference_layout()}
-    sd = _on_meta(name).state_dict()
+    sd = on_meta(name).state_dict()
     assert len(sd) == 258
     assert {re.sub(r"^stage(\d)\.\d+\.", r"stage\1.N.", k) for k in sd} == pattern
 
@@ -133,7 +128,7 @@ def test_larger_variants_follow_the_same_pattern(name):
     ],
 )
 def test_hidden_widths_of_the_design_table(name, key, shape):
-    assert tuple(_on_meta(name).state_dict()[key].shape) == shape
+    assert tuple(on_meta(name).state_dict()[key].shape) == shape
 
 
 def _synthetic_reference_checkpoint() -> dict[str, torch.Tensor]:
@@ -210,13 +205,14 @@ def test_reference_building_rules():
 @pytest.mark.parametrize("attn_before_mlp_e", [True, False])
 def test_fast_and_readable_models_agree(attn_before_mlp_e):
     fast = randomize_(mbe.create_model("emo_2m", attn_before_mlp_e=attn_before_mlp_e)).eval()
-    readable = mbe.create_model("emo_2m", attn_before_mlp_e=attn_before_mlp_e, fused=False).eval()
+    readable = mbe.create_model("emo_2m", attn_before_mlp_e=attn_before_mlp_e, reference_order=True).eval()
     readable.load_state_dict(fast.state_dict())
     x = torch.randn(2, 3, 40, 72)  # padding in stages 3-4
     with torch.no_grad():
         a, b = fast(x), readable(x)
     assert (a - b).abs().max() <= 1e-5 * a.abs().max()
-    assert fast.set_fused(False).stage3[1].fused is False
+    set_attention(fast, fused=False, reference_order=True)
+    assert fast.reference_order and fast.stage3[1].reference_order and not fast.stage3[1].attn.fused
 
 
 def test_reference_orders_differ_on_a_stage_3_block():
@@ -245,23 +241,23 @@ def test_small_variants_have_no_padding(name, size):
     model = mbe.create_model(name)
     assert model.num_classes == 10
     shape = (1, 3, size, size)
-    readable = _on_meta(name, fused=False)
+    readable = on_meta(name, reference_order=True)
     # the reference order counts every padded pixel: equal counts mean no padding at all
-    assert count_flops(_on_meta(name), shape, "fvcore") == count_flops(readable, shape, "fvcore")
+    assert count_flops(on_meta(name), shape, "fvcore") == count_flops(readable, shape, "fvcore")
     assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
 
 
 def test_small_variant_docstring_counts():
     """The counts quoted in the factory docstrings."""
-    flops = lambda name, size, **kw: round(count_flops(_on_meta(name, **kw), (1, 3, size, size)) / 1e6, 1)  # noqa: E731
-    assert flops("emo_1m", 32, num_classes=10, fused=False) == 34.4  # ImageNet layout, reference order
+    flops = lambda name, size, **kw: round(count_flops(on_meta(name, **kw), (1, 3, size, size)) / 1e6, 1)  # noqa: E731
+    assert flops("emo_1m", 32, num_classes=10, reference_order=True) == 34.4  # ImageNet layout, reference order
     assert flops("emo_1m", 32, num_classes=10) == 5.1  # ImageNet layout, padding skipped
     assert flops("emo_1m_cifar", 32) == 17.6
     assert flops("emo_1m_cifar", 32, stem_stride=1, stage_strides=(2, 2, 2, 2)) == 20.6
     assert flops("emo_5m_cifar", 32) == 69.1
-    assert flops("emo_5m", 32, num_classes=10, fused=False) == 129.8
+    assert flops("emo_5m", 32, num_classes=10, reference_order=True) == 129.8
     assert flops("emo_5m", 32, num_classes=10) == 17.9
-    assert flops("emo_1m", 128, num_classes=10, fused=False) == 133.3
+    assert flops("emo_1m", 128, num_classes=10, reference_order=True) == 133.3
     assert flops("emo_1m_imagenette", 128) == 82.4
     assert flops("emo_1m", 160, num_classes=10, window_sizes=5) == 129.9
 

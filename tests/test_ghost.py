@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.lab import randomize_
+from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.complexity import (
     count_flops,
     count_params,
@@ -14,6 +14,7 @@ from mobileblocks_edu.complexity import (
     ghost_se_cost,
 )
 from mobileblocks_edu.ghost import GhostBottleneck, GhostModule
+from mobileblocks_edu.models.tables import architecture_table
 
 
 def _bn(x, bn):  # eval-mode BatchNorm written out
@@ -96,14 +97,9 @@ def test_bottleneck_errors():
 # ---- GhostNet ---------------------------------------------------------------------------------
 
 
-def _meta(name, **kw):
-    with torch.device("meta"):  # counting needs shapes only: no memory, no compute
-        return mbe.create_model(name, **kw)
-
-
 @pytest.mark.parametrize("name", ["ghostnet_050", "ghostnet_100", "ghostnet_130"])
 def test_ghostnet_reference_counts(name):
-    model = _meta(name)
+    model = on_meta(name)
     ref = model.cfg.reference
     assert count_params(model) == ref["params"]
     assert abs(count_flops(model, (1, 3, 224, 224), "macs") / ref["macs"] - 1) < 0.005
@@ -115,7 +111,7 @@ def test_ghostnet_reference_counts(name):
 
 
 def test_ghostnet_architecture_is_table1():
-    rows = mbe.create_model("ghostnet_100").architecture()
+    rows = architecture_table(mbe.create_model("ghostnet_100"))
     blocks = [(r["input"][0], r["exp"], r["out"], r["se"], r["stride"]) for r in rows if r["operator"] == "G-bneck"]
     assert blocks == [
         (112, 16, 16, False, 1), (112, 48, 24, False, 2), (56, 72, 24, False, 1), (56, 72, 40, True, 2),
@@ -145,7 +141,7 @@ def test_ghostnet_refuses_transformer_rows():
     from mobileblocks_edu.models.ghostnet import GhostNet
     from mobileblocks_edu.models.mocovit import MOCOVIT_STAGES
 
-    with pytest.raises(ValueError, match="builds Ghost bottlenecks only"):
+    with pytest.raises(ValueError, match="builds 'ghost' rows only"):
         GhostNet(stages=MOCOVIT_STAGES)
 
 
@@ -159,11 +155,11 @@ def test_small_input_variants(name, size, final):
 
 
 def test_cifar_variant_counts():
-    full, small = _meta("ghostnet_100", num_classes=10), _meta("ghostnet_100_cifar")
+    full, small = on_meta("ghostnet_100", num_classes=10), on_meta("ghostnet_100_cifar")
     # the only change in the blocks: the first block of stage 5 has no strided 5x5 depthwise conv
     assert count_params(full) - count_params(small) == 672 * 25 + 2 * 672
     assert count_params(small) == 3_896_174
-    assert [r["input"][0] for r in small.architecture(32)[1:-3]] == [32] * 2 + [16] * 2 + [8] * 2 + [4] * 11
+    assert [r["input"][0] for r in architecture_table(small, 32)[1:-3]] == [32] * 2 + [16] * 2 + [8] * 2 + [4] * 11
     assert abs(count_flops(small, (1, 3, 32, 32), "macs") / 24.2e6 - 1) < 0.005  # the docstring's number
     assert count_params(small.conv_head) == 960 * 1280 + 1280
 
@@ -178,3 +174,18 @@ def test_drop_path_rises_over_blocks_and_drops_whole_samples():
     assert 0 < same.sum() < 64
     block.eval()
     assert not ((block(x) - x).flatten(1).abs().amax(1) == 0).any()
+
+
+def test_block_fn_builds_the_rows():
+    """GhostNet builds every row with its block factory: MoCoViT's factory on MoCoViT's rows is MoCoViT."""
+    from functools import partial
+
+    from mobileblocks_edu.models.ghostnet import GhostNet
+    from mobileblocks_edu.models.mocovit import MOCOVIT_STAGES, mocovit_block
+
+    with torch.device("meta"):
+        net = GhostNet(width=0.5, stages=MOCOVIT_STAGES, block_fn=partial(mocovit_block, num_heads=2))
+        moco = mbe.create_model("mocovit_050", num_heads=2)
+    assert net.state_dict().keys() == moco.state_dict().keys()
+    assert count_params(net) == count_params(moco)
+    assert [r["operator"] for r in architecture_table(moco)].count("MTB") == 4

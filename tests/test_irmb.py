@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from mobileblocks_edu.lab import randomize_
-from mobileblocks_edu.attention import WindowAttention, window_partition, window_reverse
+from mobileblocks_edu.attention import WindowAttention, set_attention, window_partition, window_reverse
 from mobileblocks_edu.complexity import count_flops, count_params, ewmhsa_cost
 from mobileblocks_edu.irmb import iRMB
 from mobileblocks_edu.layers import LayerNorm2d
@@ -12,21 +12,10 @@ from mobileblocks_edu.layers import LayerNorm2d
 ATOL = 1e-5
 
 
-def _randomize(module: nn.Module) -> nn.Module:
-    """``randomize_`` with convolution weights scaled by 1/sqrt(fan-in), so activations stay O(1)
-    and an absolute tolerance of 1e-5 measures the algorithm, not float32 rounding of large values."""
-    randomize_(module)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight /= (m.weight[0].numel() ** 0.5) * 0.5
-    return module
-
-
 def _pair(**kwargs):
     """A randomised block on the fast path and a copy on the readable path (same weights)."""
-    fast = _randomize(iRMB(**kwargs, fused=True)).eval()
-    readable = iRMB(**kwargs, fused=False).eval()
+    fast = randomize_(iRMB(**kwargs)).eval()
+    readable = iRMB(**kwargs, reference_order=True).eval()
     readable.load_state_dict(fast.state_dict())
     return fast, readable
 
@@ -123,10 +112,11 @@ def test_tokens_last_attention_equals_the_default(window_size, layout):
 # ---- the efficient equivalent implementation ------------------------------------------------------
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("reference_order", [False, True])
 @pytest.mark.parametrize("window_size,hw", [(4, (8, 8)), (4, (7, 10)), (None, (5, 5))])
-def test_orders_agree_when_mlp_e_is_linear_and_grouped_by_heads(fused, window_size, hw):
-    blk = _randomize(iRMB(**ATTN, window_size=window_size, act_layer=None, v_groups=4, fused=fused)).eval()
+def test_orders_agree_when_mlp_e_is_linear_and_grouped_by_heads(reference_order, window_size, hw):
+    blk = randomize_(iRMB(**ATTN, window_size=window_size, act_layer=None, v_groups=4,
+                          reference_order=reference_order)).eval()
     assert blk.attn_order_exact
     x = torch.randn(2, 32, *hw)
     with torch.no_grad():
@@ -142,7 +132,7 @@ def test_orders_agree_when_mlp_e_is_linear_and_grouped_by_heads(fused, window_si
     ids=["one_group", "gelu", "reference"],
 )
 def test_orders_differ_otherwise(extra):
-    blk = _randomize(iRMB(**ATTN, window_size=4, **extra)).eval()
+    blk = randomize_(iRMB(**ATTN, window_size=4, **extra)).eval()
     assert not blk.attn_order_exact
     x = torch.randn(2, 32, 8, 8)
     with torch.no_grad():
@@ -154,7 +144,7 @@ def test_orders_differ_otherwise(extra):
 
 
 def test_orders_agree_with_one_head_and_no_activation():
-    blk = _randomize(iRMB(**{**ATTN, "num_heads": 1}, window_size=4, act_layer=None)).eval()
+    blk = randomize_(iRMB(**{**ATTN, "num_heads": 1}, window_size=4, act_layer=None)).eval()
     assert blk.attn_order_exact
     x = torch.randn(2, 32, 8, 8)
     with torch.no_grad():
@@ -177,7 +167,7 @@ def test_efficient_order_saves_attention_flops():
 
 
 def test_without_attention_and_dw_f_is_the_identity():
-    blk = _randomize(iRMB(32, 32, exp_ratio=2, has_attn=False, has_dw=False)).eval()
+    blk = randomize_(iRMB(32, 32, exp_ratio=2, has_attn=False, has_dw=False)).eval()
     assert isinstance(blk.conv_local, nn.Identity) and not blk.dw_skip
     x = torch.randn(2, 32, 6, 6)
     with torch.no_grad():
@@ -185,7 +175,7 @@ def test_without_attention_and_dw_f_is_the_identity():
 
 
 def test_dw_only_block_has_the_inner_skip():
-    blk = _randomize(iRMB(32, 32, exp_ratio=2, has_attn=False)).eval()
+    blk = randomize_(iRMB(32, 32, exp_ratio=2, has_attn=False)).eval()
     x = torch.randn(2, 32, 6, 6)
     with torch.no_grad():
         h = blk.v(blk.norm(x))
@@ -195,7 +185,7 @@ def test_dw_only_block_has_the_inner_skip():
 
 def test_attention_then_dw_matches_equation_4():
     """F = (DW-Conv, Skip)(EW-MHSA): the DW branch (with its skip) acts on the attention output."""
-    blk = _randomize(iRMB(**ATTN, window_size=None)).eval()
+    blk = randomize_(iRMB(**ATTN, window_size=None)).eval()
     x = torch.randn(1, 32, 5, 5)
     with torch.no_grad():
         xn = blk.norm(x)
@@ -240,13 +230,13 @@ def test_ewmhsa_formula_matches_measurement(layout, C, lam, size, w, heads, attn
     blk.proj = nn.Identity()  # measure Q/K, attention and MLP_e only
     cost = ewmhsa_cost(C, C * lam, size, w, attn_before_mlp_e=attn_before_mlp_e)
     assert count_flops(blk, (1, C, size, size), "macs") == cost.macs
-    blk.fused = False  # the reference order also projects the padded pixels
+    set_attention(blk, reference_order=True)  # the reference order also projects the padded pixels
     padded = ewmhsa_cost(C, C * lam, size, w, attn_before_mlp_e=attn_before_mlp_e, project_padding=True)
     assert count_flops(blk, (1, C, size, size), "macs") == padded.macs
 
 
 def test_drop_path_acts_per_sample_on_the_residual_branch():
-    blk = _randomize(iRMB(16, 16, exp_ratio=2, drop_path_rate=0.5)).train()
+    blk = randomize_(iRMB(16, 16, exp_ratio=2, drop_path_rate=0.5)).train()
     x = torch.randn(256, 16, 4, 4)
     y = blk(x)
     dropped = (y - x).flatten(1).abs().amax(1) == 0
@@ -256,9 +246,9 @@ def test_drop_path_acts_per_sample_on_the_residual_branch():
 
 def test_attention_map_is_kept_on_request():
     blk = iRMB(**ATTN, window_size=4, window_layout="grid")
-    blk.keep_attn = True
+    set_attention(blk, keep_attn=True)
     blk(torch.randn(2, 32, 8, 8))
-    attn = blk.last_attn
+    attn = blk.attn.last_attn
     assert attn.shape == (2 * 4, 4, 16, 16)  # (B·windows, heads, w², w²)
     torch.testing.assert_close(attn.sum(-1), torch.ones(8, 4, 16))
 

@@ -6,12 +6,7 @@ from torch import nn
 import mobileblocks_edu as mbe
 from mobileblocks_edu.complexity import count_flops, count_params, dyrelu_cost
 from mobileblocks_edu.dyrelu import DyReLU
-from mobileblocks_edu.lab import randomize_
-
-
-def _meta(name, **kw):
-    with torch.device("meta"):
-        return mbe.create_model(name, **kw)
+from mobileblocks_edu.lab import on_meta, randomize_
 
 
 PAIRS = [("mocovit_d_030", 0.3), ("mocovit_d_050", 0.5), ("mocovit_d_100", 1.0), ("mocovit_d_120", 1.2)]
@@ -22,7 +17,7 @@ COUNTS = {"mocovit_d_030": (4_395_648, 24_573_212), "mocovit_d_050": (5_821_538,
 
 @pytest.mark.parametrize("name,width", PAIRS)
 def test_mocovit_d_counts_table3(name, width):
-    model = _meta(name)
+    model = on_meta(name)
     ref = model.cfg.reference
     params, linear = count_params(model), count_flops(model, (1, 3, 224, 224), "conv_linear")
     assert (params, linear) == COUNTS[name]
@@ -40,7 +35,7 @@ def test_mocovit_d_counts_table3(name, width):
 
 
 def test_every_relu_is_dynamic():
-    model = _meta("mocovit_d_100")
+    model = on_meta("mocovit_d_100")
     relus = [n for n, m in model.named_modules() if type(m) is nn.ReLU]
     assert relus and all(n.endswith(".act") and isinstance(model.get_submodule(n.rsplit(".", 1)[0]), DyReLU)
                          for n in relus)  # only the hyper-functions' own ReLUs remain
@@ -53,8 +48,8 @@ def test_every_relu_is_dynamic():
 
 def test_reading_r8_and_variant_a_miss_table3():
     """The candidates of the lesson: R = 8 and DY-ReLU-A leave 1.0x far below 12.1M."""
-    assert count_params(_meta("mocovit_d_100", dyrelu_reduction=8)) / 12.1e6 < 0.75
-    assert count_params(_meta("mocovit_d_100", dyrelu_mode="a")) / 12.1e6 < 0.6
+    assert count_params(on_meta("mocovit_d_100", dyrelu_reduction=8)) / 12.1e6 < 0.75
+    assert count_params(on_meta("mocovit_d_100", dyrelu_mode="a")) / 12.1e6 < 0.6
 
 
 def test_fresh_mocovit_d_equals_mocovit():
@@ -90,7 +85,7 @@ T7 = {  # model arguments: (params, conv_linear), the paper's (params M, FLOPs M
 @pytest.mark.parametrize("row", sorted(T7))
 def test_table7_rows_at_224(row):
     kwargs, counts, (pp, pf) = T7[row]
-    model = _meta("mocovit_050", fused=False, **kwargs)
+    model = on_meta("mocovit_050", fused=False, **kwargs)
     got = (count_params(model), count_flops(model, (1, 3, 224, 224), "conv_linear"))
     assert got == counts
     if row != "sa_mlp":  # the rows the library matches: params as printed, FLOPs within 5 %

@@ -3,7 +3,16 @@ import pytest
 import torch
 
 from mobileblocks_edu.lab import randomize_
-from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock, window_partition, window_reverse
+from mobileblocks_edu.attention import (
+    FFN,
+    MHSA,
+    TransformerBlock,
+    attention_modules,
+    set_attention,
+    window_ids,
+    window_partition,
+    window_reverse,
+)
 from mobileblocks_edu.complexity import count_params
 from mobileblocks_edu.irb import InvertedResidual
 from mobileblocks_edu.layers import LayerNorm2d, make_divisible
@@ -64,11 +73,42 @@ def test_fused_and_readable_attention_agree():
 
 def test_attention_map_is_kept_on_request():
     mhsa = MHSA(16, num_heads=2, window_size=4, fused=True)
-    mhsa.attn.keep_attn = True
+    set_attention(mhsa, keep_attn=True)
     mhsa(torch.randn(1, 16, 8, 8))
     attn = mhsa.attn.last_attn
     assert attn.shape == (4, 2, 16, 16)  # 4 windows, 2 heads, 16 x 16 tokens
     torch.testing.assert_close(attn.sum(-1), torch.ones(4, 2, 16))
+    set_attention(mhsa, keep_attn=False)
+    assert mhsa.attn.last_attn is None and not mhsa.attn.keep_attn
+
+
+def test_set_attention_reaches_every_attention_module():
+    from mobileblocks_edu.irmb import iRMB
+    from mobileblocks_edu.mtb import MobileTransformerBlock
+
+    model = torch.nn.Sequential(MHSA(16, 2), iRMB(16, 16, has_attn=True, num_heads=2, exp_ratio=2),
+                                MobileTransformerBlock(16, 32, num_heads=2))
+    cores = attention_modules(model)
+    assert len(cores) == 3 and all(m.fused and not m.keep_attn for m in cores)
+    assert set_attention(model, fused=False) is model
+    assert all(not m.fused and not m.keep_attn for m in cores)
+    set_attention(model, keep_attn=True, reference_order=True)
+    assert all(not m.fused and m.keep_attn for m in cores) and model[1].reference_order
+    model(torch.randn(1, 16, 8, 8))
+    assert all(m.last_attn is not None for m in cores)
+    with pytest.raises(ValueError, match="no attention module"):
+        set_attention(torch.nn.Conv2d(3, 3, 1), fused=False)
+
+
+@pytest.mark.parametrize("layout", ["block", "grid"])
+def test_window_ids_follow_window_partition(layout):
+    ids = window_ids(5, 6, 4, layout)  # padded to 8 x 8: 2 x 2 windows
+    assert ids.shape == (8, 8) and (ids[5:] == -1).all() and (ids[:, 6:] == -1).all()
+    x = torch.arange(30.0).view(1, 1, 5, 6) + 1  # 0 marks padding after the partition
+    wins, _ = window_partition(x, 4, layout)  # (4, 1, 4, 4)
+    for k, win in enumerate(wins):
+        pixels = win.flatten()[win.flatten() > 0].long() - 1
+        assert (ids[:5, :6].flatten()[pixels] == k).all()
 
 
 @pytest.mark.parametrize("layout", ["block", "grid"])

@@ -18,7 +18,7 @@ from torch import nn
 shutil_usage = type(shutil.disk_usage("."))
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import bench, cam, checkpoint, data, erf, loop, receptive, runinfo, train
+from mobileblocks_edu import bench, cam, checkpoint, data, env, erf, loop, receptive, runinfo, train
 from mobileblocks_edu import experiments as E
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
 from mobileblocks_edu.complexity import count_flops
@@ -253,7 +253,7 @@ def test_receptive_field_tools_measure_in_eval_mode():
 
 # ---------------------------------------------------------------- 8. the committed benchmark
 def test_bench_without_output_keeps_the_committed_report(tmp_path, monkeypatch):
-    committed = mbe.lab.results_dir() / "bench_cpu.json"
+    committed = env.results_dir() / "bench_cpu.json"
     before = committed.read_bytes() if committed.is_file() else None
     assert "lessons" not in bench.default_output().parts
     monkeypatch.setattr(bench, "run", lambda *a, **k: {"groups": []})

@@ -24,7 +24,7 @@ from torch import nn
 from ..irmb import OP_ORDERS, batchnorm2d, iRMB
 from ..layers import LayerFactory, LayerNorm2d, trunc_normal_init
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import register_model
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
 
 NORM_LAYERS = {"bn": batchnorm2d, "ln": LayerNorm2d}
@@ -58,6 +58,33 @@ def _per_stage(name: str, value, n: int = 4) -> tuple:
     if len(value) != n:
         raise ValueError(f"{name} needs one value per stage ({n}), got {len(value)}: {value!r}")
     return value
+
+
+def _stage_blocks(stage: dict, in_chs: int, drop_path_rates: Sequence[float], attn_kwargs: dict,
+                  paths: dict) -> list[iRMB]:
+    """The iRMBs of one stage. ``stage`` holds one value of every per-stage setting (``depths``,
+    ``embed_dims``, ...); ``attn_kwargs`` the attention settings of the stage's attention blocks."""
+    blocks = []
+    for j, rate in enumerate(drop_path_rates):
+        first = j == 0  # downsamples: stride, 2λ on its input channels, no residual, no attention
+        attn = stage["attn_stages"] and not first
+        block_attn = dict(attn_kwargs) if attn else dict(attn_kwargs, op_order="attn_dw", v_groups=1)
+        blocks.append(iRMB(
+            in_chs if first else stage["embed_dims"], stage["embed_dims"],
+            stride=stage["stage_strides"] if first else 1,
+            exp_ratio=stage["exp_ratios"] * (2 if first else 1),
+            dw_kernel_size=stage["dw_kernel_sizes"],
+            has_attn=attn,
+            has_dw=stage["dw_stages"] or first,
+            dim_head=stage["dim_heads"],
+            window_size=stage["window_sizes"],
+            norm_layer=stage["norm_layers"],
+            act_layer=stage["act_layers"],
+            has_skip=not first,
+            drop_path_rate=rate,
+            **block_attn, **paths,
+        ))
+    return blocks
 
 
 class EMOStem(nn.Module):
@@ -106,8 +133,11 @@ class EMO(Classifier):
         attn_before_mlp_e: efficient order (the reference network) or the paper's order.
         v_groups: groups of MLP_e in the attention blocks (1 in the reference network).
         qk_bias: bias of the Q/K projection.
-        fused: fast path (True) or the readable reference-order path (False); same function
-            and weights.
+        reference_order: every iRMB in the readable reference-order path (True) or the fast path
+            (False, the default); same function and weights (see :class:`~mobileblocks_edu.irmb.iRMB`).
+        fused: the fast path's attention kernel, ``F.scaled_dot_product_attention`` (True) or
+            the explicit softmax (False). Both switches can be flipped on a built model with
+            :func:`~mobileblocks_edu.attention.set_attention`.
         channels_last: in the fast path, run the network in the channels-last memory format
             (convolutions, above all the depthwise ones, are much faster on CPUs).
     """
@@ -134,71 +164,50 @@ class EMO(Classifier):
         attn_before_mlp_e: bool = True,
         v_groups: int = 1,
         qk_bias: bool = True,
+        reference_order: bool = False,
         fused: bool = True,
         channels_last: bool = True,
     ):
         super().__init__()
-        attn_stages = _per_stage("attn_stages", attn_stages)
         if op_order not in OP_ORDERS:
             raise ValueError(f"op_order must be one of {OP_ORDERS}, got {op_order!r}")
-        if norm_layers is None:
+        attn_stages = _per_stage("attn_stages", attn_stages)
+        if norm_layers is None:  # "LN + GELU are bound to EW-MHSA"
             norm_layers = tuple("ln" if a else "bn" for a in attn_stages)
         if act_layers is None:
             act_layers = tuple("gelu" if a else "silu" for a in attn_stages)
-        depths, embed_dims, exp_ratios, dim_heads, attn_stages, dw_stages, window_sizes, dw_kernel_sizes, norm_layers, \
-            act_layers, stage_strides = (
-                _per_stage(n, v) for n, v in [
-                    ("depths", depths), ("embed_dims", embed_dims), ("exp_ratios", exp_ratios),
-                    ("dim_heads", dim_heads), ("attn_stages", attn_stages), ("dw_stages", dw_stages),
-                    ("window_sizes", window_sizes),
-                    ("dw_kernel_sizes", dw_kernel_sizes), ("norm_layers", norm_layers),
-                    ("act_layers", act_layers), ("stage_strides", stage_strides),
-                ]
-            )
-        for i, d in enumerate(depths):
+        per_stage = dict(depths=depths, embed_dims=embed_dims, exp_ratios=exp_ratios, dim_heads=dim_heads,
+                         attn_stages=attn_stages, dw_stages=dw_stages, window_sizes=window_sizes,
+                         dw_kernel_sizes=dw_kernel_sizes, stage_strides=stage_strides,
+                         norm_layers=norm_layers, act_layers=act_layers)
+        st = {name: _per_stage(name, value) for name, value in per_stage.items()}  # name -> 4 values
+        for i, d in enumerate(st["depths"]):
             check_positive(f"depths[{i}]", d, int)
         check_rate("drop_path_rate", drop_path_rate)
         check_num_classes(num_classes)
-        norms = [_layer(n, NORM_LAYERS, "norm_layers") for n in norm_layers]
-        acts = [_layer(a, ACT_LAYERS, "act_layers") for a in act_layers]
+        st["norm_layers"] = [_layer(n, NORM_LAYERS, "norm_layers") for n in st["norm_layers"]]
+        st["act_layers"] = [_layer(a, ACT_LAYERS, "act_layers") for a in st["act_layers"]]
+        embed_dims = st["embed_dims"]
         self.num_classes, self.num_features = num_classes, embed_dims[-1]
-        self.fused, self.channels_last = fused, channels_last
+        self.reference_order, self.channels_last = reference_order, channels_last
+        paths = dict(reference_order=reference_order, fused=fused)
 
         # stage 0: stem conv (H/2) and a stem iRMB without pre-norm, MLP_e or residual, with SE
         self.stage0 = nn.ModuleList([
-            EMOStem(3, stem_chs, stem_stride, norms[0]),
-            iRMB(stem_chs, stem_chs, exp_ratio=1, dw_kernel_size=dw_kernel_sizes[0], norm_layer=None,
-                 act_layer=acts[0], v_proj=False, se_ratio=1.0, has_skip=False, fused=fused),
+            EMOStem(3, stem_chs, stem_stride, st["norm_layers"][0]),
+            iRMB(stem_chs, stem_chs, exp_ratio=1, dw_kernel_size=st["dw_kernel_sizes"][0], norm_layer=None,
+                 act_layer=st["act_layers"][0], v_proj=False, se_ratio=1.0, has_skip=False, **paths),
         ])
-        dprs = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
-        in_chs, n = stem_chs, 0
+        dprs = torch.linspace(0, drop_path_rate, sum(st["depths"]), device="cpu").tolist()
+        attn_kwargs = dict(op_order=op_order, window_layout=window_layout, attn_before_mlp_e=attn_before_mlp_e,
+                           v_groups=v_groups, qk_bias=qk_bias)
+        in_chs = stem_chs
         for i in range(4):
-            blocks = []
-            for j in range(depths[i]):
-                first = j == 0
-                blocks.append(iRMB(
-                    in_chs, embed_dims[i],
-                    stride=stage_strides[i] if first else 1,
-                    exp_ratio=exp_ratios[i] * (2 if first else 1),
-                    dw_kernel_size=dw_kernel_sizes[i],
-                    has_attn=attn_stages[i] and not first,
-                    has_dw=dw_stages[i] or first,
-                    op_order=op_order if attn_stages[i] and not first else "attn_dw",
-                    dim_head=dim_heads[i],
-                    window_size=window_sizes[i],
-                    window_layout=window_layout,
-                    attn_before_mlp_e=attn_before_mlp_e,
-                    norm_layer=norms[i],
-                    act_layer=acts[i],
-                    v_groups=1 if first or not attn_stages[i] else v_groups,
-                    qk_bias=qk_bias,
-                    has_skip=not first,
-                    drop_path_rate=dprs[n],
-                    fused=fused,
-                ))
-                in_chs, n = embed_dims[i], n + 1
+            rates, dprs = dprs[:st["depths"][i]], dprs[st["depths"][i]:]
+            blocks = _stage_blocks({k: v[i] for k, v in st.items()}, in_chs, rates, attn_kwargs, paths)
             setattr(self, f"stage{i + 1}", nn.ModuleList(blocks))
-        self.norm = norms[-1](embed_dims[-1])
+            in_chs = embed_dims[i]
+        self.norm = st["norm_layers"][-1](embed_dims[-1])
         self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_init(self)
 
@@ -210,21 +219,14 @@ class EMO(Classifier):
         """Every iRMB in order: the stem block, then the blocks of stages 1-4."""
         return [m for m in self.modules() if isinstance(m, iRMB)]
 
-    def set_fused(self, fused: bool) -> "EMO":
-        """Switch every block (and the model) between the fast and the readable path."""
-        self.fused = fused
-        for blk in self.blocks():
-            blk.fused = fused
-        return self
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and self.channels_last:
+        if not self.reference_order and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for stage in self.stages():
             for blk in stage:
                 x = blk(x)
         x = self.norm(x)  # (B, C_last, H/32, W/32): the map the head pools
-        return x if self.fused else x.contiguous()
+        return x.contiguous() if self.reference_order else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3))  # (B, C_last); a mean, as the reference (fvcore does not count it)
@@ -290,7 +292,6 @@ def emo_6m(num_classes: int = 1000, **kwargs) -> EMO:
 
 # ---- small-input variants ---------------------------------------------------------------------------
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR_LAYOUT = dict(stage_strides=(1, 2, 2, 2), window_sizes=(4, 4, 4, 2), drop_path_rate=0.05)
 
 

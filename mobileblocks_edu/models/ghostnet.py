@@ -12,7 +12,7 @@ the widely used pytorch-image-models ``ghostnet_050/100/130`` (2,587,292 / 5,182
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -20,18 +20,18 @@ from torch import nn
 from ..ghost import GhostBottleneck
 from ..layers import ConvNormAct, kaiming_init, make_divisible
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import register_model
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 STEM_CHS = 16  # stem output channels at width 1.0
 
 
 class BlockCfg(NamedTuple):
     """One row of GhostNet's Table 1 (before the width multiplier).
 
-    ``block`` is ``"ghost"`` (a Ghost bottleneck) or ``"mtb"`` (MoCoViT's Mobile Transformer
-    Block, which uses ``hidden``, ``out`` and ``se_ratio`` and needs ``stride == 1``).
+    ``block`` names the block the row asks for: ``"ghost"`` (a Ghost bottleneck, what
+    :func:`ghost_block` builds) or a name that another network's block factory reads (MoCoViT's
+    builds ``"mtb"`` rows).
     """
 
     kernel: int
@@ -40,6 +40,19 @@ class BlockCfg(NamedTuple):
     se_ratio: float
     stride: int
     block: str = "ghost"
+
+
+# A block factory: (row, input channels, hidden channels, output channels, drop-path rate) -> block
+BlockFn = Callable[[BlockCfg, int, int, int, float], nn.Module]
+
+
+def ghost_block(cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float) -> GhostBottleneck:
+    """GhostNet's block factory: a Ghost bottleneck for a ``"ghost"`` row (widths already scaled)."""
+    if cfg.block != "ghost":
+        raise ValueError(f"ghost_block builds 'ghost' rows only, got block={cfg.block!r}: "
+                         "give the network a block_fn that builds it")
+    return GhostBottleneck(in_chs, hidden, out_chs, cfg.kernel, cfg.stride, se_ratio=cfg.se_ratio,
+                           drop_path_rate=drop_path_rate)
 
 
 _B = BlockCfg
@@ -76,6 +89,8 @@ class GhostNet(Classifier):
         num_features: channels of ``conv_head`` after pooling (1280).
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth, rising linearly over the blocks.
+        block_fn: the block factory called for every row (:data:`BlockFn`); :func:`ghost_block`
+            by default. MoCoViT passes one that builds Mobile Transformer Blocks for its rows.
     """
 
     def __init__(
@@ -87,6 +102,7 @@ class GhostNet(Classifier):
         num_features: int = 1280,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
+        block_fn: BlockFn = ghost_block,
     ):
         super().__init__()
         check_positive("width", width)
@@ -113,7 +129,7 @@ class GhostNet(Classifier):
                 out_chs = make_divisible(cfg.out * width, 4)
                 hidden = make_divisible(cfg.hidden * width, 4)
                 dpr = drop_path_rate * i / max(1, n_blocks - 1)
-                blocks.append(self._make_block(cfg, in_chs, hidden, out_chs, dpr))
+                blocks.append(block_fn(cfg, in_chs, hidden, out_chs, dpr))
                 in_chs, i = out_chs, i + 1
             stage_list.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stage_list)
@@ -125,12 +141,6 @@ class GhostNet(Classifier):
         self.drop = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
         kaiming_init(self)
-
-    def _make_block(self, cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float) -> nn.Module:
-        if cfg.block != "ghost":
-            raise ValueError(f"GhostNet builds Ghost bottlenecks only, got block={cfg.block!r} (MoCoViT builds 'mtb')")
-        return GhostBottleneck(in_chs, hidden, out_chs, cfg.kernel, cfg.stride, se_ratio=cfg.se_ratio,
-                               drop_path_rate=drop_path_rate)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_conv(self.stages(self.stem(x)))  # (B, 960w, H/32, W/32)
@@ -146,43 +156,6 @@ class GhostNet(Classifier):
 
     def cam_target_layers(self) -> list[nn.Module]:
         return [self.final_conv]
-
-    def architecture(self, img_size: int = 224) -> list[dict]:
-        """The architecture table (GhostNet's Table 1, MoCoViT's Table 2), read off the built
-        model by one forward pass (eval mode, no gradients) of a ``(1, 3, img_size, img_size)``
-        input: one dict per layer with ``input`` (H, W, C), ``operator``, ``exp`` (hidden
-        channels or ``None``), ``out``, ``se`` and ``stride``."""
-        layers: list[tuple[str, nn.Module, dict]] = [("Conv2d 3x3", self.stem, {"stride": self.stem.conv.stride[0]})]
-        for blk in (b for stage in self.stages for b in stage):
-            if isinstance(blk, GhostBottleneck):
-                info = {"exp": blk.mid_chs, "se": not isinstance(blk.se, nn.Identity), "stride": blk.stride}
-                layers.append(("G-bneck", blk, info))
-            else:  # a Mobile Transformer Block
-                info = {"exp": blk.ffn.hidden, "se": not isinstance(blk.ffn.se, nn.Identity), "stride": 1}
-                layers.append(("MTB", blk, info))
-        layers += [("Conv2d 1x1", self.final_conv, {"stride": 1}), ("Avg-Pool", self.pool, {}),
-                   ("Conv2d 1x1", self.conv_head, {"stride": 1}), ("FC", self.classifier, {})]
-        shapes: list = [None] * len(layers)
-
-        def hook(k):
-            return lambda m, inp, out: shapes.__setitem__(k, (tuple(inp[0].shape), tuple(out.shape)))
-
-        handles = [m.register_forward_hook(hook(k)) for k, (_, m, _) in enumerate(layers)]
-        was_training = self.training
-        try:
-            self.eval()
-            with torch.no_grad():
-                self(torch.zeros(1, 3, img_size, img_size, device=self.stem.conv.weight.device))
-        finally:
-            self.train(was_training)
-            for h in handles:
-                h.remove()
-        rows = []
-        for (name, _, info), (i_shape, o_shape) in zip(layers, shapes):
-            hw = i_shape[2:] if len(i_shape) == 4 else (1, 1)
-            rows.append({"input": (*hw, i_shape[1]), "operator": name, "exp": info.get("exp"),
-                         "out": o_shape[1], "se": info.get("se", False), "stride": info.get("stride")})
-        return rows
 
 
 @register_model(

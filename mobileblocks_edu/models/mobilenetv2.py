@@ -14,7 +14,7 @@ from torch import nn
 from ..irb import InvertedResidual
 from ..layers import ConvNormAct, kaiming_init, make_divisible
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import register_model
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
 
 # (t, c, n, s) of the paper's Table 2
@@ -108,7 +108,7 @@ def mobilenetv2_100(num_classes: int = 1000, **kwargs) -> MobileNetV2:
     return MobileNetV2(num_classes, width_mult=1.0, **kwargs)
 
 
-@register_model(input_size=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+@register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
 def mobilenetv2_100_cifar(num_classes: int = 10, **kwargs) -> MobileNetV2:
     """MobileNetV2 1.0x for 32x32 inputs (CIFAR-10), with the strides of ``ghostnet_100_cifar``.
 

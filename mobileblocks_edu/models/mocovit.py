@@ -24,6 +24,7 @@ linearly with H·W, so the attention matrix products (``2 N² C``) are not in it
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -31,8 +32,8 @@ from torch import nn
 
 from ..env import check_positive
 from ..mtb import MobileTransformerBlock, MoSA
-from ..registry import register_model
-from .ghostnet import CIFAR_MEAN, CIFAR_STD, GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, small_input_stages
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
+from .ghostnet import GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, ghost_block, small_input_stages
 
 
 def mtb_stages(
@@ -61,6 +62,17 @@ def mtb_stages(
 MOCOVIT_STAGES = mtb_stages(5)
 
 
+def mocovit_block(cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float,
+                  **mtb_kwargs) -> nn.Module:
+    """MoCoViT's block factory: a Mobile Transformer Block for an ``"mtb"`` row (``mtb_kwargs`` go
+    to :class:`~mobileblocks_edu.mtb.MobileTransformerBlock`), GhostNet's block for the others."""
+    if cfg.block != "mtb":
+        return ghost_block(cfg, in_chs, hidden, out_chs, drop_path_rate)
+    if cfg.stride != 1 or in_chs != out_chs:
+        raise ValueError(f"an MTB needs stride 1 and equal widths, got {cfg} with in_chs={in_chs}")
+    return MobileTransformerBlock(out_chs, hidden, se_ratio=cfg.se_ratio, drop_path_rate=drop_path_rate, **mtb_kwargs)
+
+
 class MoCoViT(GhostNet):
     """MoCoViT: the GhostNet skeleton with Mobile Transformer Blocks where the stage rows say
     ``block="mtb"``.
@@ -71,8 +83,8 @@ class MoCoViT(GhostNet):
         stages: rows of ``BlockCfg``; defaults to the paper's Table 2 (MTBs in stage 5).
         num_heads: MoSA heads (4).
         out_proj: MoSA's output Ghost projection (True).
-        fused: MoSA's fused attention kernel (True); ``set_keep_attn(True)`` switches to the
-            readable path and keeps every MoSA's attention map.
+        fused: MoSA's fused attention kernel (True); ``set_attention(model, keep_attn=True)``
+            (:func:`~mobileblocks_edu.attention.set_attention`) keeps every MoSA's attention map.
         attn_layer, ffn_layer, vanilla_norm: the parts of every MTB, for the paper's Table 7:
             ``"mosa"``/``"mhsa"`` (vanilla self-attention), ``"moffn"``/``"mlp"`` (vanilla MLP),
             and the vanilla parts' pre-norm ``"ln"``/``"bn"`` (see
@@ -93,34 +105,18 @@ class MoCoViT(GhostNet):
         **kwargs,
     ):
         check_positive("num_heads", num_heads, int)
-        self._mtb_kwargs = {"num_heads": num_heads, "out_proj": out_proj, "fused": fused, "attn_layer": attn_layer,
-                            "ffn_layer": ffn_layer, "vanilla_norm": vanilla_norm}
-        super().__init__(num_classes, width, stages, **kwargs)
-
-    def _make_block(self, cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float) -> nn.Module:
-        if cfg.block != "mtb":
-            return super()._make_block(cfg, in_chs, hidden, out_chs, drop_path_rate)
-        if cfg.stride != 1 or in_chs != out_chs:
-            raise ValueError(f"an MTB needs stride 1 and equal widths, got {cfg} with in_chs={in_chs}")
-        return MobileTransformerBlock(out_chs, hidden, se_ratio=cfg.se_ratio, drop_path_rate=drop_path_rate,
-                                      **self._mtb_kwargs)
+        block_fn = partial(mocovit_block, num_heads=num_heads, out_proj=out_proj, fused=fused, attn_layer=attn_layer,
+                           ffn_layer=ffn_layer, vanilla_norm=vanilla_norm)
+        super().__init__(num_classes, width, stages, block_fn=block_fn, **kwargs)
 
     def mosa_modules(self) -> list[MoSA]:
         """Every MoSA of the network, in order."""
         return [m for m in self.modules() if isinstance(m, MoSA)]
 
-    def set_keep_attn(self, keep: bool = True) -> "MoCoViT":
-        """Keep each MoSA's attention map ``(B, heads, H·W, H·W)`` of the next forward passes
-        (readable attention path), or stop keeping them (fused path again)."""
-        for m in self.mosa_modules():
-            m.keep_attn = keep
-            if not keep:
-                m.attn.last_attn = None
-        return self
-
     def attention_maps(self) -> list[Optional[torch.Tensor]]:
-        """The attention maps kept by the last forward pass, one per MoSA (see :meth:`set_keep_attn`)."""
-        return [m.last_attn for m in self.mosa_modules()]
+        """The attention maps kept by the last forward pass, one per MoSA (kept after
+        ``set_attention(model, keep_attn=True)``)."""
+        return [m.attn.last_attn for m in self.mosa_modules()]
 
 
 # The paper's FLOPs are multiply-adds of convolutions and linear layers only (its Table 1 grows

@@ -34,8 +34,8 @@ from torch import nn
 
 from ..dyrelu import DyReLU
 from ..layers import ConvNormAct, SqueezeExcite
-from ..registry import register_model
-from .ghostnet import CIFAR_MEAN, CIFAR_STD, small_input_stages
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
+from .ghostnet import small_input_stages
 from .mocovit import MOCOVIT_STAGES, MoCoViT
 
 def _relu_chs(parent: nn.Module, name: str) -> int:

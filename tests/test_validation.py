@@ -26,12 +26,7 @@ from mobileblocks_edu.irb import InvertedResidual
 from mobileblocks_edu.layers import ConvNormAct
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 
 def _copy(root: Path, dest: Path, drop=(), rename=None, extra=None, splits=("train",)) -> Path:

@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,10 +132,12 @@ class Step:
 
 
 def time_interleaved(
-    contenders: dict[str, Step], repeats: int, warmup: int = 1, log=None
+    contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1, log=None, unit: str = "s"
 ) -> dict[str, list[float]]:
-    """Seconds per step of every contender: ``warmup`` untimed rounds, then ``repeats`` rounds in
-    which each contender runs once, in an order that rotates every round."""
+    """What every contender returns (here: seconds per :class:`Step`), ``repeats`` times:
+    ``warmup`` untimed rounds, then ``repeats`` rounds in which each contender runs once, in an
+    order that rotates every round (and reverses every other), so that a burst of load on a
+    shared machine hits all of them alike. ``unit`` only labels the log lines."""
     names = list(contenders)
     for _ in range(warmup):
         for n in names:
@@ -148,7 +150,7 @@ def time_interleaved(
         for n in order:
             times[n].append(contenders[n]())
         if log:
-            log(f"    round {r + 1}/{repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names))
+            log(f"    round {r + 1}/{repeats}: " + ", ".join(f"{n} {times[n][-1]:.3g} {unit}" for n in names))
     return times
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import env
 from .attention import set_attention
+from .bench import time_interleaved
 from .deploy import (PathLike, export_onnx, fold_batchnorm, imagenet_models, norm_counts, onnx_op_counts,
                      ort_session, run_onnx)
 from .layers import randomize_
@@ -104,25 +105,22 @@ def build_contenders(name: str, size: int = 224, settings: Sequence[str] = SETTI
 
 def time_rounds(calls: dict[str, Callable[[], None]], rounds: int, inner: int = 5, warmup: int = 2,
                 log=None) -> dict[str, list[float]]:
-    """Milliseconds per call: ``warmup`` untimed calls each, then ``rounds`` rounds in which every
-    contender runs ``inner`` calls (their mean is one sample), in an order that rotates every round."""
-    names = list(calls)
-    for n in names:
+    """Milliseconds per call: ``warmup`` untimed calls each, then ``rounds`` interleaved rounds
+    (:func:`~mobileblocks_edu.bench.time_interleaved`) in which every contender runs ``inner``
+    calls; their mean is one sample."""
+    for call in calls.values():
         for _ in range(warmup):
-            calls[n]()
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        if r % 2:
-            order.reverse()
-        for n in order:
+            call()
+
+    def sample(call: Callable[[], None]) -> Callable[[], float]:
+        def mean_ms() -> float:
             t0 = time.perf_counter()
             for _ in range(inner):
-                calls[n]()
-            out[n].append((time.perf_counter() - t0) / inner * 1e3)
-        if log:
-            log(f"    round {r + 1}/{rounds}: " + ", ".join(f"{n} {out[n][-1]:.1f}" for n in names))
-    return out
+                call()
+            return (time.perf_counter() - t0) / inner * 1e3
+        return mean_ms
+
+    return time_interleaved({n: sample(c) for n, c in calls.items()}, rounds, warmup=0, log=log, unit="ms")
 
 
 def summarize_ms(samples: Sequence[float]) -> dict:

@@ -9,11 +9,10 @@ created by name::
     model = mbe.create_model("mobilenetv2_100")
     mbe.count_params(model), mbe.count_flops(model, (1, 3, 224, 224), "macs")
 """
-__version__ = "0.2.0"
-
+from .analysis.complexity import count_flops, count_params
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .complexity import count_flops, count_params
-from .registry import create_model, list_models, model_cfg, register_model
+from .models.registry import create_model, list_models, model_cfg, register_model
+from .version import __version__
 
 __all__ = [
     "__version__",

@@ -19,7 +19,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-
 # --- paths -------------------------------------------------------------------------------------
 
 def repo_root() -> Optional[Path]:

@@ -21,8 +21,8 @@ from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import torch
 
+from .blocks.layers import randomize_
 from .env import checkpoints_dir, data_dir, get_device, machine, repo_root, results_dir, seed_everything
-from .layers import randomize_
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -49,7 +49,7 @@ class Lab:
     seed: int
 
     def __str__(self) -> str:
-        from . import __version__
+        from .version import __version__
 
         data = f"{self.data_dir} ({'found' if self.data_dir.exists() else 'not there yet'})"
         return (
@@ -137,7 +137,7 @@ def on_meta(factory: Union[str, Callable[..., torch.nn.Module]], *args, **kwargs
     counting such a model is instant and exact."""
     with torch.device("meta"):
         if isinstance(factory, str):
-            from .registry import create_model
+            from .models.registry import create_model
 
             return create_model(factory, *args, **kwargs)
         return factory(*args, **kwargs)

@@ -40,7 +40,7 @@ def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[
     true class). ``captions`` replace the image titles ("true: <class>"). Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from .cam import overlay
+    from .analysis.cam import overlay
 
     n, m = len(images), len(columns)
     fig, axes = plt.subplots(n, m + 1, figsize=(size * (m + 1), size * n + 0.4), squeeze=False)

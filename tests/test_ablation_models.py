@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
+from mobileblocks_edu.analysis.complexity import count_params
+from mobileblocks_edu.blocks.attention import FFN, MHSA, TransformerBlock
+from mobileblocks_edu.blocks.layers import LayerNorm2d
+from mobileblocks_edu.blocks.mtb import MobileTransformerBlock, MoFFN, MoSA
 from mobileblocks_edu.lab import randomize_
-from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock
-from mobileblocks_edu.complexity import count_params
-from mobileblocks_edu.layers import LayerNorm2d
-from mobileblocks_edu.mtb import MobileTransformerBlock, MoFFN, MoSA
 
 
 def test_vanilla_mtb_is_the_transformer_block():
@@ -93,7 +93,6 @@ def _emo_blocks(model):
 
 
 def test_emo_dw_stages_remove_the_dw_conv_outside_the_downsampling_blocks():
-    from mobileblocks_edu.irmb import iRMB
 
     full = mbe.create_model("emo_1m_cifar")
     attn_only = mbe.create_model("emo_1m_cifar", dw_stages=[False] * 4)

@@ -4,10 +4,9 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
 
-from mobileblocks_edu import complexity as cx
-from mobileblocks_edu.calculator import (
+from mobileblocks_edu.analysis import complexity as cx
+from mobileblocks_edu.analysis.calculator import (
     MODULES,
     Settings,
     analytic,
@@ -19,8 +18,7 @@ from mobileblocks_edu.calculator import (
     measure,
     sweep,
 )
-from mobileblocks_edu.complexity import cascade_mpl_block, conv_mpl
-
+from mobileblocks_edu.analysis.complexity import cascade_mpl_block, conv_mpl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

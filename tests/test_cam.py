@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.cam import (
+from mobileblocks_edu.analysis.cam import (
     grad_cam,
     irmb_attention,
     load_photos,
@@ -20,9 +20,8 @@ from mobileblocks_edu.cam import (
     query_attention,
     to_rgb,
 )
-from mobileblocks_edu.experiments import load_trained_or_fresh
-from mobileblocks_edu.irmb import iRMB
-
+from mobileblocks_edu.blocks.irmb import iRMB
+from mobileblocks_edu.train.experiments import load_trained_or_fresh
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,7 +122,7 @@ def test_shipped_photos_need_no_data_directory(monkeypatch, tmp_path):
     """The default photos come with the package: found with no data directory, every one openly
     licensed (no non-commercial terms), under 1 MB in all, each file listed in the licence file."""
     monkeypatch.setenv("MBE_DATA", str(tmp_path / "nonexistent"))
-    from mobileblocks_edu.cam import PHOTOS_DIR
+    from mobileblocks_edu.analysis.cam import PHOTOS_DIR
 
     photos = load_photos()
     assert len(photos) >= 4 and all(p["image"].mode == "RGB" and min(p["image"].size) >= 200 for p in photos)
@@ -198,7 +197,7 @@ def test_cam_grid_and_kernel_free_slider():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mobileblocks_edu.cam import CamResult
+    from mobileblocks_edu.analysis.cam import CamResult
     from mobileblocks_edu.viz import cam_grid, jshtml_slider
 
     rgb = [np.random.rand(8, 8, 3).astype(np.float32) for _ in range(2)]

@@ -9,7 +9,6 @@ tagged with the release the lessons install.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import complexity as cx
-from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock
-from mobileblocks_edu.complexity import (
+from mobileblocks_edu.analysis import complexity as cx
+from mobileblocks_edu.analysis.complexity import (
     Cost,
     conv_cost,
     count_cost,
@@ -20,11 +19,12 @@ from mobileblocks_edu.complexity import (
     mhsa_cost,
     wmhsa_cost,
 )
-from mobileblocks_edu.dyrelu import DyReLU
-from mobileblocks_edu.ghost import GhostModule
-from mobileblocks_edu.irb import InvertedResidual
-from mobileblocks_edu.irmb import iRMB
-from mobileblocks_edu.mtb import MobileTransformerBlock, MoFFN, MoSA
+from mobileblocks_edu.blocks.attention import FFN, MHSA, TransformerBlock
+from mobileblocks_edu.blocks.dyrelu import DyReLU
+from mobileblocks_edu.blocks.ghost import GhostModule
+from mobileblocks_edu.blocks.irb import InvertedResidual
+from mobileblocks_edu.blocks.irmb import iRMB
+from mobileblocks_edu.blocks.mtb import MobileTransformerBlock, MoFFN, MoSA
 
 
 def test_mobilenetv2_matches_reference_counts():
@@ -43,7 +43,7 @@ def test_counter_conventions_on_single_modules():
     assert count_flops(nn.BatchNorm2d(8), x, "macs") == 0
     assert count_flops(nn.BatchNorm2d(8), x, "fvcore") == 2 * 2 * 8 * 100
     assert count_flops(nn.BatchNorm2d(8, affine=False), x, "fvcore") == 2 * 8 * 100
-    assert count_flops(mbe.layers.LayerNorm2d(8), x, "fvcore") == 5 * 2 * 8 * 100
+    assert count_flops(mbe.blocks.layers.LayerNorm2d(8), x, "fvcore") == 5 * 2 * 8 * 100
     assert count_flops(nn.AdaptiveAvgPool2d(1), x, "fvcore") == 2 * 8 * 100
     assert count_flops(nn.Linear(8, 4), (3, 8), "macs") == 3 * 8 * 4
     assert count_flops(nn.GELU(), x, "fvcore") == 0  # activations are free in both conventions
@@ -183,7 +183,7 @@ def test_dwconv_formula(dim, size, k):
 
 
 def test_norm_counts_belong_to_the_norm_module():
-    block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), mbe.layers.LayerNorm2d(4))
+    block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), mbe.blocks.layers.LayerNorm2d(4))
     bd = flop_breakdown(block, (1, 4, 3, 3), "fvcore")
     assert bd == {("0", "convolution"): 4 * 4 * 9, ("1", "BatchNorm2d"): 2 * 36, ("2.norm", "LayerNorm"): 5 * 36}
 

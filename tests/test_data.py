@@ -16,7 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from mobileblocks_edu import data, download, images, lab, registry
+from mobileblocks_edu import data, lab
+from mobileblocks_edu.data import download, images
+from mobileblocks_edu.models import registry
 
 CLASSES4 = data.CIFAR10_CLASSES[:4]
 
@@ -58,8 +60,8 @@ def no_network(monkeypatch):
         attempts["probe"].append((url, timeout))
         return attempts["reachable"]
 
-    monkeypatch.setattr(data, "url_reachable", probe)
-    monkeypatch.setattr(data, "download_dataset", lambda *args: attempts["download"].append(args))
+    monkeypatch.setattr(data.datasets, "url_reachable", probe)
+    monkeypatch.setattr(data.datasets, "download_dataset", lambda *args: attempts["download"].append(args))
     monkeypatch.delenv("MBE_OFFLINE", raising=False)
     return attempts
 
@@ -120,7 +122,7 @@ def test_download_is_tried_only_when_allowed_and_reachable(tmp_path, monkeypatch
 def test_a_completed_download_is_read(tmp_path, monkeypatch, no_network):
     wnids = list(data.IMAGENETTE_CLASSES)[:2]
     no_network["reachable"] = True
-    monkeypatch.setattr(data, "download_dataset",
+    monkeypatch.setattr(data.datasets, "download_dataset",
                         lambda name, root, size: _png_folder(root / "imagenette2-160", "train", wnids, n=1))
     ds = data.load_dataset("imagenette", root=tmp_path)
     assert ds.source == str(tmp_path / "imagenette2-160" / "train") and ds.class_ids == wnids
@@ -129,7 +131,7 @@ def test_a_completed_download_is_read(tmp_path, monkeypatch, no_network):
 def test_try_load_dataset_prints_one_line_and_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MBE_DATA", str(tmp_path / "none"))
     monkeypatch.setenv("MBE_OFFLINE", "1")
-    monkeypatch.setattr(data, "_REPORTED", set())
+    monkeypatch.setattr(data.datasets, "_REPORTED", set())
     assert data.try_load_dataset("cifar10", "test", skipping="the figure") is None
     assert data.try_load_dataset("cifar10", "train") is None  # the same dataset: reported once
     lines = capsys.readouterr().out.splitlines()

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import deploy, lab, latency
-from mobileblocks_edu.attention import set_attention
-from mobileblocks_edu.layers import ConvNormAct, check_input
+from mobileblocks_edu import deploy, lab
+from mobileblocks_edu.blocks.attention import set_attention
+from mobileblocks_edu.blocks.layers import ConvNormAct, check_input
+from mobileblocks_edu.analysis import timing
+from mobileblocks_edu.deploy import cli, latency, quantize
 
 MODELS = mbe.list_models()
 
@@ -67,7 +69,7 @@ def test_fold_batchnorm_is_exact_and_removes_every_batchnorm(name, one_thread):
 
 
 def test_folding_keeps_the_pre_norm_of_attention_blocks(one_thread):
-    from mobileblocks_edu.irmb import iRMB
+    from mobileblocks_edu.blocks.irmb import iRMB
 
     blk = lab.randomize_(iRMB(16, 16, exp_ratio=2.0, has_attn=True, num_heads=2, window_size=3,
                               norm_layer=nn.BatchNorm2d)).eval()
@@ -208,16 +210,16 @@ def test_latency_contenders_agree_and_time(one_thread):
     assert checks["bn_before"] == 52 and checks["bn_after"] == 0
     for s in ("folded_cl", "ort_1t", "ort_2t"):
         assert checks[s] <= 1e-4
-    times = latency.time_rounds(calls, rounds=2, inner=1, warmup=1)
+    times = timing.time_rounds(calls, rounds=2, inner=1, warmup=1)
     assert all(len(t) == 2 and min(t) > 0 for t in times.values())
-    summary = latency.summarize_ms([3.0, 1.0, 2.0, 4.0])
+    summary = timing.summarize_ms([3.0, 1.0, 2.0, 4.0])
     assert summary["median_ms"] == 2.5 and summary["min_ms"] == 1.0 and summary["max_ms"] == 4.0
 
 
 def test_latency_command_writes_a_report(tmp_path, one_thread):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "lat.json"
-    assert latency.main(["latency", "--models", "ghostnet_050_cifar", "--size", "32", "--rounds", "2", "--inner", "1",
+    assert cli.main(["latency", "--models", "ghostnet_050_cifar", "--size", "32", "--rounds", "2", "--inner", "1",
                         "--warmup", "0", "--output", str(out)]) == 0
     rep = json.loads(out.read_text())
     entry = rep["models"]["ghostnet_050_cifar"]
@@ -245,7 +247,7 @@ def test_int8_quantization_runs_and_stays_close(tmp_path, one_thread):
     f32, i8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
     deploy.export_onnx(model, f32, size=32)
     calib = torch.randn(8, 3, 32, 32)
-    latency.quantize_int8(f32, i8, calib)
+    quantize.quantize_int8(f32, i8, calib)
     assert i8.stat().st_size < 0.4 * f32.stat().st_size  # int8 weights: about a quarter of the bytes
     ops = deploy.onnx_op_counts(i8)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0

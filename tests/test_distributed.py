@@ -16,9 +16,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mobileblocks_edu import data, distributed, train
+from mobileblocks_edu import data, train
+from mobileblocks_edu.blocks.layers import ConvNormAct
 from mobileblocks_edu.checkpoint import read_checkpoint
-from mobileblocks_edu.layers import ConvNormAct
+from mobileblocks_edu.train import distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +157,8 @@ RUN = ["--model", "ghostnet_050_cifar", "--batch-size", "4", "--img-size", "16",
        "--threads", "1", "--epochs", "2"]
 STOP_AFTER_EPOCH_1 = """
 import sys
-from mobileblocks_edu import distributed, train
+from mobileblocks_edu.train import distributed
+from mobileblocks_edu import train
 
 def stop(record):
     raise KeyboardInterrupt  # in every process, after epoch 1 is saved

@@ -2,10 +2,9 @@
 against measurement, and the argument checks."""
 import pytest
 import torch
-from torch import nn
 
-from mobileblocks_edu.complexity import count_flops, count_params, dyrelu_cost
-from mobileblocks_edu.dyrelu import DyReLU
+from mobileblocks_edu.analysis.complexity import count_flops, count_params, dyrelu_cost
+from mobileblocks_edu.blocks.dyrelu import DyReLU
 from mobileblocks_edu.lab import randomize_
 
 

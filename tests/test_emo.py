@@ -7,11 +7,17 @@ import pytest
 import torch
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.attention import set_attention
-from mobileblocks_edu.lab import on_meta, randomize_
+from mobileblocks_edu.analysis.complexity import (
+    count_flops,
+    count_params,
+    flop_breakdown,
+    group_counts,
+    params_by_prefix,
+)
+from mobileblocks_edu.blocks.attention import set_attention
+from mobileblocks_edu.blocks.irmb import iRMB
 from mobileblocks_edu.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mobileblocks_edu.complexity import count_flops, count_params, flop_breakdown, group_counts, params_by_prefix
-from mobileblocks_edu.irmb import iRMB
+from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.models.emo import EMO
 
 REFERENCE_KEYS = Path(__file__).parent / "data" / "emo_1m_reference_keys.txt"
@@ -285,7 +291,7 @@ def test_bad_configuration_is_refused():
 def test_benchmark_runs_and_reports(tmp_path):
     import json
 
-    from mobileblocks_edu import bench
+    from mobileblocks_edu.analysis import bench
 
     out = tmp_path / "bench.json"
     assert bench.main(["--models", "emo_1m", "--settings", "32:2", "--repeats", "2", "--warmup", "0",
@@ -299,7 +305,7 @@ def test_benchmark_runs_and_reports(tmp_path):
 
 
 def test_benchmark_profile_sorts_operators_by_kind():
-    from mobileblocks_edu import bench
+    from mobileblocks_edu.analysis import bench
 
     assert bench.op_kind("aten::convolution_backward") == "convolution, backward"
     assert bench.op_kind("aten::mkldnn_convolution") == "convolution, forward"
@@ -314,7 +320,7 @@ def test_benchmark_profile_sorts_operators_by_kind():
 
 
 def test_benchmark_refuses_bad_settings():
-    from mobileblocks_edu import bench
+    from mobileblocks_edu.analysis import bench
 
     with pytest.raises(SystemExit):
         bench.main(["--settings", "224x32"])

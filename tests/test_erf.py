@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.erf import (
+from mobileblocks_edu.analysis.erf import (
     block_stack,
     diagonal_similarity,
     effective_receptive_field,
@@ -13,8 +13,7 @@ from mobileblocks_edu.erf import (
     feature_maps,
     similarity_by_distance,
 )
-from mobileblocks_edu.receptive import conv_op, reach, window_op
-
+from mobileblocks_edu.analysis.receptive import conv_op, reach, window_op
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import data, lab
-from mobileblocks_edu import experiments as E
+from mobileblocks_edu import lab
 from mobileblocks_edu.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from mobileblocks_edu.train import experiments as E
 
 
 @pytest.fixture
@@ -98,7 +98,6 @@ def test_every_experiment_builds_its_model(name):
 def test_dry_run_of_a_real_experiment(cifar, tmp_path, monkeypatch):
     """The real command of an ablation, shortened to one tiny epoch, runs, is collected, and its
     weights come back through load_trained."""
-    from mobileblocks_edu import train
 
     exp = E.get_experiment("ablation_mocovit_050_sa_mlp")
     runs = tmp_path / "runs"

@@ -5,15 +5,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.lab import on_meta, randomize_
-from mobileblocks_edu.complexity import (
+from mobileblocks_edu.analysis.complexity import (
     count_flops,
     count_params,
     flop_breakdown,
     ghost_module_cost,
     ghost_se_cost,
 )
-from mobileblocks_edu.ghost import GhostBottleneck, GhostModule
+from mobileblocks_edu.blocks.ghost import GhostBottleneck, GhostModule
+from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.models.tables import architecture_table
 
 

@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch import nn
 
+from mobileblocks_edu.analysis.complexity import count_flops, count_params, ewmhsa_cost
+from mobileblocks_edu.blocks.attention import WindowAttention, set_attention, window_partition, window_reverse
+from mobileblocks_edu.blocks.irmb import iRMB
+from mobileblocks_edu.blocks.layers import LayerNorm2d
 from mobileblocks_edu.lab import randomize_
-from mobileblocks_edu.attention import WindowAttention, set_attention, window_partition, window_reverse
-from mobileblocks_edu.complexity import count_flops, count_params, ewmhsa_cost
-from mobileblocks_edu.irmb import iRMB
-from mobileblocks_edu.layers import LayerNorm2d
 
 ATOL = 1e-5
 

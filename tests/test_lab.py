@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mobileblocks_edu import lab
-from mobileblocks_edu.complexity import count_flops, count_params
-from mobileblocks_edu.irb import InvertedResidual
+from mobileblocks_edu.analysis.complexity import count_flops, count_params
+from mobileblocks_edu.blocks.irb import InvertedResidual
 
 
 def test_fast_mode_flag(monkeypatch):

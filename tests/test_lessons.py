@@ -1,9 +1,8 @@
 """Every lesson follows the same skeleton, and the table of contents and the files agree."""
 import json
 import re
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import pytest
 

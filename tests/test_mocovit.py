@@ -8,9 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.attention import FFN, MHSA, TransformerBlock, set_attention
-from mobileblocks_edu.lab import on_meta, randomize_
-from mobileblocks_edu.complexity import (
+from mobileblocks_edu.analysis.complexity import (
     count_flops,
     count_params,
     mhsa_cost,
@@ -20,9 +18,11 @@ from mobileblocks_edu.complexity import (
     mtb_cost,
     transformer_block_cost,
 )
+from mobileblocks_edu.blocks.attention import FFN, MHSA, TransformerBlock, set_attention
+from mobileblocks_edu.blocks.mtb import MobileTransformerBlock, MoFFN, MoSA
+from mobileblocks_edu.lab import on_meta, randomize_
 from mobileblocks_edu.models.mocovit import mtb_stages
 from mobileblocks_edu.models.tables import architecture_table
-from mobileblocks_edu.mtb import MobileTransformerBlock, MoFFN, MoSA
 
 
 def _permute_tokens(x, perm):  # reorder the H·W positions of (B, C, H, W), keep the shape

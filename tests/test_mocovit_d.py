@@ -4,10 +4,9 @@ import torch
 from torch import nn
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu.complexity import count_flops, count_params, dyrelu_cost
-from mobileblocks_edu.dyrelu import DyReLU
+from mobileblocks_edu.analysis.complexity import count_flops, count_params, dyrelu_cost
+from mobileblocks_edu.blocks.dyrelu import DyReLU
 from mobileblocks_edu.lab import on_meta, randomize_
-
 
 PAIRS = [("mocovit_d_030", 0.3), ("mocovit_d_050", 0.5), ("mocovit_d_100", 1.0), ("mocovit_d_120", 1.2)]
 # the counts of the reading taken (DY-ReLU-B, K = 2, R = 4, every ReLU): (params, conv_linear multiply-adds)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mobileblocks_edu.lab import randomize_
-from mobileblocks_edu.attention import (
+from mobileblocks_edu.analysis.complexity import count_params
+from mobileblocks_edu.blocks.attention import (
     FFN,
     MHSA,
     TransformerBlock,
@@ -13,10 +13,10 @@ from mobileblocks_edu.attention import (
     window_partition,
     window_reverse,
 )
-from mobileblocks_edu.complexity import count_params
-from mobileblocks_edu.irb import InvertedResidual
-from mobileblocks_edu.layers import LayerNorm2d, make_divisible
-from mobileblocks_edu.mmb import MetaMobileBlock
+from mobileblocks_edu.blocks.irb import InvertedResidual
+from mobileblocks_edu.blocks.layers import LayerNorm2d, make_divisible
+from mobileblocks_edu.blocks.mmb import MetaMobileBlock
+from mobileblocks_edu.lab import randomize_
 
 ATOL = 1e-6
 
@@ -83,8 +83,8 @@ def test_attention_map_is_kept_on_request():
 
 
 def test_set_attention_reaches_every_attention_module():
-    from mobileblocks_edu.irmb import iRMB
-    from mobileblocks_edu.mtb import MobileTransformerBlock
+    from mobileblocks_edu.blocks.irmb import iRMB
+    from mobileblocks_edu.blocks.mtb import MobileTransformerBlock
 
     model = torch.nn.Sequential(MHSA(16, 2), iRMB(16, 16, has_attn=True, num_heads=2, exp_ratio=2),
                                 MobileTransformerBlock(16, 32, num_heads=2))

@@ -7,12 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from mobileblocks_edu.attention import MHSA
-from mobileblocks_edu.complexity import cascade_mpl_block, conv_mpl, irmb_mpl, window_mpl
-from mobileblocks_edu.irb import InvertedResidual
-from mobileblocks_edu.irmb import iRMB
-from mobileblocks_edu.mtb import MobileTransformerBlock, MoSA
-from mobileblocks_edu.receptive import (
+from mobileblocks_edu.analysis.complexity import cascade_mpl_block, conv_mpl, irmb_mpl, window_mpl
+from mobileblocks_edu.analysis.receptive import (
     Op,
     conv_op,
     dependency,
@@ -24,7 +20,10 @@ from mobileblocks_edu.receptive import (
     reach,
     window_op,
 )
-
+from mobileblocks_edu.blocks.attention import MHSA
+from mobileblocks_edu.blocks.irb import InvertedResidual
+from mobileblocks_edu.blocks.irmb import iRMB
+from mobileblocks_edu.blocks.mtb import MobileTransformerBlock, MoSA
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,6 +6,7 @@ nothing, the notebook helpers (`lab`) are never a dependency of the library, and
 lesson reaches into another module's private names.
 """
 import ast
+import importlib
 import json
 import re
 from pathlib import Path
@@ -41,13 +42,21 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     return found
 
 
+def _is_module(dotted: str) -> bool:
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _library_imports(path: Path) -> set[str]:
-    """The library modules a file imports (``from . import lab`` counts as ``mobileblocks_edu.lab``)."""
+    """The library modules a file imports, lazy imports included (``from . import lab`` counts as
+    ``mobileblocks_edu.lab``, ``from .blocks.irb import X`` as ``mobileblocks_edu.blocks.irb``)."""
     out = set()
     for module, names in _imports(path):
-        if module == "mobileblocks_edu":
-            out.update(f"{module}.{n}" for n in names if (PACKAGE / f"{n}.py").exists() or (PACKAGE / n).is_dir())
-        elif module.startswith("mobileblocks_edu."):
+        if module != "mobileblocks_edu" and not module.startswith("mobileblocks_edu."):
+            continue
+        submodules = {f"{module}.{n}" for n in names if _is_module(f"{module}.{n}")}
+        out |= submodules or {module}
+        if len(submodules) < len(names) and module != "mobileblocks_edu":
             out.add(module)
     return out
 
@@ -111,3 +120,102 @@ def test_lessons_use_only_public_names(path):
     modules = {p.stem for p in MODULES} | {"mbe", "mobileblocks_edu"}
     private += [m.group(0) for m in re.finditer(r"\b([a-z_]+)\._[a-z]\w*", code) if m.group(1) in modules]
     assert not private, f"{path.name} uses private names of the library: {private}"
+
+
+# -- the layout: the book's architecture in the folder names ---------------------------------------
+
+PACKAGES = ("blocks", "models", "analysis", "data", "train", "deploy")
+TOP = {"__init__", "version", "env", "checkpoint", "lab", "viz",
+       "bench", "experiments"}  # the last two: only the commands python -m mobileblocks_edu.bench|experiments
+
+
+def test_the_top_level_holds_the_api_the_bottom_layer_and_the_packages():
+    files = {p.stem for p in PACKAGE.glob("*.py")}
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert files == TOP and folders == set(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_is_over_eight_modules(package):
+    modules = [p.stem for p in (PACKAGE / package).glob("*.py") if p.stem not in ("__init__", "__main__")]
+    assert len(modules) <= 8, f"{package}/ holds {len(modules)} modules: {sorted(modules)}"
+
+
+# Which packages each layer may import (besides itself and the top-level env/checkpoint/version):
+# the parts and blocks nothing above them, the models only blocks (and the data's constants), the
+# analysis never the trainer or the deployment, the data nothing of the models.
+ALLOWED = {
+    "blocks": set(),
+    "models": {"blocks", "data.constants"},
+    "data": set(),
+    "analysis": {"blocks", "models", "data"},
+    "train": {"blocks", "models", "data", "analysis"},
+    "deploy": {"blocks", "models", "data", "analysis", "train"},
+}
+BASE = {"mobileblocks_edu.env", "mobileblocks_edu.checkpoint", "mobileblocks_edu.version"}
+
+
+@pytest.mark.parametrize("path", [m for m in MODULES if m.parent != PACKAGE], ids=_name)
+def test_imports_go_down_the_layers(path):
+    package = path.relative_to(PACKAGE).parts[0]
+    allowed = {f"mobileblocks_edu.{p}" for p in ALLOWED[package] | {package}}
+    bad = sorted(m for m in _library_imports(path) - BASE
+                 if not any(m == a or m.startswith(a + ".") for a in allowed))
+    assert not bad, f"{_name(path)} ({package}/) imports {bad}; it may import {sorted(ALLOWED[package])}"
+
+
+def test_no_module_imports_the_package_root():
+    """``from mobileblocks_edu import X`` (or ``from .. import X``) inside the library names only
+    modules; nothing reaches for a name that the package's ``__init__`` defines (``__version__``
+    lives in ``version``)."""
+    bad = []
+    for path in MODULES:
+        for module, names in _imports(path):
+            if module == "mobileblocks_edu" and path != PACKAGE / "__init__.py":
+                bad += [f"{_name(path)}: {n}" for n in names if not _is_module(f"mobileblocks_edu.{n}")]
+    assert not bad
+
+
+def test_no_import_cycle():
+    """Strongly connected components of the import graph, lazy imports included (a package's
+    ``__init__`` re-exporting its own modules is not a cycle: the modules never import it)."""
+    graph = {_name(p): {m for m in _library_imports(p) if m != _name(p)} for p in MODULES}
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("old", ["irb", "attention", "complexity", "registry", "loop", "latency", "images"])
+def test_the_old_flat_paths_are_gone(old):
+    with pytest.raises(ImportError):
+        importlib.import_module(f"mobileblocks_edu.{old}")
+
+
+@pytest.mark.parametrize("command", ["bench", "experiments"])
+def test_the_command_names_are_only_commands(command):
+    with pytest.raises(ImportError, match="only a command"):
+        importlib.import_module(f"mobileblocks_edu.{command}")

@@ -16,9 +16,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import mobileblocks_edu as mbe
-from mobileblocks_edu import data, loop, train
+from mobileblocks_edu import data, train
+from mobileblocks_edu.blocks.layers import ConvNormAct, DropPath
 from mobileblocks_edu.checkpoint import load_checkpoint, read_checkpoint
-from mobileblocks_edu.layers import ConvNormAct, DropPath
 
 CLASSES = data.CIFAR10_CLASSES[:4]
 COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])
@@ -346,7 +346,7 @@ def test_cli_errors(toy_root, tmp_path, capsys):
 
 # ------------------------------------------------------------------ the named experiments
 def test_every_experiment_is_a_valid_command():
-    from mobileblocks_edu import experiments as E
+    from mobileblocks_edu.train import experiments as E
 
     parser = train.build_parser()
     for e in E.list_experiments():
@@ -363,7 +363,7 @@ def test_every_experiment_is_a_valid_command():
 
 
 def test_experiment_run_resume_collect_summarize(toy_root, tmp_path, monkeypatch, capsys):
-    from mobileblocks_edu import experiments as E
+    from mobileblocks_edu.train import experiments as E
 
     exp = E.Experiment("toy", "mobilenetv2_100_cifar", epochs=2, seeds=(0, 1), batch_size=8,
                        options=("--subset", "2", "--img-size", "16", "--data-dir", str(toy_root), "--offline",

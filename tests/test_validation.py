@@ -15,16 +15,17 @@ import pytest
 import torch
 from torch import nn
 
-shutil_usage = type(shutil.disk_usage("."))
-
 import mobileblocks_edu as mbe
-from mobileblocks_edu import bench, cam, checkpoint, data, env, erf, loop, receptive, runinfo, train
-from mobileblocks_edu import experiments as E
+from mobileblocks_edu import checkpoint, data, env, train
+from mobileblocks_edu.analysis import bench, cam, erf, receptive
+from mobileblocks_edu.analysis.complexity import count_flops
+from mobileblocks_edu.blocks.irb import InvertedResidual
+from mobileblocks_edu.blocks.layers import ConvNormAct
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
-from mobileblocks_edu.complexity import count_flops
-from mobileblocks_edu.irb import InvertedResidual
-from mobileblocks_edu.layers import ConvNormAct
+from mobileblocks_edu.train import experiments as E
+from mobileblocks_edu.train import loop, runinfo
 
+shutil_usage = type(shutil.disk_usage("."))
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 

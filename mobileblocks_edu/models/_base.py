@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..layers import is_symbolic
+from ..blocks.layers import is_symbolic
 
 
 class Classifier(nn.Module):

@@ -21,11 +21,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..irmb import OP_ORDERS, batchnorm2d, iRMB
-from ..layers import LayerFactory, LayerNorm2d, trunc_normal_init
+from ..blocks.irmb import OP_ORDERS, batchnorm2d, iRMB
+from ..blocks.layers import LayerFactory, LayerNorm2d, trunc_normal_init
+from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
+from .registry import register_model
 
 NORM_LAYERS = {"bn": batchnorm2d, "ln": LayerNorm2d}
 ACT_LAYERS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
@@ -134,10 +135,10 @@ class EMO(Classifier):
         v_groups: groups of MLP_e in the attention blocks (1 in the reference network).
         qk_bias: bias of the Q/K projection.
         reference_order: every iRMB in the readable reference-order path (True) or the fast path
-            (False, the default); same function and weights (see :class:`~mobileblocks_edu.irmb.iRMB`).
+            (False, the default); same function and weights (see :class:`~mobileblocks_edu.blocks.irmb.iRMB`).
         fused: the fast path's attention kernel, ``F.scaled_dot_product_attention`` (True) or
             the explicit softmax (False). Both switches can be flipped on a built model with
-            :func:`~mobileblocks_edu.attention.set_attention`.
+            :func:`~mobileblocks_edu.blocks.attention.set_attention`.
         channels_last: in the fast path, run the network in the channels-last memory format
             (convolutions, above all the depthwise ones, are much faster on CPUs).
     """

@@ -17,11 +17,12 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from ..ghost import GhostBottleneck
-from ..layers import ConvNormAct, kaiming_init, make_divisible
+from ..blocks.ghost import GhostBottleneck
+from ..blocks.layers import ConvNormAct, kaiming_init, make_divisible
+from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
+from .registry import register_model
 
 STEM_CHS = 16  # stem output channels at width 1.0
 

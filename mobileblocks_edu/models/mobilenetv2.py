@@ -11,11 +11,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..irb import InvertedResidual
-from ..layers import ConvNormAct, kaiming_init, make_divisible
+from ..blocks.irb import InvertedResidual
+from ..blocks.layers import ConvNormAct, kaiming_init, make_divisible
+from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from ..env import check_num_classes, check_positive, check_rate
-from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from ._base import Classifier
+from .registry import register_model
 
 # (t, c, n, s) of the paper's Table 2
 MOBILENETV2_STAGES = (

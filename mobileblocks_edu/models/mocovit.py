@@ -2,7 +2,7 @@
 
 The architecture table (the paper's Table 2) is GhostNet 1.0x's with the last four Ghost
 bottlenecks (7x7, 160 channels, hidden 960, stride 1) replaced by four Mobile Transformer
-Blocks (:class:`~mobileblocks_edu.mtb.MobileTransformerBlock`). The paper fixes the skeleton and
+Blocks (:class:`~mobileblocks_edu.blocks.mtb.MobileTransformerBlock`). The paper fixes the skeleton and
 the block equations; the open choices are made so that the counts match its Table 3:
 
 ========================  ==============================================================
@@ -30,10 +30,11 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..blocks.mtb import MobileTransformerBlock, MoSA
+from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from ..env import check_positive
-from ..mtb import MobileTransformerBlock, MoSA
-from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
 from .ghostnet import GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, ghost_block, small_input_stages
+from .registry import register_model
 
 
 def mtb_stages(
@@ -65,7 +66,7 @@ MOCOVIT_STAGES = mtb_stages(5)
 def mocovit_block(cfg: BlockCfg, in_chs: int, hidden: int, out_chs: int, drop_path_rate: float,
                   **mtb_kwargs) -> nn.Module:
     """MoCoViT's block factory: a Mobile Transformer Block for an ``"mtb"`` row (``mtb_kwargs`` go
-    to :class:`~mobileblocks_edu.mtb.MobileTransformerBlock`), GhostNet's block for the others."""
+    to :class:`~mobileblocks_edu.blocks.mtb.MobileTransformerBlock`), GhostNet's block for the others."""
     if cfg.block != "mtb":
         return ghost_block(cfg, in_chs, hidden, out_chs, drop_path_rate)
     if cfg.stride != 1 or in_chs != out_chs:
@@ -84,11 +85,11 @@ class MoCoViT(GhostNet):
         num_heads: MoSA heads (4).
         out_proj: MoSA's output Ghost projection (True).
         fused: MoSA's fused attention kernel (True); ``set_attention(model, keep_attn=True)``
-            (:func:`~mobileblocks_edu.attention.set_attention`) keeps every MoSA's attention map.
+            (:func:`~mobileblocks_edu.blocks.attention.set_attention`) keeps every MoSA's attention map.
         attn_layer, ffn_layer, vanilla_norm: the parts of every MTB, for the paper's Table 7:
             ``"mosa"``/``"mhsa"`` (vanilla self-attention), ``"moffn"``/``"mlp"`` (vanilla MLP),
             and the vanilla parts' pre-norm ``"ln"``/``"bn"`` (see
-            :class:`~mobileblocks_edu.mtb.MobileTransformerBlock`).
+            :class:`~mobileblocks_edu.blocks.mtb.MobileTransformerBlock`).
     """
 
     def __init__(

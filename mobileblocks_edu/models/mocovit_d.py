@@ -32,11 +32,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..dyrelu import DyReLU
-from ..layers import ConvNormAct, SqueezeExcite
-from ..registry import CIFAR_MEAN, CIFAR_STD, register_model
+from ..blocks.dyrelu import DyReLU
+from ..blocks.layers import ConvNormAct, SqueezeExcite
+from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from .ghostnet import small_input_stages
 from .mocovit import MOCOVIT_STAGES, MoCoViT
+from .registry import register_model
+
 
 def _relu_chs(parent: nn.Module, name: str) -> int:
     """Channels seen by the ReLU ``parent.<name>``, read off the layer before it."""
@@ -51,7 +53,7 @@ def _relu_chs(parent: nn.Module, name: str) -> int:
 
 def replace_relu(model: nn.Module, **dyrelu_kwargs) -> int:
     """Replace every ``nn.ReLU`` of ``model`` (outside dynamic ReLUs' own hyper-functions) by a
-    :class:`~mobileblocks_edu.dyrelu.DyReLU` over the same channels; returns how many."""
+    :class:`~mobileblocks_edu.blocks.dyrelu.DyReLU` over the same channels; returns how many."""
     todo = [(parent, name) for parent in model.modules() if not isinstance(parent, DyReLU)
             for name, child in parent.named_children() if type(child) is nn.ReLU]
     for parent, name in todo:
@@ -65,7 +67,7 @@ class MoCoViTD(MoCoViT):
 
     Args:
         dyrelu_k, dyrelu_reduction, dyrelu_mode: K, R and the variant (``"b"``/``"a"``) of every
-            :class:`~mobileblocks_edu.dyrelu.DyReLU`.
+            :class:`~mobileblocks_edu.blocks.dyrelu.DyReLU`.
         everything else: as :class:`~mobileblocks_edu.models.mocovit.MoCoViT`.
     """
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ghost import GhostBottleneck
-from ..mtb import MobileTransformerBlock, MoFFN
+from ..blocks.ghost import GhostBottleneck
+from ..blocks.mtb import MobileTransformerBlock, MoFFN
 from .ghostnet import GhostNet
 
 

@@ -1,0 +1,503 @@
+"""Datasets of the training lab: CIFAR-10, Imagenette and any ImageFolder tree, read offline first.
+
+Where the images come from, in this order:
+
+1. The data directory (:func:`mobileblocks_edu.env.data_dir`: ``$MBE_DATA``, else ``data/`` of the
+   repository), in one of these layouts:
+
+   * CIFAR-10: ``cifar10/{train,test}/<class>/*.png`` (ImageFolder; ``cifar10/classes.json`` maps
+     label id -> class name) or ``cifar-10-batches-py/`` (CIFAR's original batch files, as
+     torchvision downloads them; a shortened or re-packed set of batches is fine too).
+   * Imagenette: ``imagenet_subset/{train,val}/<wnid>/*.JPEG`` (ImageFolder; ``classes.json`` maps
+     wnid -> name) or torchvision's ``imagenette2-160/``, ``imagenette2-320/``, ``imagenette2/``.
+
+   ``"imagefolder"`` reads any tree ``root/{train,val}/<class>/<image>`` instead (full ImageNet,
+   for one): the classes are its folders, the evaluation split may also be called ``test``, and
+   an optional ``root/classes.json`` maps folder -> class name.
+
+2. torchvision's downloaders (``CIFAR10``, ``Imagenette``; :mod:`mobileblocks_edu.data.download`), only
+   when allowed: ``download=True`` always tries, ``download=None`` (the default) tries when the
+   host answers within a few seconds and ``MBE_OFFLINE`` is not set, ``download=False`` never.
+
+When nothing is found, :class:`DatasetNotFoundError` says where it looked and how to fix it.
+A file that cannot be decoded raises :class:`CorruptImageError` naming the file.
+
+Batches are a pure function of ``(seed, epoch)``: :class:`EpochSampler` shuffles with
+``derive_seed(seed, e)`` and :class:`ImageDataset` augments sample ``i`` with
+``derive_seed(seed, e, i)``, whatever the number of DataLoader workers, which is what makes
+resuming a run exact (:mod:`mobileblocks_edu.train`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from torchvision import transforms as T
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from .. import env
+from ..env import check_positive
+from .constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from .download import download_dataset, offline, url_reachable
+from .images import CorruptImageError, ImageDataset, check_same_classes, derive_seed, read_cifar_batch
+
+PathLike = Union[str, os.PathLike]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGENETTE_CLASSES = {  # wnid -> name, in torchvision's (sorted wnid) label order
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset that is neither in the data directory nor downloadable right now."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the lab needs to know about a dataset.
+
+    ``mean``/``std`` normalise the images (per channel, on [0, 1] pixels); ``img_size`` is the
+    default training resolution; ``splits`` are (training split, evaluation split);
+    ``crop_scale`` is the smallest area fraction a training ``RandomResizedCrop`` keeps.
+    ``num_classes`` is ``None`` for an ImageFolder tree (its folders decide, see
+    :func:`dataset_info`), ``url`` empty for a dataset that is not downloaded.
+    """
+
+    name: str
+    title: str
+    num_classes: Optional[int]
+    img_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    splits: tuple[str, str]
+    url: str
+    download_size: str
+    crop_scale: float = 0.08
+
+
+DATASETS = {
+    "cifar10": DatasetInfo(
+        "cifar10", "CIFAR-10", 10, 32, CIFAR_MEAN, CIFAR_STD,
+        ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "163 MB",
+    ),
+    "imagenette": DatasetInfo(  # a milder crop than ImageNet's, as in fast.ai's Imagenette baselines
+        "imagenette", "Imagenette", 10, 160, IMAGENET_MEAN, IMAGENET_STD, ("train", "val"),
+        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz", "95 MB (160px) / 326 MB (320px)", 0.35,
+    ),
+    "imagefolder": DatasetInfo(  # ImageNet's statistics and its 224-pixel recipe
+        "imagefolder", "ImageFolder", None, 224, IMAGENET_MEAN, IMAGENET_STD, ("train", "val"), "", "",
+    ),
+}
+_ALIASES = {"cifar-10": "cifar10", "imagenet_subset": "imagenette", "imagenette2": "imagenette"}
+
+
+def dataset_info(name: str, root: Optional[PathLike] = None) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``"cifar10"``, ``"imagenette"`` (``"imagenet_subset"`` too) or
+    ``"imagefolder"``; for ``"imagefolder"`` with ``root``, ``num_classes`` counts the class folders
+    of ``root/train``."""
+    key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if not isinstance(key, str) or key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    info = DATASETS[key]
+    if info.num_classes is None and root is not None:  # an ImageFolder tree: one class per folder
+        search = _Search.start(info, "train", root)
+        found = search.first_found()
+        if found is None:
+            raise search.error("image folders are not downloaded")
+        info = dataclasses.replace(info, num_classes=len(find_classes(str(found[1]))[0]))
+    return info
+
+
+def _split(info: DatasetInfo, split: str) -> str:
+    """``"train"``, or the evaluation split under any of its usual names (``"test"``/``"val"``)."""
+    if split == info.splits[0]:
+        return split
+    if split in ("test", "val", "eval"):
+        return info.splits[1]
+    raise ValueError(f"split must be 'train' or {info.splits[1]!r} for {info.title} ('test', 'val' and "
+                     f"'eval' all name the evaluation split), got {split!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding a dataset on disk
+# ---------------------------------------------------------------------------------------------
+def _layouts(info: DatasetInfo, split: str, root: Path, size: str) -> list[tuple[str, Path, str]]:
+    """Candidate (kind, path, description) in the order they are tried."""
+    if info.name == "cifar10":
+        batches = "data_batch_*" if split == "train" else "test_batch"
+        return [("folder", root / "cifar10" / split, f"{root / 'cifar10' / split}/<class>/*.png (ImageFolder layout)"),
+                ("cifar-batches", root / "cifar-10-batches-py",
+                 f"{root / 'cifar-10-batches-py'}/{batches} (CIFAR's original batch files)")]
+    if info.name == "imagefolder":
+        names = ["train"] if split == "train" else ["val", "test"]
+        return [("folder", root / s, f"{root / s}/<class>/<image> (ImageFolder layout)") for s in names]
+    preferred = {"160px": "imagenette2-160", "320px": "imagenette2-320", "full": "imagenette2"}[size]
+    folders = sorted(["imagenette2-160", "imagenette2-320", "imagenette2"], key=lambda f: f != preferred)
+    return [("folder", root / "imagenet_subset" / split,
+             f"{root / 'imagenet_subset' / split}/<wnid>/*.JPEG (ImageFolder layout)")] + [
+        ("folder", root / f / split, f"{root / f / split}/<wnid>/*.JPEG (torchvision's Imagenette)") for f in folders]
+
+
+def _found(kind: str, path: Path, split: str) -> bool:
+    if kind == "folder":  # a folder with at least one class folder
+        return path.is_dir() and any(p.is_dir() for p in path.iterdir())
+    names = ["test_batch"] if split == "test" else sorted(p.name for p in path.glob("data_batch_*"))
+    return path.is_dir() and bool(names) and all((path / n).is_file() for n in names)
+
+
+def _read_folder(info: DatasetInfo, path: Path) -> tuple[list[str], list[int], list[str], list[str]]:
+    """``(files, labels, class names, folder names)`` of an ImageFolder split; labels follow the
+    sorted folder names, except CIFAR-10's, which follow its official class order."""
+    ids, _ = find_classes(str(path))
+    names_file = path.parent / "classes.json"
+    names = json.loads(names_file.read_text()) if names_file.is_file() else {}
+    if info.name == "cifar10":  # classes.json maps label id -> name
+        order = [names[k] for k in sorted(names, key=int)] if names else list(CIFAR10_CLASSES)
+        ids = sorted(ids, key=lambda c: (order.index(c), c) if c in order else (len(order), c))
+        names = {}
+    elif info.name == "imagenette":  # classes.json maps wnid -> name
+        names = names or IMAGENETTE_CLASSES
+    try:
+        samples = make_dataset(str(path), {c: i for i, c in enumerate(ids)}, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as e:  # a class folder without images
+        raise DatasetNotFoundError(f"{info.title} in {path}: {e}") from e
+    return [s for s, _ in samples], [t for _, t in samples], [names.get(c, c) for c in ids], ids
+
+
+def _read_batches(path: Path, split: str) -> tuple[np.ndarray, list[int]]:
+    files = [path / "test_batch"] if split == "test" else sorted(path.glob("data_batch_*"))
+    parts = [read_cifar_batch(f) for f in files]
+    return np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
+
+
+@dataclass
+class _Search:
+    """Where one split of a dataset is looked for: ``layouts`` under ``root``, in order."""
+
+    info: DatasetInfo
+    split: str
+    root: Path
+    explicit: bool  # root was passed by the caller, rather than the data directory
+    layouts: list[tuple[str, Path, str]]
+
+    @classmethod
+    def start(cls, info: DatasetInfo, split: str, root: Optional[PathLike], size: str = "160px") -> "_Search":
+        """The search under ``root``, or under the data directory when ``root`` is ``None``."""
+        path = Path(root).expanduser() if root is not None else env.data_dir()
+        return cls(info, split, path, root is not None, _layouts(info, split, path, size))
+
+    def first_found(self) -> Optional[tuple[str, Path]]:
+        return next(((kind, p) for kind, p, _ in self.layouts if _found(kind, p, self.split)), None)
+
+    def where(self) -> str:
+        if self.explicit:
+            return f"the folder passed as root, {self.root}"
+        source = "from MBE_DATA" if os.environ.get("MBE_DATA") else "MBE_DATA is not set"
+        return f"the data directory {self.root} ({source})"
+
+    def error(self, why: str) -> DatasetNotFoundError:
+        """Not found, and ``why`` not downloaded: where it looked and how to fix it."""
+        info = self.info
+        looked = "\n".join(f"  {desc}: not there" for _, _, desc in self.layouts)
+        head = (f"{info.title} ({self.split!r} split) was not found in {self.where()}, and {why}.\n"
+                f"Looked for:\n{looked}\n")
+        if not info.url:
+            err = DatasetNotFoundError(
+                head + "An ImageFolder tree is root/train/<class>/<image> and root/val/<class>/<image> (the evaluation "
+                "split may be called val or test); pass its folder as root (--data-dir on the command line).")
+            err.summary = f"no ImageFolder tree in {self.where()} ({why})."
+            return err
+        err = DatasetNotFoundError(
+            head + "To fix it, do one of:\n"
+            "  * set MBE_DATA to a folder that holds one of these layouts (export MBE_DATA=/path/to/datasets);\n"
+            "  * link an offline copy into the repository (ln -s /path/to/datasets data);\n"
+            f"  * download it when online ({info.download_size}): "
+            f"load_dataset({info.name!r}, download=True), or --download on the command line.")
+        err.summary = (f"{info.title} is not in {self.where()} and {why}. To get it, set MBE_DATA to a folder that "
+                       f"holds it, or run online so that torchvision downloads it ({info.download_size}).")
+        return err
+
+
+def _download_and_find(search: _Search, download: Optional[bool], size: str, timeout: float) -> tuple[str, Path]:
+    """Download the dataset when allowed and possible, and find it; else raise ``search.error``
+    saying why not."""
+    info = search.info
+    url = info.url.replace("-160", {"160px": "-160", "320px": "-320", "full": ""}[size])  # Imagenette's size
+    if not url:
+        raise search.error("image folders are not downloaded")
+    if download is False:
+        raise search.error("downloading is off (download=False)")
+    if download is None and offline():
+        raise search.error("downloading is off (MBE_OFFLINE is set)")
+    if not url_reachable(url, timeout):
+        raise search.error(f"it cannot be downloaded: no network ({url} could not be reached; "
+                           f"waited at most {timeout:g} s)")
+    try:
+        download_dataset(info.name, search.root, size)
+    except Exception as e:
+        raise search.error(f"the download failed ({type(e).__name__}: {e})") from e
+    found = search.first_found()
+    if found is None:
+        raise search.error("the download did not produce it")
+    return found
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    root: Optional[PathLike] = None,
+    download: Optional[bool] = None,
+    transform: Optional[Callable] = None,
+    subset: Optional[int] = None,
+    subset_seed: int = 0,
+    size: str = "160px",
+    timeout: float = 3.0,
+) -> ImageDataset:
+    """Load ``"cifar10"``, ``"imagenette"`` or an ``"imagefolder"`` tree as an :class:`ImageDataset`.
+
+    Args:
+        name: ``"cifar10"``, ``"imagenette"`` or ``"imagefolder"`` (``root/{train,val}/<class>/``).
+        split: ``"train"``, or the evaluation split (``"test"`` for CIFAR-10, ``"val"`` for the
+            others; either name is accepted for all).
+        root: the data directory (for ``"imagefolder"``, the tree); default
+            :func:`mobileblocks_edu.env.data_dir`.
+        download: ``True``: download when not found; ``False``: never; ``None``: only when the
+            host answers within ``timeout`` seconds and ``MBE_OFFLINE`` is not set.
+        transform: applied to each PIL image (see :func:`build_transforms`).
+        subset: keep this many images per class (deterministic, see :meth:`ImageDataset.subset`).
+        size: Imagenette's download size, ``"160px"``, ``"320px"`` or ``"full"`` (also the
+            folder preferred when several are present).
+        timeout: seconds to wait for the download host before giving up.
+    """
+    info = dataset_info(name)
+    split = _split(info, split)
+    if subset is not None:
+        check_positive("subset (images per class)", subset, int)
+    if download not in (None, True, False):
+        raise ValueError(f"download must be True, False or None (only when the host answers), got {download!r}")
+    if size not in ("160px", "320px", "full"):
+        raise ValueError(f"size must be '160px', '320px' or 'full', got {size!r}")
+
+    search = _Search.start(info, split, root, size)
+    kind, path = search.first_found() or _download_and_find(search, download, size, timeout)
+    if kind == "folder":
+        items, targets, classes, ids = _read_folder(info, path)
+    else:
+        items, targets = _read_batches(path, split)
+        classes = ids = list(CIFAR10_CLASSES)
+    ds = ImageDataset(items, targets, classes, class_ids=ids, transform=transform,
+                      name=info.name, split=split, source=str(path))
+    return ds.subset(subset, subset_seed) if subset is not None else ds
+
+
+_REPORTED: set = set()  # (dataset, data directory) pairs whose absence has been reported once
+
+
+def try_load_dataset(name: str, split: str = "train", *, skipping: str = "", **kwargs) -> Optional[ImageDataset]:
+    """:func:`load_dataset`, or ``None`` with one printed line when the dataset is neither in the
+    data directory nor downloadable now: what is missing, why, and how to get it (``MBE_DATA``, or
+    run online). A lesson calls it where live images are optional and goes on with its committed
+    results; ``skipping`` names what is left out (``"the live training demo"``). The line is
+    printed once per dataset and data directory, however often it is asked for."""
+    try:
+        return load_dataset(name, split, **kwargs)
+    except DatasetNotFoundError as e:
+        key = (dataset_info(name).name, str(kwargs.get("root") or env.data_dir()))
+        if key not in _REPORTED:
+            _REPORTED.add(key)
+            print(f"No data: {getattr(e, 'summary', str(e).splitlines()[0])}"
+                  + (f" Skipped without it: {skipping}." if skipping else ""))
+        elif skipping:
+            print(f"No data ({dataset_info(name).title}, see above): skipped {skipping}.")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms and loaders
+# ---------------------------------------------------------------------------------------------
+def build_transforms(name: str, train: bool, img_size: Optional[int] = None, randaugment: bool = False) -> T.Compose:
+    """torchvision transforms for training (random crop + flip, optional RandAugment) or evaluation,
+    ending with normalisation by the dataset's mean and std.
+
+    * CIFAR-10: ``RandomCrop(size, padding=size/8)`` + horizontal flip (the standard CIFAR recipe;
+      images are resized first when ``img_size`` is not 32).
+    * Imagenette and ImageFolder trees: ``RandomResizedCrop(size, scale=(crop_scale, 1))`` + flip
+      for training (ImageNet's 0.08, Imagenette's milder 0.35), and ``Resize(size / 0.875)`` +
+      ``CenterCrop(size)`` for evaluation (256 and 224 at ImageNet's 224 pixels).
+    * ``randaugment``: ``RandAugment(num_ops=2, magnitude=9)``, EMO's "rand-m9" (timm's extra
+      magnitude noise, "mstd0.5", has no torchvision equivalent).
+
+    The classic ``torchvision.transforms`` on PIL images: on 32x32 images they cost about 60 %
+    of the time of the ``transforms.v2`` pipeline, and augmentation runs once per image per epoch.
+    """
+    info = dataset_info(name)
+    size = img_size or info.img_size
+    check_positive("img_size", size, int)
+    ops: list = []
+    if info.name == "cifar10":
+        if size != 32:
+            ops.append(T.Resize(size, antialias=True))
+        if train:
+            ops += [T.RandomCrop(size, padding=max(1, size // 8)), T.RandomHorizontalFlip()]
+    elif train:
+        ops += [T.RandomResizedCrop(size, scale=(info.crop_scale, 1.0), antialias=True), T.RandomHorizontalFlip()]
+    else:
+        ops += [T.Resize(int(round(size / 0.875)), antialias=True), T.CenterCrop(size)]
+    if train and randaugment:
+        ops.append(T.RandAugment(num_ops=2, magnitude=9))
+    ops += [T.ToTensor(), T.Normalize(info.mean, info.std)]
+    return T.Compose(ops)
+
+
+def denormalize(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Undo the normalisation of :func:`build_transforms`: pixels back in [0, 1], for plotting."""
+    info = dataset_info(name)
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"x must be images (..., 3, H, W), got shape {tuple(x.shape)}")
+    mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles ``range(n)`` with the seed ``derive_seed(seed, epoch)``: the order of epoch ``e``
+    is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch.
+
+    In a distributed run, process ``rank`` of ``num_replicas`` takes the positions ``rank,
+    rank + W, rank + 2W, ...`` of that one order (``W = num_replicas``): the shards are disjoint,
+    and batch ``k`` of every shard together is batch ``k`` of one process with ``W`` times the
+    batch. ``even`` (training) first drops the last ``n mod W`` positions, so that every process
+    has as many; without it (evaluation) the shards hold every index exactly once.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, *, rank: int = 0, num_replicas: int = 1,
+                 even: bool = True):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0 (the dataset's length), got {n!r}")
+        check_positive("num_replicas", num_replicas, int)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank!r}")
+        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+        self.rank, self.num_replicas, self.even = rank, num_replicas, even
+
+    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
+        self.epoch = int(epoch)
+        if seed is not None:
+            self.seed = int(seed)
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        kept = self.n - self.n % self.num_replicas if self.even else self.n
+        return iter(order[self.rank:kept:self.num_replicas])
+
+    def __len__(self) -> int:
+        kept = self.n - self.n % self.num_replicas if self.even else self.n
+        return len(range(self.rank, kept, self.num_replicas))
+
+
+def set_epoch(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> None:
+    """Prepare ``loader`` for epoch ``epoch``: the sampler's shuffle, the dataset's augmentations
+    and the loader's own generator (which seeds its workers) all follow ``(seed, epoch)``.
+
+    Workers must not be persistent: a persistent worker keeps its own copy of the dataset and
+    would not see the new epoch.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0 (counting from 0), got {epoch!r}")
+    if getattr(loader, "persistent_workers", False):
+        raise ValueError("set_epoch needs persistent_workers=False (workers keep a stale copy of the dataset)")
+    for obj in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.dataset):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            try:
+                obj.set_epoch(epoch, seed=seed)
+            except TypeError:  # a set_epoch(epoch) without a seed, e.g. DistributedSampler
+                obj.set_epoch(epoch)
+    if loader.generator is not None and seed is not None:
+        loader.generator.manual_seed(derive_seed(seed, epoch, 2))
+
+
+def build_loaders(
+    name: str = "cifar10",
+    *,
+    root: Optional[PathLike] = None,
+    download: Optional[bool] = None,
+    img_size: Optional[int] = None,
+    batch_size: int = 128,
+    eval_batch_size: Optional[int] = None,
+    subset: Optional[int] = None,
+    eval_subset: Optional[int] = None,
+    randaugment: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    in_memory: Optional[bool] = None,
+) -> tuple[DataLoader, DataLoader]:
+    """The training and evaluation loaders of a dataset.
+
+    The training loader shuffles with :class:`EpochSampler` and drops the last incomplete batch
+    (a batch of one would break BatchNorm); the evaluation loader keeps every image in order.
+    ``subset``/``eval_subset`` keep that many images per class. ``in_memory`` decodes every
+    image once (:meth:`ImageDataset.in_memory`); by default on for CIFAR-10 (16 MB for the
+    offline subset, 150 MB for the full training set). Class names: ``train_loader.dataset.classes``.
+    """
+    check_positive("batch_size", batch_size, int)
+    if eval_batch_size is not None:
+        check_positive("eval_batch_size", eval_batch_size, int)
+    if img_size is not None:
+        check_positive("img_size", img_size, int)
+    for arg, v in (("subset", subset), ("eval_subset", eval_subset)):
+        if v is not None:
+            check_positive(f"{arg} (images per class)", v, int)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    info = dataset_info(name)
+    common = dict(root=root, download=download)
+    train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
+                             subset=subset, **common)
+    eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
+                            subset=eval_subset, **common)
+    check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
+                       f"evaluation split ({eval_set.source})")
+    if in_memory if in_memory is not None else info.name == "cifar10":
+        train_set, eval_set = train_set.in_memory(), eval_set.in_memory()
+    if len(train_set) < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(train_set)} images)")
+    train_set.seed = seed
+    pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
+    train_loader = DataLoader(
+        train_set, batch_size=batch_size, sampler=EpochSampler(len(train_set), seed), drop_last=True,
+        num_workers=workers, generator=torch.Generator().manual_seed(seed), persistent_workers=False, pin_memory=pin,
+    )
+    eval_loader = DataLoader(eval_set, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
+                             num_workers=workers, generator=torch.Generator().manual_seed(seed), pin_memory=pin)
+    return train_loader, eval_loader
+
+
+__all__ = [
+    "CIFAR10_CLASSES", "IMAGENETTE_CLASSES", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "dataset_info",
+    "load_dataset", "try_load_dataset", "build_transforms", "denormalize", "EpochSampler", "set_epoch",
+    "build_loaders",
+    # defined in mobileblocks_edu.data.images, part of what load_dataset returns or raises
+    "ImageDataset", "CorruptImageError", "check_same_classes", "derive_seed",
+]

@@ -1,0 +1,544 @@
+"""The named experiments of the training lab: each one a reproducible command.
+
+An :class:`Experiment` fixes the model, the dataset, the recipe, the epochs and the seeds; its
+run for one seed is exactly the command :meth:`Experiment.command` prints, written to
+``runs/<name>_seed<seed>/``. The lessons read the collected results from ``lessons/results``
+and small checkpoints from ``lessons/checkpoints``::
+
+    python -m mobileblocks_edu.experiments list                 # every command
+    python -m mobileblocks_edu.experiments run cifar10_emo_1m --seed 0
+    python -m mobileblocks_edu.experiments collect cifar10_emo_1m
+
+``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
+run's ``result.json`` (history included) to ``lessons/results/<name>_seed<seed>.json`` and, with
+``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
+weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best
+test accuracy; choosing it by the test set would flatter the model, so the lessons use the last.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from .. import env
+
+if TYPE_CHECKING:
+    import torch
+
+PathLike = Any
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training setting, run once per seed.
+
+    Args:
+        name: unique name; run folders and result files are ``<name>_seed<seed>``.
+        model: registered model name.
+        data: ``"cifar10"`` or ``"imagenette"``.
+        epochs: training epochs.
+        seeds: the seeds to run (mean ± std over them).
+        recipe: ``"emo"`` or ``"mocovit"`` (see :data:`mobileblocks_edu.train.RECIPES`).
+        batch_size: training batch size.
+        model_args: keyword arguments for the model factory, as ``(key, value)`` pairs.
+        options: further command-line flags, e.g. ``("--subset", "100")``.
+        group: what the experiment belongs to (``"cifar10"``, ``"imagenette"``, ``"ablation"``).
+        note: one line on what it shows.
+    """
+
+    name: str
+    model: str
+    data: str = "cifar10"
+    epochs: int = 30
+    seeds: tuple[int, ...] = (0, 1, 2)
+    recipe: str = "emo"
+    batch_size: int = 128
+    model_args: tuple[tuple[str, Any], ...] = ()
+    options: tuple[str, ...] = ()
+    group: str = ""
+    note: str = ""
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str) or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        for arg in ("epochs", "batch_size"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Experiment {self.name}: {arg} must be a positive integer, got {v!r}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            raise ValueError(f"Experiment {self.name}: seeds must be a non-empty tuple of integers >= 0, "
+                             f"got {self.seeds!r}")
+        if self.data not in ("cifar10", "imagenette"):
+            raise ValueError(f"Experiment {self.name}: data must be 'cifar10' or 'imagenette', got {self.data!r}")
+        if self.recipe not in ("emo", "mocovit", "ghostnet"):
+            raise ValueError(f"Experiment {self.name}: recipe must be 'emo', 'mocovit' or 'ghostnet', "
+                             f"got {self.recipe!r}")
+        if not all(isinstance(o, str) for o in self.options):
+            raise ValueError(f"Experiment {self.name}: options must be strings, got {self.options!r}")
+
+    def run_name(self, seed: int) -> str:
+        return f"{self.name}_seed{seed}"
+
+    def out_dir(self, seed: int, runs: PathLike = "runs") -> Path:
+        return Path(runs) / self.run_name(seed)
+
+    def argv(self, seed: int, runs: PathLike = "runs") -> list[str]:
+        """The arguments of ``python -m mobileblocks_edu.train`` for ``seed``."""
+        args = ["--model", self.model, "--data", self.data, "--recipe", self.recipe, "--epochs", str(self.epochs),
+                "--batch-size", str(self.batch_size), "--seed", str(seed)]
+        for key, value in self.model_args:
+            args += ["--model-arg", f"{key}={json.dumps(value)}"]
+        return args + list(self.options) + ["--out", str(self.out_dir(seed, runs))]
+
+    def command(self, seed: int, runs: PathLike = "runs") -> str:
+        return "python -m mobileblocks_edu.train " + shlex.join(self.argv(seed, runs))
+
+
+# Sized for a 2-core CPU (two single-thread runs side by side; see each result's wall_time_s and
+# train_img_per_s). The learning rates come from a short sweep on a 1,000-image subset: the
+# linear rule from the papers' batch sizes (EMO: 6e-3 at 2048 -> 3.75e-4 at 128; GhostNet/MoCoViT:
+# 0.5 at 1024 -> 0.0625) is tuned for hundreds of epochs on ImageNet and learned slowest in a
+# schedule of a few hundred steps; 2e-3 (AdamW) and 0.25 (SGD) learned fastest.
+CIFAR_EPOCHS, IMAGENETTE_EPOCHS = 8, 10
+EMO_LR, SGD_LR = "2e-3", "0.25"
+_CIFAR = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="emo", group="cifar10",
+              options=("--lr", EMO_LR))
+_INETTE = dict(data="imagenette", epochs=IMAGENETTE_EPOCHS, seeds=(0,), recipe="emo", group="imagenette",
+               batch_size=64, options=("--lr", "1e-3"))  # 2,000 images: batch 64 for more steps, lr scaled linearly
+_EMO_ABL = {**_CIFAR, "group": "ablation"}
+_MOCOVIT_ABL = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="mocovit", group="ablation",
+                    options=("--lr", SGD_LR))
+# EMO-1M's norms and activations (BN + SiLU in stages 1-2, LN + GELU in stages 3-4) kept when F changes
+_EMO_1M_LAYERS = (("norm_layers", ["bn", "bn", "ln", "ln"]), ("act_layers", ["silu", "silu", "gelu", "gelu"]))
+
+MAIN_GROUPS = ("cifar10", "imagenette")  # the main runs; the rest are ablations
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    # --- CIFAR-10 (the offline subset: 5,438 training, 1,017 test images), one recipe for all
+    Experiment("cifar10_emo_1m", "emo_1m_cifar", **_CIFAR, note="EMO-1M, small-input variant"),
+    Experiment("cifar10_mocovit_100", "mocovit_100_cifar", **_CIFAR, note="MoCoViT-1.0x, small-input variant"),
+    Experiment("cifar10_mocovit_d_100", "mocovit_d_100_cifar", **_CIFAR,
+               note="MoCoViT-D-1.0x (dynamic ReLU), small-input variant"),
+    Experiment("cifar10_ghostnet_100", "ghostnet_100_cifar", **_CIFAR, note="GhostNet-1.0x, small-input variant"),
+    Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR, note="MobileNetV2-1.0x, small-input variant"),
+    # --- Imagenette (the offline subset: 2,000 training, 500 validation images) at 128x128
+    Experiment("imagenette_emo_1m", "emo_1m_imagenette", **_INETTE, note="EMO-1M at 128x128"),
+    Experiment("imagenette_ghostnet_100", "ghostnet_100_imagenette", **_INETTE, note="GhostNet-1.0x at 128x128"),
+    # --- EMO Table 5 on emo_1m_cifar (F = EW-MHSA + DW-conv is cifar10_emo_1m itself)
+    Experiment("ablation_emo_1m_dw_only", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("attn_stages", [False, False, False, False]), *_EMO_1M_LAYERS),
+               note="EMO Table 5: F = DW-conv only (no EW-MHSA; norms and activations as in EMO-1M)"),
+    Experiment("ablation_emo_1m_attn_only", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("dw_stages", [False, False, False, False]),),
+               note="EMO Table 5: F = EW-MHSA only (no DW-conv outside the downsampling blocks)"),
+    Experiment("ablation_emo_1m_identity", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("attn_stages", [False, False, False, False]), ("dw_stages", [False, False, False, False]),
+                           *_EMO_1M_LAYERS),
+               note="EMO Table 5: F = identity (an MLP block; DW-conv only in the downsampling blocks)"),
+    # Operator order. Attention after the DW-conv must attend over the expanded values (paper
+    # order), which needs the heads to divide the hidden width: 588 channels in stage 4 of EMO-1M
+    # with 8 heads of 21 do not, so both rows use 7 heads of 24 there, and the control keeps EMO's
+    # order (EW-MHSA, then DW-conv) with attention on the expanded values too.
+    Experiment("ablation_emo_1m_attn_dw", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("attn_before_mlp_e", False), ("dim_heads", [16, 16, 20, 24])),
+               note="EMO operator order, control: EW-MHSA then DW-conv, attention on the expanded values"),
+    Experiment("ablation_emo_1m_dw_attn", "emo_1m_cifar", **_EMO_ABL,
+               model_args=(("op_order", "dw_attn"), ("attn_before_mlp_e", False), ("dim_heads", [16, 16, 20, 24])),
+               note="EMO operator order: DW-conv then EW-MHSA (the values are the DW-conv branch's output)"),
+    # --- MoCoViT Table 7 at 0.5x on 32x32 inputs, GhostNet's SGD recipe (the paper's basic setting)
+    Experiment("ablation_ghostnet_050", "ghostnet_050_cifar", **_MOCOVIT_ABL,
+               note="MoCoViT Table 7: the GhostNet 0.5x baseline"),
+    Experiment("ablation_mocovit_050_sa_mlp", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               model_args=(("attn_layer", "mhsa"), ("ffn_layer", "mlp")),
+               note="MoCoViT Table 7: vanilla self-attention + vanilla MLP (LayerNorm ahead of each)"),
+    Experiment("ablation_mocovit_050_sa_moffn", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               model_args=(("attn_layer", "mhsa"),),
+               note="MoCoViT Table 7: vanilla self-attention (LayerNorm ahead) + MoFFN"),
+    Experiment("ablation_mocovit_050", "mocovit_050_cifar", **_MOCOVIT_ABL,
+               note="MoCoViT Table 7: MoSA + MoFFN (MoCoViT 0.5x)"),
+]}
+# The learning-rate sweep behind EMO_LR and SGD_LR: 100 training and 30 test images per class,
+# 8 epochs, one seed (a check of which rates learn at all in a few dozen steps, not a tuning).
+_SWEEP = dict(data="cifar10", epochs=8, seeds=(0,), group="lr_sweep")
+for _lr in ("3.75e-4", "1e-3", EMO_LR, "4e-3"):
+    EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(
+        f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo", options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+        **_SWEEP, note=f"EMO recipe (AdamW) at lr {_lr}" + (" (the linear rule)" if _lr == "3.75e-4" else ""))
+for _lr in ("0.0625", SGD_LR):
+    EXPERIMENTS[f"lr_sweep_sgd_{_lr}"] = Experiment(
+        f"lr_sweep_sgd_{_lr}", "ghostnet_050_cifar", recipe="mocovit",
+        options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+        **_SWEEP, note=f"GhostNet recipe (SGD) at lr {_lr}" + (" (the linear rule)" if _lr == "0.0625" else ""))
+# earlier names of experiments
+ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown experiment {name!r}{hint} (list_experiments() shows all)")
+    return EXPERIMENTS[name]
+
+
+def groups() -> list[str]:
+    """The experiments' groups, in the order they first appear."""
+    return list(dict.fromkeys(e.group for e in EXPERIMENTS.values()))
+
+
+def list_experiments(group: Optional[str] = None) -> list[Experiment]:
+    """Every experiment, or those of one group (a ``ValueError`` lists the groups for an unknown one)."""
+    if group is not None and group not in groups():
+        raise ValueError(f"unknown group {group!r}; the groups are {groups()}")
+    return [e for e in EXPERIMENTS.values() if group is None or e.group == group]
+
+
+class RunMismatchError(ValueError):
+    """A run folder that holds another experiment's run (another model, dataset, recipe, seed ...)."""
+
+
+def _saved_args(out: Path) -> Optional[dict]:
+    """The command-line settings a run folder records (``result.json``, else ``last.pt``)."""
+    result = out / "result.json"
+    if result.is_file():
+        try:
+            args = json.loads(result.read_text()).get("args")
+        except (json.JSONDecodeError, OSError) as e:
+            raise RunMismatchError(f"{result} cannot be read ({type(e).__name__}: {e}); move the folder away") from e
+        if args is not None:
+            return dict(args)
+    if (out / "last.pt").is_file():
+        from ..checkpoint import read_checkpoint
+
+        return dict(read_checkpoint(out / "last.pt").get("meta", {}).get("args") or {}) or None
+    return None
+
+
+def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> None:
+    """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
+    made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
+    its arguments, data, recipe, epochs, seed ...), or a run that records none."""
+    from . import RESUME_MAY_CHANGE, options
+
+    out = exp.out_dir(seed, runs)
+    if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
+        return
+    saved = _saved_args(out)
+    if saved is None:
+        raise RunMismatchError(f"{out} holds a run that records no settings, so it cannot be checked against "
+                               f"{exp.name} (seed {seed}): move it away and run again")
+    want = options(exp.argv(seed, runs))
+    diff = [f"{k}: the folder's run has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
+            for k in sorted(want) if k not in RESUME_MAY_CHANGE and k in saved and saved.get(k) != want[k]]
+    diff += [f"{k}: not recorded by the folder's run" for k in ("model", "data", "seed") if k not in saved]
+    if diff:
+        raise RunMismatchError(f"{out} holds another run than experiment {exp.name} with seed {seed}:\n  "
+                               + "\n  ".join(diff) + "\nmove that folder away (or pass another --runs)")
+
+
+def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
+    """``"done"``, ``"partial"`` (a ``last.pt`` to resume) or ``"missing"``.
+
+    A folder that holds a run of other settings raises :class:`RunMismatchError`."""
+    out = exp.out_dir(seed, runs)
+    check_run_identity(exp, seed, runs)
+    result = out / "result.json"
+    if result.is_file() and json.loads(result.read_text()).get("status") == "done":
+        return "done"
+    return "partial" if (out / "last.pt").is_file() else "missing"
+
+
+def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequence[str] = ()) -> int:
+    """Train one seed of an experiment (resume a partial run, skip a finished one); exit status."""
+    from . import main
+
+    exp = get_experiment(name)
+    if seed not in exp.seeds:
+        raise ValueError(f"seed {seed!r} is not one of {exp.name}'s seeds {list(exp.seeds)}")
+    _check_extra(extra)
+    status = run_status(exp, seed, runs)
+    if status == "done":
+        print(f"{exp.run_name(seed)}: done already ({exp.out_dir(seed, runs)})")
+        return 0
+    if status == "partial":
+        return main(["--out", str(exp.out_dir(seed, runs)), "--resume", *extra])
+    return main(exp.argv(seed, runs) + list(extra))
+
+
+def _check_extra(extra: Sequence[str]) -> None:
+    """``extra`` options may change how a run is executed, never what it is (the folder would then
+    hold another run than the experiment's)."""
+    from . import RESUME_MAY_CHANGE, build_parser
+
+    parser = build_parser()
+    try:
+        given = vars(parser.parse_args(list(extra)))
+    except SystemExit:
+        raise ValueError(f"extra options {list(extra)} are not options of python -m mobileblocks_edu.train") from None
+    allowed = sorted(RESUME_MAY_CHANGE - {"out", "resume"})
+    bad = [k for k, v in given.items() if v is not None and v is not False and k not in allowed]
+
+    def flags(keys):
+        return ", ".join("--" + k.replace("_", "-") for k in keys)
+
+    if bad:
+        raise ValueError(f"extra options may change how a run is executed ({flags(allowed)}), "
+                         f"not what it is; got {flags(bad)}")
+
+
+def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
+            checkpoints: Optional[PathLike] = None) -> list[Path]:
+    """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
+    ``<name>_seed<seed>.json``; with ``checkpoints``, also their final weights (``last.pt``) as float16."""
+    from . import export_weights
+
+    exp = get_experiment(name)
+    results = Path(results) if results is not None else env.results_dir()
+    if results is None:
+        raise ValueError("results: no repository checkout here; pass a folder")
+    written = []
+    for seed in exp.seeds:
+        if run_status(exp, seed, runs) != "done":
+            continue
+        out = exp.out_dir(seed, runs)
+        results.mkdir(parents=True, exist_ok=True)
+        written.append(Path(shutil.copyfile(out / "result.json", results / f"{exp.run_name(seed)}.json")))
+        if checkpoints is not None:
+            written.append(export_weights(out / "last.pt", Path(checkpoints) / f"{exp.run_name(seed)}.pt", half=True))
+    return written
+
+
+def resolve_experiment(name: str) -> Experiment:
+    """The experiment called ``name``, or, for a model name such as ``"emo_1m_cifar"``, the one
+    main (``cifar10``/``imagenette`` group) experiment that trains that model."""
+    name = ALIASES.get(name, name)
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
+    main = [e for e in EXPERIMENTS.values() if e.model == name and e.group in MAIN_GROUPS and not e.model_args]
+    if len(main) == 1:
+        return main[0]
+    return get_experiment(name)  # raises, with suggestions
+
+
+def checkpoint_path(name: str, seed: int = 0, checkpoints: Optional[PathLike] = None) -> Optional[Path]:
+    """Where :func:`collect` puts the float16 weights of ``name``'s run with ``seed``
+    (``lessons/checkpoints/<name>_seed<seed>.pt``), or ``None`` outside a checkout."""
+    exp = resolve_experiment(name)
+    folder = Path(checkpoints) if checkpoints is not None else env.checkpoints_dir()
+    return folder / f"{exp.run_name(seed)}.pt" if folder is not None else None
+
+
+def build_model(name: str) -> "torch.nn.Module":
+    """The untrained model of an experiment: its registered model with the experiment's
+    ``model_args`` and the dataset's number of classes."""
+    from ..data.datasets import dataset_info
+    from ..models.registry import create_model
+
+    exp = resolve_experiment(name)
+    return create_model(exp.model, num_classes=dataset_info(exp.data).num_classes, **dict(exp.model_args))
+
+
+def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[PathLike] = None,
+                 device: str = "cpu") -> Optional["torch.nn.Module"]:
+    """The trained model of an experiment, in eval mode, or ``None`` when its checkpoint has not
+    been collected (train it with ``python -m mobileblocks_edu.experiments run NAME --seed S``,
+    then ``collect NAME --checkpoint``).
+
+    ``experiment_name`` is an experiment's name (``"cifar10_emo_1m"``, ``"ablation_emo_1m_dw_only"``)
+    or the name of a model with one main experiment (``"emo_1m_cifar"``). The weights are the
+    committed float16 copy of the run's final weights (EMA weights when the run used EMA), read with
+    ``weights_only=True`` and loaded strictly into a float32 model::
+
+        model = load_trained("cifar10_emo_1m")          # seed 0
+        if model is None: ...                           # not trained yet: train or skip
+    """
+    from ..checkpoint import load_checkpoint
+
+    path = checkpoint_path(experiment_name, seed, checkpoints)
+    if path is None or not path.is_file():
+        return None
+    model = load_checkpoint(build_model(experiment_name), path)
+    return model.to(device).eval()
+
+
+def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Optional[str] = None,
+                          **fallback_kwargs) -> tuple["torch.nn.Module", bool, str]:
+    """``(model, trained, label)`` for a figure about a training-lab experiment.
+
+    The trained network comes from :func:`load_trained` (the committed checkpoint of
+    ``experiment`` and ``seed``). When there is none, the same architecture with fresh weights
+    (seeded by ``seed``): the experiment's untrained model (:func:`build_model`), or, for a name
+    that is not an experiment (yet), ``create_model(fallback_model, **fallback_kwargs)``.
+    ``label`` says which one the figure shows. The model is in eval mode.
+    """
+    import torch
+
+    from ..models.registry import create_model
+
+    try:
+        resolve_experiment(experiment)
+        known = True
+    except ValueError:
+        known = False
+    model = load_trained(experiment, seed=seed) if known else None
+    if model is not None:
+        return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
+    if not known and fallback_model is None:
+        raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(experiment) if known else create_model(fallback_model, **fallback_kwargs)
+    what = "no checkpoint yet" if known else "no such experiment yet"
+    return model.eval(), False, f"{experiment} (untrained: {what})"
+
+
+def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
+    """The collected result files of an experiment (one dict per finished seed)."""
+    exp = resolve_experiment(name)
+    results = Path(results) if results is not None else env.results_dir()
+    files = [results / f"{exp.run_name(s)}.json" for s in exp.seeds] if results is not None else []
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+
+# Sizes of the full datasets (training, evaluation images): CIFAR-10 (Krizhevsky, 2009) and
+# Imagenette v2 (fast.ai), to say how much of a dataset a committed run saw.
+FULL_DATASET_IMAGES = {"cifar10": (50_000, 10_000), "imagenette": (9_469, 3_925)}
+
+
+def run_data(result: dict) -> dict:
+    """What a committed run trained on, read from its result file alone (so it is the same on
+    every machine, whatever data is found locally): ``dataset`` (title), ``source`` (the folder
+    of the data directory the images were read from), ``subset``/``eval_subset`` (images per
+    class, ``None``: all), ``train_images``, ``eval_images``, ``full_train_images``,
+    ``full_eval_images`` (the whole dataset's), ``classes``, ``img_size``, ``epochs``,
+    ``steps_per_epoch``, ``steps``, ``batch_size``."""
+    from ..data.datasets import dataset_info
+
+    info = dataset_info(result["data"]["name"])
+    full = FULL_DATASET_IMAGES.get(info.name, (None, None))
+    return {
+        "dataset": info.title, "source": result["data"].get("source"),
+        "subset": result["data"].get("subset"), "eval_subset": result["data"].get("eval_subset"),
+        "train_images": result["train_images"], "eval_images": result["val_images"],
+        "full_train_images": full[0], "full_eval_images": full[1],
+        "classes": len(result["classes"]), "img_size": result["input_size"][-1],
+        "epochs": result["epochs_done"], "steps_per_epoch": result["steps_per_epoch"],
+        "steps": result["steps_per_epoch"] * result["epochs_done"], "batch_size": result["batch_size"],
+    }
+
+
+def describe_run_data(result: dict) -> str:
+    """One sentence on a committed run's data and length, from its result file (see
+    :func:`run_data`), e.g. "5,438 of CIFAR-10's 50,000 training images (folder cifar10/train)
+    and 1,017 of its 10,000 test images, 10 classes at 32x32; 8 epochs of 42 steps (336 steps)
+    at batch 128"."""
+    d = run_data(result)
+    split = "test" if d["dataset"] == "CIFAR-10" else "validation"
+
+    def part(n, full, what):
+        return f"{n:,} of {d['dataset']}'s {full:,} {what} images" if full and n < full else f"{n:,} {what} images"
+
+    where = f" (folder {d['source']})" if d["source"] else ""
+    per_class = f", {d['subset']} per class" if d["subset"] else ""
+    return (f"{part(d['train_images'], d['full_train_images'], 'training')}{where}{per_class} and "
+            f"{part(d['eval_images'], d['full_eval_images'], split)}, {d['classes']} classes at "
+            f"{d['img_size']}x{d['img_size']}; {d['epochs']} epochs of {d['steps_per_epoch']} steps "
+            f"({d['steps']:,} steps) at batch {d['batch_size']}")
+
+
+def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1") -> dict:
+    """Mean and standard deviation over seeds of the final evaluation's ``metric`` (and the
+    params, MACs, wall time and training throughput of the runs)."""
+    runs = load_results(name, results)
+    if not runs:
+        raise FileNotFoundError(f"no collected results for {name!r} in {results or env.results_dir()}")
+    missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
+    if missing:
+        known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
+        raise ValueError(f"metric {metric!r} is not in the final evaluation of {name!r} (seeds {missing}); "
+                         f"choose one of {known}")
+    values = [r["final"][metric] for r in runs]
+    return {
+        "name": name,
+        "model": runs[0]["model"],
+        "seeds": [r["seed"] for r in runs],
+        metric: values,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "params": runs[0]["params"],
+        "macs": runs[0].get("macs"),
+        "wall_time_s": [r["wall_time_s"] for r in runs],
+        "train_img_per_s": [r["train_img_per_s"] for r in runs],
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mobileblocks_edu.experiments",
+                                description="The training lab's named experiments.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="print every experiment's commands and the state of its runs")
+    ls.add_argument("--group")
+    ls.add_argument("--runs", default="runs")
+    r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
+    r.add_argument("name")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--runs", default="runs")
+    r.add_argument("--threads", type=_positive_int)
+    c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
+    c.add_argument("name")
+    c.add_argument("--runs", default="runs")
+    c.add_argument("--checkpoint", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for e in list_experiments(args.group):
+                print(f"# {e.name} [{e.group}]: {e.note}")
+                for s in e.seeds:
+                    try:
+                        state = run_status(e, s, args.runs)
+                    except RunMismatchError:
+                        state = "folder holds another run"
+                    print(f"{e.command(s, args.runs)}    # {state}")
+            return 0
+        if args.cmd == "run":
+            exp = get_experiment(args.name)
+            extra = ["--threads", str(args.threads)] if args.threads else []
+            for s in ([args.seed] if args.seed is not None else exp.seeds):
+                rc = run_experiment(args.name, s, args.runs, extra)
+                if rc:
+                    return rc
+            return 0
+        ckpts = env.checkpoints_dir() if args.checkpoint else None
+        for path in collect(args.name, args.runs, checkpoints=ckpts):
+            print(path)
+        return 0
+    except ValueError as e:
+        p.error(str(e))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return v
+
+
+__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
+           "check_run_identity", "run_status", "run_experiment",
+           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh", "load_results",
+           "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

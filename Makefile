@@ -1,6 +1,6 @@
 # mobileblocks-edu: two commands (see README.md)
 #   make book   create .venv if missing, install, build the HTML book into _build/html
-#   make test   unit tests + every lesson executed in fast mode (MBE_FAST=1)
+#   make test   lint, unit tests + every lesson executed in fast mode (MBE_FAST=1)
 # and the readers' other paths (run by .ci/run):
 #   make test-oldest   unit tests on the lowest versions requirements.txt allows
 #   make test-colab    lessons 01 and 04 run the Colab way, on Colab's preinstalled versions
@@ -27,7 +27,7 @@ COLAB_VENV    ?= .venv-colab
 COLAB_STACK   := torch==2.11.0 torchvision==0.26.0 ipython==7.34.0 ipywidgets==7.7.1 ipykernel==6.17.1 \
                  numpy matplotlib tqdm pillow opencv-python scikit-learn scipy nbclient nbformat
 
-.PHONY: book test book-fast install data-link clean test-oldest test-colab sync-lessons
+.PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons
 
 install: $(VENV)/.installed
 
@@ -51,8 +51,12 @@ book: install data-link
 book-fast: install data-link
 	MBE_FAST=1 $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/fast
 
-test: install data-link
+test: install data-link lint
 	MBE_FAST=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 tests lessons
+
+# Lint and import order (settings in pyproject.toml); part of make test.
+lint: install
+	$(BIN)/ruff check mobileblocks_edu tests tools
 
 # Every ">=" bound of requirements.txt's library lines, pinned: the lowest versions we claim.
 $(OLDEST_VENV)/.installed: requirements.txt pyproject.toml

@@ -1,4 +1,4 @@
-"""``python -m mobileblocks_edu.experiments``: the training lab's named runs (:mod:`mobileblocks_edu.train.experiments`).
+"""``python -m mobileblocks_edu.experiments``: the lab's named runs (:mod:`mobileblocks_edu.train.experiments`).
 
 Only the command lives at this name, the one the README and the committed results record; the
 code is imported from :mod:`mobileblocks_edu.train.experiments`.

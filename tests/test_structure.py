@@ -9,6 +9,7 @@ import ast
 import importlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ import mobileblocks_edu
 
 PACKAGE = Path(mobileblocks_edu.__file__).parent
 ROOT = PACKAGE.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import import_graph  # noqa: E402
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 550
 
@@ -27,38 +31,17 @@ def _name(path: Path) -> str:
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
     """``(module, names)`` for every import of the file, relative imports made absolute."""
-    package = _name(path) if path.name == "__init__.py" else _name(path).rsplit(".", 1)[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            found.append((module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            found.extend((a.name, []) for a in node.names)
-    return found
+    return [(module, names) for module, names, _ in import_graph.imports(path, ROOT)]
 
 
 def _is_module(dotted: str) -> bool:
-    path = ROOT.joinpath(*dotted.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+    return import_graph.is_module(dotted, ROOT)
 
 
 def _library_imports(path: Path) -> set[str]:
     """The library modules a file imports, lazy imports included (``from . import lab`` counts as
     ``mobileblocks_edu.lab``, ``from .blocks.irb import X`` as ``mobileblocks_edu.blocks.irb``)."""
-    out = set()
-    for module, names in _imports(path):
-        if module != "mobileblocks_edu" and not module.startswith("mobileblocks_edu."):
-            continue
-        submodules = {f"{module}.{n}" for n in names if _is_module(f"{module}.{n}")}
-        out |= submodules or {module}
-        if len(submodules) < len(names) and module != "mobileblocks_edu":
-            out.add(module)
-    return out
+    return import_graph.library_imports(path, ROOT)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=_name)
@@ -179,34 +162,11 @@ def test_no_module_imports_the_package_root():
 def test_no_import_cycle():
     """Strongly connected components of the import graph, lazy imports included (a package's
     ``__init__`` re-exporting its own modules is not a cycle: the modules never import it)."""
-    graph = {_name(p): {m for m in _library_imports(p) if m != _name(p)} for p in MODULES}
-    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    assert not import_graph.cycles(import_graph.graph(ROOT)), "import cycles"
 
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = set()
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.add(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
 
-    for v in graph:
-        if v not in index:
-            visit(v)
-    assert not cycles, f"import cycles: {cycles}"
+def test_the_cycle_check_finds_a_cycle():
+    assert import_graph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 @pytest.mark.parametrize("old", ["irb", "attention", "complexity", "registry", "loop", "latency", "images"])

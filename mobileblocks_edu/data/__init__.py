@@ -26,4 +26,9 @@ from .datasets import (
 )
 from .images import CorruptImageError, ImageDataset, check_same_classes, derive_seed
 
-__all__ = ["CIFAR10_CLASSES", "IMAGENETTE_CLASSES", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "dataset_info", "load_dataset", "try_load_dataset", "build_transforms", "denormalize", "EpochSampler", "set_epoch", "build_loaders", "ImageDataset", "CorruptImageError", "check_same_classes", "derive_seed", "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = [
+    "CIFAR10_CLASSES", "IMAGENETTE_CLASSES", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "dataset_info",
+    "load_dataset", "try_load_dataset", "build_transforms", "denormalize", "EpochSampler", "set_epoch",
+    "build_loaders", "ImageDataset", "CorruptImageError", "check_same_classes", "derive_seed", "CIFAR_MEAN",
+    "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD",
+]

@@ -19,4 +19,8 @@ from .export import (
 )
 from .fold import BN_TYPES, LN_TYPES, bn_scale_shift, fold_batchnorm, fold_bn_into_next_conv, fold_conv_bn, norm_counts
 
-__all__ = ["BN_TYPES", "LN_TYPES", "bn_scale_shift", "fold_conv_bn", "fold_bn_into_next_conv", "fold_batchnorm", "norm_counts", "sample_images", "export_onnx", "ort_session", "run_onnx", "onnx_op_counts", "check_export", "imagenet_models", "HAS_DYNAMO_EXPORT"]
+__all__ = [
+    "BN_TYPES", "LN_TYPES", "bn_scale_shift", "fold_conv_bn", "fold_bn_into_next_conv", "fold_batchnorm",
+    "norm_counts", "sample_images", "export_onnx", "ort_session", "run_onnx", "onnx_op_counts", "check_export",
+    "imagenet_models", "HAS_DYNAMO_EXPORT",
+]

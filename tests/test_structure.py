@@ -179,3 +179,11 @@ def test_the_old_flat_paths_are_gone(old):
 def test_the_command_names_are_only_commands(command):
     with pytest.raises(ImportError, match="only a command"):
         importlib.import_module(f"mobileblocks_edu.{command}")
+
+
+def test_nothing_names_the_flat_layout():
+    """No import, docstring, lesson or page names a module at its old flat path
+    (``tools/relayout.py --check``; the same tool rewrites such code)."""
+    import relayout
+
+    assert relayout.main(["--check"]) == 0

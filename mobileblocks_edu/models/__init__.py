@@ -1,4 +1,10 @@
-"""Model definitions. Importing this package registers every model module in it."""
+"""The models, built from the blocks, and their registry.
+
+:mod:`.registry` creates a model by name (``mobileblocks_edu.create_model``); one module per family:
+:mod:`.mobilenetv2`, :mod:`.emo`, :mod:`.ghostnet`, :mod:`.mocovit`, :mod:`.mocovit_d`;
+:mod:`.tables` prints the papers' architecture tables from a built model. Importing this package
+registers every model module in it.
+"""
 import importlib
 import pkgutil
 

@@ -193,7 +193,7 @@ def test_model_api():
 def test_reference_building_rules():
     model = mbe.create_model("emo_1m")
     first = model.stage3[0]
-    assert first.stride == 2 and not first.has_skip and not first.has_attn and first.hidden_chs == 48 * 2 * 3
+    assert first.stride == 2 and not first.has_skip and not first.has_attn and first.mid_chs == 48 * 2 * 3
     assert all(b.has_attn and b.has_skip and b.dw_skip for b in model.stage3[1:])
     assert not any(b.has_attn for b in [*model.stage1, *model.stage2])
     stem_block = model.stage0[1]
@@ -233,7 +233,7 @@ def test_reference_orders_differ_on_a_stage_3_block():
 
 
 def test_paper_order_is_impossible_for_emo_1m_stage_4():
-    with pytest.raises(ValueError, match=r"hidden_chs=588 divisible by num_heads=8"):
+    with pytest.raises(ValueError, match=r"mid_chs=588 divisible by num_heads=8"):
         mbe.create_model("emo_1m", attn_before_mlp_e=False)
 
 

@@ -267,7 +267,7 @@ def test_attention_map_is_kept_on_request():
         (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, op_order="conv_first"), r"op_order must be one of"),
         (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, op_order="dw_attn"), r"needs attn_before_mlp_e=False"),
         (dict(in_chs=168, out_chs=168, exp_ratio=3.5, has_attn=True, dim_head=21, attn_before_mlp_e=False),
-         r"hidden_chs=588 divisible by num_heads=8"),
+         r"mid_chs=588 divisible by num_heads=8"),
         (dict(in_chs=32, out_chs=48, stride=2, has_dw=False), r"stride=2 needs the DW-conv"),
         (dict(in_chs=32, out_chs=48, has_skip=True), r"has_skip=True needs stride=1 and in_chs == out_chs"),
         (dict(in_chs=32, out_chs=32, exp_ratio=2, v_proj=False), r"v_proj=False needs has_attn=False and exp_ratio=1"),

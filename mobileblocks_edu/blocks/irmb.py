@@ -103,7 +103,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         in_chs: input channels C.
         out_chs: output channels.
         stride: stride of the DW-conv (2 in the downsampling blocks).
-        exp_ratio: expansion ratio λ; hidden width ``int(in_chs * exp_ratio)`` (the reference rounds down).
+        exp_ratio: expansion ratio λ; hidden width ``mid_chs = int(in_chs * exp_ratio)`` (the reference rounds down).
         dw_kernel_size: kernel k of the depthwise convolution.
         has_attn: use EW-MHSA in F.
         has_dw: use the DW-conv in F. With ``has_attn=has_dw=False``, F is the identity.
@@ -174,7 +174,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
                 f"has_skip=True needs stride=1 and in_chs == out_chs, got stride={stride}, "
                 f"in_chs={in_chs}, out_chs={out_chs}"
             )
-        self.in_chs, self.out_chs, self.hidden_chs = in_chs, out_chs, hidden
+        self.in_chs, self.out_chs, self.mid_chs = in_chs, out_chs, hidden
         self.stride, self.exp_ratio = stride, exp_ratio
         self.has_attn, self.has_dw = has_attn, has_dw
         self.has_skip = can_skip if has_skip is None else has_skip
@@ -221,14 +221,14 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
 
     def _build_mlp_e(self, v_proj: bool, v_groups: int, v_bias: bool, act_layer: LayerFactory) -> nn.Module:
         """MLP_e: (B, C, H, W) -> (B, λC, H, W), a grouped 1x1 convolution and the activation."""
-        in_chs, hidden = self.in_chs, self.hidden_chs
+        in_chs, hidden = self.in_chs, self.mid_chs
         if not v_proj and (self.has_attn or hidden != in_chs):
             raise ValueError(f"v_proj=False needs has_attn=False and exp_ratio=1, got has_attn={self.has_attn}, "
                              f"exp_ratio={self.exp_ratio}")
         if not v_proj:
             return nn.Identity()
         check_divisible("in_chs", in_chs, "v_groups", v_groups)
-        check_divisible("hidden_chs", hidden, "v_groups", v_groups)
+        check_divisible("mid_chs", hidden, "v_groups", v_groups)
         return ConvNormAct(in_chs, hidden, 1, groups=v_groups, bias=v_bias, norm_layer=None, act_layer=act_layer)
 
     # ---- switches ------------------------------------------------------------------------------
@@ -242,9 +242,9 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
                 )
             if stride != 1:
                 raise ValueError("op_order='dw_attn' needs stride=1: Q and K come from the block input")
-        if not attn_before_mlp_e and self.hidden_chs % self.num_heads:
+        if not attn_before_mlp_e and self.mid_chs % self.num_heads:
             raise ValueError(
-                f"attention on the expanded values (attn_before_mlp_e=False) needs hidden_chs={self.hidden_chs} "
+                f"attention on the expanded values (attn_before_mlp_e=False) needs mid_chs={self.mid_chs} "
                 f"divisible by num_heads={self.num_heads}"
             )
 
@@ -319,7 +319,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
             return self.attn(q, k, self.v(xn))  # paper order, nothing to pad
         # paper order with padding: padded values would be MLP_e(0) = act(b_v); shift them to zero and back
         b = self.v.conv.bias
-        v0 = self.v.act(b.view(1, -1, 1, 1)) if b is not None else self.v.act(xn.new_zeros(1, self.hidden_chs, 1, 1))
+        v0 = self.v.act(b.view(1, -1, 1, 1)) if b is not None else self.v.act(xn.new_zeros(1, self.mid_chs, 1, 1))
         return self.attn(q, k, self.v(xn) - v0) + v0
 
     def ew_mhsa_readable(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
@@ -353,7 +353,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         return out
 
     def extra_repr(self) -> str:
-        s = f"in_chs={self.in_chs}, out_chs={self.out_chs}, hidden_chs={self.hidden_chs}, stride={self.stride}"
+        s = f"in_chs={self.in_chs}, out_chs={self.out_chs}, mid_chs={self.mid_chs}, stride={self.stride}"
         s += f", has_attn={self.has_attn}, has_dw={self.has_dw}, has_skip={self.has_skip}, dw_skip={self.dw_skip}"
         if self.has_attn:
             win = "global" if self.window_size is None else f"{self.window_size} ({self.window_layout})"

@@ -80,8 +80,8 @@ class MetaMobileBlock(nn.Module):
 
     Args:
         dim: channels C of input and output.
-        exp_ratio: expansion ratio λ; MLP_e maps C to ``round(λ C)`` channels.
-        operator: the efficient operator F, given as a factory ``hidden_chs -> nn.Module``;
+        exp_ratio: expansion ratio λ; MLP_e maps C to ``mid_chs = round(λ C)`` channels.
+        operator: the efficient operator F, given as a factory ``mid_chs -> nn.Module``;
             ``None`` means the identity. A module with ``needs_input = True`` is called as
             ``F(X_e, norm(X))``.
         norm_layer: pre-norm on X (``None``: none, as in the IRB).
@@ -109,7 +109,7 @@ class MetaMobileBlock(nn.Module):
         check_positive("dim", dim, int)
         check_positive("exp_ratio", exp_ratio)
         hidden = round(dim * exp_ratio)
-        self.dim, self.exp_ratio, self.hidden_chs = dim, exp_ratio, hidden
+        self.dim, self.exp_ratio, self.mid_chs = dim, exp_ratio, hidden
         self.norm = norm_layer(dim) if norm_layer is not None else nn.Identity()
         # MLP_e: (B, C, H, W) -> (B, λC, H, W); the identity when λ = 1 and nothing is learned
         self.mlp_e = ConvNormAct(dim, hidden, 1, bias=bias, norm_layer=mlp_norm_layer, act_layer=act_layer)
@@ -126,7 +126,7 @@ class MetaMobileBlock(nn.Module):
         return x + self.drop_path(self.mlp_s(xf))  # Y = X + X_s
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, exp_ratio={self.exp_ratio}, hidden_chs={self.hidden_chs}"
+        return f"dim={self.dim}, exp_ratio={self.exp_ratio}, mid_chs={self.mid_chs}"
 
     # ---- the three instantiations of Fig. 2 -------------------------------------------------
 

@@ -120,32 +120,32 @@ class MoFFN(nn.Module):
 
     Args:
         dim: channels C (input and output).
-        hidden: channels after the up-projection (960 for C = 160 in MoCoViT 1.0x).
+        mid_chs: hidden width, the channels after the up-projection (960 for C = 160 in MoCoViT 1.0x).
         se_ratio: squeeze-excitation after the up-projection when > 0 (GhostNet's: reduce to
-            ``make_divisible(hidden · se_ratio, 4)``, ReLU, hard-sigmoid gate).
+            ``make_divisible(mid_chs · se_ratio, 4)``, ReLU, hard-sigmoid gate).
         act_layer: activation of the up-projection (ReLU, not the MLP's GELU).
 
     The same layers as a stride-1 Ghost bottleneck without its shortcut: 160,880 parameters at
-    C = 160, hidden 960 (622,880 with SE).
+    C = 160, mid_chs 960 (622,880 with SE).
     """
 
-    def __init__(self, dim: int, hidden: int, se_ratio: float = 0.0, act_layer: LayerFactory = nn.ReLU):
+    def __init__(self, dim: int, mid_chs: int, se_ratio: float = 0.0, act_layer: LayerFactory = nn.ReLU):
         super().__init__()
         check_positive("dim", dim, int)
-        check_positive("hidden", hidden, int)
+        check_positive("mid_chs", mid_chs, int)
         if se_ratio < 0:
             raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
-        self.dim, self.hidden = dim, hidden
-        self.ghost1 = GhostModule(dim, hidden, act_layer=act_layer)  # (B, C, H, W) -> (B, hid, H, W)
-        self.se = ghost_se(hidden, se_ratio) if se_ratio > 0 else nn.Identity()
-        self.ghost2 = GhostModule(hidden, dim, act_layer=None)  # (B, hid, H, W) -> (B, C, H, W)
+        self.dim, self.mid_chs = dim, mid_chs
+        self.ghost1 = GhostModule(dim, mid_chs, act_layer=act_layer)  # (B, C, H, W) -> (B, hid, H, W)
+        self.se = ghost_se(mid_chs, se_ratio) if se_ratio > 0 else nn.Identity()
+        self.ghost2 = GhostModule(mid_chs, dim, act_layer=None)  # (B, hid, H, W) -> (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.dim)
         return self.ghost2(self.se(self.ghost1(x)))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, hidden={self.hidden}"
+        return f"dim={self.dim}, mid_chs={self.mid_chs}"
 
 
 class MobileTransformerBlock(nn.Module):
@@ -156,7 +156,7 @@ class MobileTransformerBlock(nn.Module):
 
     Args:
         dim: channels C.
-        hidden: MoFFN hidden channels (also the vanilla MLP's).
+        mid_chs: MoFFN hidden channels (also the vanilla MLP's).
         num_heads: attention heads (MoSA or MHSA).
         se_ratio: squeeze-excitation inside the MoFFN (0: none; the vanilla MLP has none).
         dw_kernel_size: kernel of MoSA's depthwise refiner.
@@ -173,7 +173,7 @@ class MobileTransformerBlock(nn.Module):
     def __init__(
         self,
         dim: int,
-        hidden: int,
+        mid_chs: int,
         num_heads: int = 4,
         se_ratio: float = 0.0,
         dw_kernel_size: int = 3,
@@ -192,7 +192,7 @@ class MobileTransformerBlock(nn.Module):
             raise ValueError(f"ffn_layer must be one of {FFN_LAYERS}, got {ffn_layer!r}")
         if vanilla_norm not in VANILLA_NORMS:
             raise ValueError(f"vanilla_norm must be one of {sorted(VANILLA_NORMS)}, got {vanilla_norm!r}")
-        check_positive("hidden", hidden, int)
+        check_positive("mid_chs", mid_chs, int)
         self.dim, self.attn_layer, self.ffn_layer = dim, attn_layer, ffn_layer
         norm = VANILLA_NORMS[vanilla_norm]
         if attn_layer == "mosa":
@@ -203,10 +203,10 @@ class MobileTransformerBlock(nn.Module):
             self.attn = MHSA(dim, num_heads, fused=fused)  # W_q, W_k, W_v, W_o: 4(C + 1)C parameters
         if ffn_layer == "moffn":
             self.norm2 = nn.Identity()
-            self.ffn = MoFFN(dim, hidden, se_ratio, act_layer)
+            self.ffn = MoFFN(dim, mid_chs, se_ratio, act_layer)
         else:
             self.norm2 = norm(dim)
-            self.ffn = FFN(dim, hidden / dim, nn.GELU)  # C -> hidden -> C, GELU
+            self.ffn = FFN(dim, mid_chs / dim, nn.GELU)  # C -> mid_chs -> C, GELU
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ class MobileNetV2(Classifier):
 
     Args:
         num_classes: classifier outputs.
-        width_mult: channel multiplier (channels rounded to multiples of 8).
+        width: channel multiplier (channels rounded to multiples of 8), as ``GhostNet(width)``.
         stages: ``(t, c, n, s)`` rows; defaults to the paper's.
         stem_stride: stride of the 3x3 stem (2 for ImageNet, 1 for 32x32 inputs).
         drop_rate: dropout before the classifier.
@@ -45,7 +45,7 @@ class MobileNetV2(Classifier):
     def __init__(
         self,
         num_classes: int = 1000,
-        width_mult: float = 1.0,
+        width: float = 1.0,
         stages: Sequence[tuple[int, int, int, int]] = MOBILENETV2_STAGES,
         stem_stride: int = 2,
         drop_rate: float = 0.2,
@@ -53,21 +53,21 @@ class MobileNetV2(Classifier):
     ):
         super().__init__()
         check_num_classes(num_classes)
-        check_positive("width_mult", width_mult)
+        check_positive("width", width)
         check_positive("stem_stride", stem_stride, int)
         check_rate("drop_rate", drop_rate)
         check_rate("drop_path_rate", drop_path_rate)
         rows = [tuple(r) for r in stages]
         if not rows or not all(len(r) == 4 and all(isinstance(v, (int, float)) and v > 0 for v in r) for r in rows):
             raise ValueError(f"stages must be rows (t, c, n, s) of positive numbers, got {stages!r}")
-        stem_chs = make_divisible(32 * width_mult, 8)
-        self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
-        self.num_classes = num_classes
+        stem_chs = make_divisible(32 * width, 8)
+        self.num_features = make_divisible(1280 * max(1.0, width), 8)
+        self.num_classes, self.width = num_classes, width
         self.stem = ConvNormAct(3, stem_chs, 3, stem_stride, act_layer=nn.ReLU6)
         n_blocks = sum(n for _, _, n, _ in stages)
         blocks, in_chs, i = [], stem_chs, 0
         for t, c, n, s in stages:
-            out_chs = make_divisible(c * width_mult, 8)
+            out_chs = make_divisible(c * width, 8)
             stage = []
             for j in range(n):
                 stage.append(InvertedResidual(
@@ -106,7 +106,7 @@ class MobileNetV2(Classifier):
 )
 def mobilenetv2_100(num_classes: int = 1000, **kwargs) -> MobileNetV2:
     """MobileNetV2 1.0x at 224x224: 3,504,872 parameters, 300.77M multiply-adds."""
-    return MobileNetV2(num_classes, width_mult=1.0, **kwargs)
+    return MobileNetV2(num_classes, width=1.0, **kwargs)
 
 
 @register_model(input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD)
@@ -121,7 +121,7 @@ def mobilenetv2_100_cifar(num_classes: int = 10, **kwargs) -> MobileNetV2:
     ``mobilenetv2_100`` except the 10-class classifier.
     """
     stages = [(t, c, n, 1 if c == 160 else s) for t, c, n, s in MOBILENETV2_STAGES]
-    return MobileNetV2(num_classes, width_mult=1.0, stages=stages, stem_stride=1, **kwargs)
+    return MobileNetV2(num_classes, width=1.0, stages=stages, stem_stride=1, **kwargs)
 
 
 @register_model(input_size=(3, 128, 128))
@@ -131,4 +131,4 @@ def mobilenetv2_100_imagenette(num_classes: int = 10, **kwargs) -> MobileNetV2:
     The ImageNet layout unchanged (five stride-2 steps: maps 64, 32, 16, 8, 4), the input size
     of the other Imagenette models of the training lab; 10 classes.
     """
-    return MobileNetV2(num_classes, width_mult=1.0, **kwargs)
+    return MobileNetV2(num_classes, width=1.0, **kwargs)

@@ -21,7 +21,7 @@ def block_row(blk: nn.Module) -> tuple[str, dict]:
     if isinstance(blk, MobileTransformerBlock):
         ffn = blk.ffn
         if isinstance(ffn, MoFFN):
-            return "MTB", {"exp": ffn.hidden, "se": not isinstance(ffn.se, nn.Identity), "stride": 1}
+            return "MTB", {"exp": ffn.mid_chs, "se": not isinstance(ffn.se, nn.Identity), "stride": 1}
         return "MTB", {"exp": ffn.fc1.out_channels, "se": False, "stride": 1}  # the vanilla MLP
     raise ValueError(f"no table row for a {type(blk).__name__}")
 

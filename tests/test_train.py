@@ -19,6 +19,8 @@ import mobileblocks_edu as mbe
 from mobileblocks_edu import data, train
 from mobileblocks_edu.blocks.layers import ConvNormAct, DropPath
 from mobileblocks_edu.checkpoint import load_checkpoint, read_checkpoint
+from mobileblocks_edu.train import cli, recipes, runinfo
+from mobileblocks_edu.train.evaluate import topk_correct
 
 CLASSES = data.CIFAR10_CLASSES[:4]
 COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])
@@ -140,7 +142,7 @@ def test_checkpoints_load_with_weights_only(toy_root, tmp_path, recipe, state_ke
     assert ck["epoch"] == 2 and ck["config"]["seed"] == 0 and ck["rng"]["torch"].dtype == torch.uint8
     assert set(ck["optimizer"]["state"][0]) == state_keys
     assert ck["scheduler"]["last_epoch"] == 2 * 4 and ck["scheduler"]["lr_lambdas"][0]["total_steps"] == 8
-    train.set_rng_state(ck["rng"])  # every saved random state can be restored
+    runinfo.set_rng_state(ck["rng"])  # every saved random state can be restored
     assert torch.equal(torch.get_rng_state(), ck["rng"]["torch"])
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == res.best["epoch"]
@@ -195,14 +197,14 @@ def test_evaluate_on_known_logits():
     assert torch.equal(ev.confusion, expected)
     assert ev.per_class == [100 / 3, None, None, None, 0.0, 100.0]
     assert json.loads(json.dumps(ev.to_dict()))["confusion"][0] == [1, 1, 1, 0, 0, 0]
-    assert train.topk_correct(logits[:2, :3], y[:2], 5) == 2  # k is capped at the number of classes
+    assert topk_correct(logits[:2, :3], y[:2], 5) == 2  # k is capped at the number of classes
 
 
 def test_schedule_and_recipes():
-    f = train.WarmupCosine(4, 12)
+    f = recipes.WarmupCosine(4, 12)
     assert [f(t) for t in (0, 3, 4)] == [0.25, 1.0, 1.0]
     assert math.isclose(f(8), 0.5) and math.isclose(f(12), 0.0, abs_tol=1e-12)
-    assert math.isclose(train.WarmupCosine(0, 10, 0.1)(10), 0.1)
+    assert math.isclose(recipes.WarmupCosine(0, 10, 0.1)(10), 0.1)
     emo = train.TrainConfig(epochs=30).resolved(128)
     assert (emo.opt, emo.weight_decay, emo.label_smoothing) == ("adamw", 0.05, 0.1)
     assert math.isclose(emo.lr, 6e-3 * 128 / 2048) and math.isclose(emo.warmup_epochs, 2.0)
@@ -210,7 +212,7 @@ def test_schedule_and_recipes():
     assert (sgd.opt, sgd.weight_decay, sgd.label_smoothing) == ("sgd", 4e-5, 0.0)
     assert math.isclose(sgd.lr, 0.125) and math.isclose(sgd.warmup_epochs, 0.5)
     assert train.TrainConfig(lr=0.01, opt="sgd").resolved(64).lr == 0.01
-    groups = train.param_groups(TinyNet(), 0.05)
+    groups = recipes.param_groups(TinyNet(), 0.05)
     assert [len(g["params"]) for g in groups] == [3, 5]  # 2 conv kernels + linear weight; biases and BN
 
 
@@ -228,7 +230,7 @@ def test_bad_config_is_named(kwargs, message):
 
 
 def test_mixed_precision_is_cuda_only(toy_root):
-    assert train.amp_dtype("auto", torch.device("cpu")) is None
+    assert recipes.amp_dtype("auto", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="amp='bf16' needs a CUDA device"):
         _fit(toy_root, epochs=1, amp="bf16", device="cpu")
 
@@ -267,15 +269,15 @@ def test_cli_defaults_are_the_config_defaults():
     opts = train.options(["--model", "emo_1m_cifar"])
     config = train.TrainConfig()
     for f in fields(train.TrainConfig):
-        assert opts[train.option_name(f)] == getattr(config, f.name) == f.default, f.name
-    for f in fields(train.RunOptions):
+        assert opts[cli.option_name(f.name)] == getattr(config, f.name) == f.default, f.name
+    for f in fields(cli.RunOptions):
         default = f.default if f.default is not MISSING else f.default_factory()
         assert opts[f.name] == default or f.name in ("model", "out"), f.name
-    assert train.train_config(opts) == config and config.channels_last is True
-    parser = train.build_parser()
+    assert cli.train_config(opts) == config and config.channels_last is True
+    parser = cli.build_parser()
     assert all(a.default is None for a in parser._actions if a.dest not in ("help", "resume"))  # None: not given
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
-    assert choices["amp"] == train.AMP_MODES and set(choices["recipe"]) == {"emo", "mocovit", "ghostnet"}
+    assert choices["amp"] == recipes.AMP_MODES and set(choices["recipe"]) == {"emo", "mocovit", "ghostnet"}
     assert train.options(["--model", "emo_1m_cifar", "--wd", "0.1"])["wd"] == 0.1  # weight_decay's flag
 
 
@@ -301,7 +303,8 @@ def test_cli_run_ctrl_c_and_exact_resume(toy_root, tmp_path):
     child = (
         "import signal, sys, time\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with Ctrl-C ignored\n"
-        "from mobileblocks_edu import loop, train\n"
+        "from mobileblocks_edu import train\n"
+        "from mobileblocks_edu.train import loop\n"
         "write = loop.write_json\n"
         "def paused(obj, path):\n"
         "    write(obj, path)\n"
@@ -348,13 +351,13 @@ def test_cli_errors(toy_root, tmp_path, capsys):
 def test_every_experiment_is_a_valid_command():
     from mobileblocks_edu.train import experiments as E
 
-    parser = train.build_parser()
+    parser = cli.build_parser()
     for e in E.list_experiments():
         argv = e.argv(0, "runs")
         assert shlex.split(e.command(0))[3:] == argv
-        opts = train.resolve_options(parser, parser.parse_args(argv))
+        opts = cli.resolve_options(parser, parser.parse_args(argv))
         assert (opts["model"], opts["data"], opts["epochs"], opts["out"]) == (e.model, e.data, e.epochs, f"runs/{e.name}_seed0")
-        kwargs = train.parse_model_args(opts["model_arg"])
+        kwargs = cli.parse_model_args(opts["model_arg"])
         assert kwargs == dict(e.model_args)
         mbe.create_model(e.model, **kwargs)  # registered, and the factory takes the arguments
     assert len({e.name for e in E.list_experiments()}) == len(E.EXPERIMENTS)

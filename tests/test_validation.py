@@ -23,7 +23,8 @@ from mobileblocks_edu.blocks.irb import InvertedResidual
 from mobileblocks_edu.blocks.layers import ConvNormAct
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
 from mobileblocks_edu.train import experiments as E
-from mobileblocks_edu.train import loop, runinfo
+from mobileblocks_edu.train import loop, recipes, runinfo
+from mobileblocks_edu.train.evaluate import confusion_matrix, topk_correct
 
 shutil_usage = type(shutil.disk_usage("."))
 
@@ -103,19 +104,20 @@ def test_two_runs_cannot_share_an_output_folder(cifar, tmp_path, monkeypatch, ca
     out = tmp_path / "R"
     out.mkdir()
     _no_training(monkeypatch)
-    with train.RunLock(out):  # as if another process were training there
+    with runinfo.RunLock(out):  # as if another process were training there
         assert train.main(RUN + ["--data-dir", str(cifar), "--out", str(out)]) == 2
         assert "is in use by another run (process" in capsys.readouterr().err
-        with pytest.raises(train.RunInUseError, match="in use by another run"):
-            train.RunLock(out).acquire()
+        with pytest.raises(runinfo.RunInUseError, match="in use by another run"):
+            runinfo.RunLock(out).acquire()
     assert not (out / ".lock").exists()  # released and removed
-    train.RunLock(out).acquire().release()
+    runinfo.RunLock(out).acquire().release()
 
 
 def test_resume_while_the_run_trains_is_refused(cifar, tmp_path, capsys):
     out = tmp_path / "R"
     child = (
-        "import sys, time\nfrom mobileblocks_edu import loop, train\nwrite = loop.write_json\n"
+        "import sys, time\nfrom mobileblocks_edu import train\nfrom mobileblocks_edu.train import loop\n"
+        "write = loop.write_json\n"
         "def paused(obj, path):\n    write(obj, path)\n"
         "    if isinstance(obj, dict) and obj.get('status') == 'running':\n        time.sleep(3)\n"
         "loop.write_json = paused\nsys.exit(train.main(sys.argv[1:]))\n"
@@ -138,18 +140,18 @@ def test_resume_while_the_run_trains_is_refused(cifar, tmp_path, capsys):
 def test_a_killed_runs_lock_does_not_block(tmp_path):
     out = tmp_path / "R"
     out.mkdir()
-    child = ("import sys, time\nfrom mobileblocks_edu.train import RunLock\n"
+    child = ("import sys, time\nfrom mobileblocks_edu.train.runinfo import RunLock\n"
              "RunLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(60)\n")
     p = subprocess.Popen([sys.executable, "-c", child, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
-        with pytest.raises(train.RunInUseError, match=f"process {p.pid}"):
-            train.RunLock(out).acquire()
+        with pytest.raises(runinfo.RunInUseError, match=f"process {p.pid}"):
+            runinfo.RunLock(out).acquire()
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
     assert (out / ".lock").exists()  # the stale file stays, unlocked
-    lock = train.RunLock(out).acquire()
+    lock = runinfo.RunLock(out).acquire()
     lock.release()
 
 
@@ -415,15 +417,15 @@ def _boundary_cases(tmp_path):
     save_checkpoint({"w": torch.zeros(1)}, tmp_path / "plain.pt")
     model = nn.Linear(2, 3)
     return [
-        (lambda: train.WarmupCosine(10, 5), r"warmup_steps must be in \[0, total_steps=5\], got 10"),
-        (lambda: train.WarmupCosine(0, 0), "total_steps must be a positive number, got 0"),
+        (lambda: recipes.WarmupCosine(10, 5), r"warmup_steps must be in \[0, total_steps=5\], got 10"),
+        (lambda: recipes.WarmupCosine(0, 0), "total_steps must be a positive number, got 0"),
         (lambda: train.make_optimizer(model, train.TrainConfig()), "needs a resolved config: cfg.resolved"),
         (lambda: train.make_scheduler(torch.optim.SGD(model.parameters(), lr=0.1),
                                       train.TrainConfig().resolved(8), 0), "steps_per_epoch must be a positive"),
-        (lambda: train.param_groups(model, -1.0), "weight_decay must be a finite number >= 0, got -1.0"),
-        (lambda: train.confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3),
+        (lambda: recipes.param_groups(model, -1.0), "weight_decay must be a finite number >= 0, got -1.0"),
+        (lambda: confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3),
          r"targets must be class indices in \[0, 2\]"),
-        (lambda: train.topk_correct(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 0), "k must be a positive"),
+        (lambda: topk_correct(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 0), "k must be a positive"),
         (lambda: train.export_weights(tmp_path / "plain.pt", tmp_path / "w.pt"),
          r"plain.pt is not a training checkpoint of fit .*top-level keys: \['w'\]"),
         (lambda: data.ImageDataset(["a", "b"], [0, 2], ["x", "y"]), r"targets must be labels in \[0, 1\] .* got \[2\]"),

@@ -1,9 +1,9 @@
 """The training command: a command line turned into a run of :func:`~mobileblocks_edu.train.loop.fit`.
 
-``python -m mobileblocks_edu.train`` runs :func:`main`. The options are the fields of
-:class:`~mobileblocks_edu.train.recipes.TrainConfig` and :class:`RunOptions`: each option's
-default, help and allowed values are the field's, so the command line and ``fit()`` from Python
-cannot disagree.
+``python -m mobileblocks_edu.train`` runs :func:`main`. Every option's default is ``None`` (not
+given) in the parser; :func:`default_options` fills in the defaults of
+:class:`~mobileblocks_edu.train.recipes.TrainConfig` and :class:`RunOptions`, so the command line and
+``fit()`` from Python cannot disagree.
 """
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import argparse
 import json
 import shlex
 import sys
-import typing
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,97 +22,63 @@ from ..checkpoint import CheckpointError, WriteError, read_checkpoint
 from ..data.datasets import DATASETS
 from . import distributed
 from .loop import FitResult, fit
-from .recipes import (
-    RESUME_MAY_CHANGE,
-    UNIT,
-    Interval,
-    TrainConfig,
-    check_device,
-    get_recipe,
-    setting,
-)
-from .runinfo import (
-    RunInUseError,
-    prepare_out_dir,
-)
+from .recipes import CHOICES, LIMITS, RESUME_MAY_CHANGE, UNIT, Interval, TrainConfig, check_device, get_recipe
+from .runinfo import RunInUseError, prepare_out_dir
 
 PROG = "python -m mobileblocks_edu.train"
 
 
 @dataclass
 class RunOptions:
-    """The command line's settings besides a :class:`~mobileblocks_edu.train.recipes.TrainConfig`'s:
+    """The defaults of the options besides :class:`~mobileblocks_edu.train.recipes.TrainConfig`'s:
     the model, the data and the machine."""
 
-    model: Optional[str] = setting(None, "registered model name, e.g. mobilenetv2_100_cifar (required for a new run)")
-    data: str = setting("cifar10", "dataset (imagefolder: any tree --data-dir/{train,val}/<class>/)",
-                        choices=tuple(sorted(DATASETS)))
-    out: Optional[str] = setting(None, "output folder (default: runs/<model>_<data>_seed<seed>)")
-    batch_size: int = setting(128, "training batch size (the global batch, shared by the processes of torchrun)",
-                              interval=Interval(1))
-    subset: Optional[int] = setting(None, "use only this many training images per class (fast runs)",
-                                    interval=Interval(1))
-    eval_subset: Optional[int] = setting(None, "use only this many evaluation images per class", interval=Interval(1))
-    randaugment: Optional[bool] = setting(None, "RandAugment(2, 9) on training images (default: the recipe's)")
-    drop_path: Optional[float] = setting(None, "stochastic depth rate given to the model (drop_path_rate; "
-                                         "default: the recipe's)", interval=UNIT)
-    img_size: Optional[int] = setting(None, "training/evaluation resolution (default: the model's input size)",
-                                      interval=Interval(8))
-    model_arg: list = field(default_factory=list, metadata={
-        "help": "extra keyword argument KEY=VALUE for the model factory (VALUE read as JSON if it parses), repeatable"})
-    workers: int = setting(0, "DataLoader worker processes", interval=Interval(0))
-    threads: Optional[int] = setting(None, "torch CPU threads (default: torch's choice)", interval=Interval(1))
-    data_dir: Optional[str] = setting(None, "data directory (default: $MBE_DATA, else data/ of the repository)")
-    download: Optional[bool] = setting(None, "download the dataset if it is not in the data directory "
-                                       "(--offline: never; default: try only when it is missing)")
+    model: Optional[str] = None
+    data: str = "cifar10"
+    out: Optional[str] = None
+    batch_size: int = 128
+    subset: Optional[int] = None
+    eval_subset: Optional[int] = None
+    randaugment: Optional[bool] = None
+    drop_path: Optional[float] = None
+    img_size: Optional[int] = None
+    model_arg: list = field(default_factory=list)
+    workers: int = 0
+    threads: Optional[int] = None
+    data_dir: Optional[str] = None
+    download: Optional[bool] = None
 
 
-def option_name(f: Field) -> str:
-    """The key of a field among the command-line options (``weight_decay`` is ``wd``)."""
-    return f.metadata.get("flag") or f.name
+OPTION_NAMES = {"weight_decay": "wd"}  # TrainConfig fields whose option has a shorter name
 
 
-def option_fields() -> list[Field]:
-    """Every field the command line sets: the run's options, then the training config's."""
-    return list(fields(RunOptions)) + list(fields(TrainConfig))
+def option_name(field_name: str) -> str:
+    """The key of a field among the options (``weight_decay`` is ``wd``)."""
+    return OPTION_NAMES.get(field_name, field_name)
 
 
 def default_options() -> dict:
-    """Every command-line option's default, read from the fields."""
-    return {option_name(f): f.default if f.default is not MISSING else f.default_factory() for f in option_fields()}
+    """Every option's default, from :class:`RunOptions` and :class:`~mobileblocks_edu.train.recipes.TrainConfig`."""
+    return asdict(RunOptions()) | {option_name(k): v for k, v in asdict(TrainConfig()).items()}
 
 
-def _int_arg(low: int):
-    """An argparse type: an integer ``>= low``."""
-    def parse(text: str) -> int:
+def _within(interval: Interval, kind: type = float):
+    """An argparse type: a finite number (``kind=int``: an integer) in ``interval``."""
+    what = f"an integer >= {interval.low:g}" if kind is int else f"a finite number in {interval}"
+
+    def parse(text: str):
         try:
-            v = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
-        return v
+            value = None
+        if value is None or value not in interval:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
 
-    parse.__name__ = f"integer >= {low}"
     return parse
 
 
-def _float_arg(interval: Interval):
-    """An argparse type: a finite number in ``interval``."""
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}") from None
-        if v not in interval:
-            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text!r}")
-        return v
-
-    parse.__name__ = f"number in {interval}"
-    return parse
-
-
-def _device_arg(text: str) -> str:
+def _device(text: str) -> str:
     try:
         check_device(text)
     except ValueError as e:
@@ -121,46 +86,20 @@ def _device_arg(text: str) -> str:
     return text
 
 
-def _add_option(group, f: Field, kind: type) -> None:
-    """One field as an option: its flag, type, allowed values, help and default from the field."""
-    meta, name = f.metadata, option_name(f)
-    flag = "--" + name.replace("_", "-")
-    default = default_options()[name]
-    if isinstance(default, bool):
-        default = "on" if default else "off"
-    shown = "" if default is None or default == [] else f" (default: {default})"
-    kw = {"help": meta["help"] + shown, "dest": name}
-    if name == "download":
-        both = group.add_mutually_exclusive_group()
-        both.add_argument("--download", action="store_const", const=True, **kw)
-        both.add_argument("--offline", dest=name, action="store_const", const=False, help="never download")
-        return
-    if name == "model_arg":
-        kw.update(action="append", metavar="KEY=VALUE")
-    elif kind is bool:
-        kw["action"] = argparse.BooleanOptionalAction
-    elif meta.get("choices"):
-        kw["choices"] = meta["choices"]
-    elif meta.get("interval") is not None:
-        kw["type"] = _int_arg(int(meta["interval"].low)) if kind is int else _float_arg(meta["interval"])
-    elif name == "device":
-        kw["type"] = _device_arg
-    elif name in ("out", "data_dir"):
-        kw["type"] = Path
-    group.add_argument(flag, **kw)
+class _ShowDefaults(argparse.RawDescriptionHelpFormatter):
+    """Ends each option's help with its default from :func:`default_options` (the parser's own
+    default is ``None``: not given)."""
 
-
-def _kind(cls, f: Field) -> type:
-    """The field's type without ``Optional``: ``Optional[float]`` -> ``float``."""
-    hint = typing.get_type_hints(cls)[f.name]
-    if typing.get_origin(hint) is typing.Union:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return typing.get_origin(hint) or hint
+    def _get_help_string(self, action: argparse.Action) -> str:
+        value = default_options().get(action.dest)
+        if value is None or value == []:
+            return action.help
+        return f"{action.help} (default: {'on' if value is True else 'off' if value is False else value})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser; every option's default is ``None`` (not given), and
-    :func:`options` fills in the fields' defaults."""
+    :func:`options` fills in the defaults."""
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Train a model of the library on CIFAR-10, Imagenette or any ImageFolder tree. Writes "
@@ -171,20 +110,66 @@ def build_parser() -> argparse.ArgumentParser:
                "mobileblocks_edu.train ...\n"
                "On a CPU shared with other work, set OMP_WAIT_POLICY=PASSIVE in the environment: OpenMP threads\n"
                "that spin while waiting for a busy core can make two threads slower than one.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_ShowDefaults,
     )
-    run_fields = list(fields(RunOptions))
-    for f in run_fields[:3]:
-        _add_option(p, f, _kind(RunOptions, f))
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
-    for f in run_fields[3:6]:
-        _add_option(p, f, _kind(RunOptions, f))
-    g = p.add_argument_group("training (what is not given comes from --recipe; its lr is scaled linearly to the batch size)")
-    for f in fields(TrainConfig):
-        _add_option(g, f, _kind(TrainConfig, f))
+    at_least_1 = _within(Interval(1), int)
+    p.add_argument("--model", help="registered model name, e.g. mobilenetv2_100_cifar (required for a new run)")
+    p.add_argument("--data", choices=tuple(sorted(DATASETS)),
+                   help="dataset (imagefolder: any tree --data-dir/{train,val}/<class>/)")
+    p.add_argument("--out", help="output folder (default: runs/<model>_<data>_seed<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt, with its settings")
+    p.add_argument("--batch-size", type=at_least_1,
+                   help="training batch size (the global batch, shared by the processes of torchrun)")
+    p.add_argument("--subset", type=at_least_1, help="use only this many training images per class (fast runs)")
+    p.add_argument("--eval-subset", type=at_least_1, help="use only this many evaluation images per class")
+
+    g = p.add_argument_group("training (what is not given comes from --recipe; its lr is scaled linearly to the "
+                             "batch size)")
+    g.add_argument("--epochs", type=_within(LIMITS["epochs"], int), help="training epochs")
+    g.add_argument("--recipe", choices=CHOICES["recipe"], help="emo: AdamW + warm-up + cosine + label smoothing + "
+                   "RandAugment; mocovit/ghostnet: SGD + cosine")
+    g.add_argument("--opt", choices=CHOICES["opt"], help="optimizer (default: the recipe's)")
+    g.add_argument("--lr", type=_within(LIMITS["lr"]),
+                   help="peak learning rate (default: the recipe's, scaled to the batch size)")
+    g.add_argument("--wd", type=_within(LIMITS["weight_decay"]),
+                   help="weight decay, not applied to biases and norm weights")
+    g.add_argument("--momentum", type=_within(LIMITS["momentum"]),
+                   help="SGD momentum / AdamW beta1 (betas (momentum, 0.999))")
+    g.add_argument("--warmup-epochs", type=_within(LIMITS["warmup_epochs"]),
+                   help="linear warm-up epochs (may be fractional)")
+    g.add_argument("--min-lr-ratio", type=_within(LIMITS["min_lr_ratio"]),
+                   help="final lr as a fraction r of the peak: the cosine ends at r * lr")
+    g.add_argument("--label-smoothing", type=_within(LIMITS["label_smoothing"]), help="label smoothing of the loss")
+    g.add_argument("--ema", action=argparse.BooleanOptionalAction, help="evaluate an EMA of the weights and buffers")
+    g.add_argument("--ema-decay", type=_within(LIMITS["ema_decay"]),
+                   help="EMA decay per step (a horizon of ~1 / (1 - decay) steps)")
+    g.add_argument("--clip-grad", type=_within(LIMITS["clip_grad"]), help="clip the gradient norm to this value")
+    g.add_argument("--amp", choices=CHOICES["amp"], help="mixed precision, CUDA only (auto: bf16 where supported, "
+                   "else fp16; off on the CPU)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory format for the model and the batches")
+    g.add_argument("--seed", type=_within(LIMITS["seed"], int),
+                   help="seed of the model init, data order, augmentation and dropout")
+    g.add_argument("--device", type=_device, help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bars")
+
     h = p.add_argument_group("model, data and machine")
-    for f in run_fields[6:]:
-        _add_option(h, f, _kind(RunOptions, f))
+    h.add_argument("--randaugment", action=argparse.BooleanOptionalAction,
+                   help="RandAugment(2, 9) on training images (default: the recipe's)")
+    h.add_argument("--drop-path", type=_within(UNIT),
+                   help="stochastic depth rate given to the model (drop_path_rate; default: the recipe's)")
+    h.add_argument("--img-size", type=_within(Interval(8), int),
+                   help="training/evaluation resolution (default: the model's input size)")
+    h.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra keyword argument KEY=VALUE "
+                   "for the model factory (VALUE read as JSON if it parses), repeatable")
+    h.add_argument("--workers", type=_within(Interval(0), int), help="DataLoader worker processes")
+    h.add_argument("--threads", type=at_least_1, help="torch CPU threads (default: torch's choice)")
+    h.add_argument("--data-dir", help="data directory (default: $MBE_DATA, else data/ of the repository)")
+    download = h.add_mutually_exclusive_group()
+    download.add_argument("--download", action="store_const", const=True, help="download the dataset if it is "
+                          "not in the data directory (--offline: never; default: try only when it is missing)")
+    download.add_argument("--offline", dest="download", action="store_const", const=False, help="never download")
     return p
 
 
@@ -205,8 +190,8 @@ def parse_model_args(items: Sequence[str]) -> dict:
 
 
 def resolve_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
-    """Command-line values over (the resumed run's settings or) the fields' defaults."""
-    given = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if v is not None and k != "resume"}
+    """Command-line values over (the resumed run's settings or) the defaults."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     base = default_options()
     if args.resume:
         if args.out is None:
@@ -237,7 +222,7 @@ def options(argv: Sequence[str]) -> dict:
 
 def train_config(opts: dict) -> TrainConfig:
     """The :class:`~mobileblocks_edu.train.recipes.TrainConfig` of resolved options."""
-    return TrainConfig(**{f.name: opts[option_name(f)] for f in fields(TrainConfig)})
+    return TrainConfig(**{k: opts[option_name(k)] for k in asdict(TrainConfig())})
 
 
 def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None, **fit_kwargs) -> FitResult:

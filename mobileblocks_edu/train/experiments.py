@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from .. import env
+from ..env import PathLike
 
 if TYPE_CHECKING:
     import torch
-
-PathLike = Any
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,8 @@ def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> N
     """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
     made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
     its arguments, data, recipe, epochs, seed ...), or a run that records none."""
-    from . import RESUME_MAY_CHANGE, options
+    from .cli import options
+    from .recipes import RESUME_MAY_CHANGE
 
     out = exp.out_dir(seed, runs)
     if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
@@ -259,7 +259,7 @@ def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
 
 def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequence[str] = ()) -> int:
     """Train one seed of an experiment (resume a partial run, skip a finished one); exit status."""
-    from . import main
+    from .cli import main
 
     exp = get_experiment(name)
     if seed not in exp.seeds:
@@ -277,7 +277,8 @@ def run_experiment(name: str, seed: int, runs: PathLike = "runs", extra: Sequenc
 def _check_extra(extra: Sequence[str]) -> None:
     """``extra`` options may change how a run is executed, never what it is (the folder would then
     hold another run than the experiment's)."""
-    from . import RESUME_MAY_CHANGE, build_parser
+    from .cli import build_parser
+    from .recipes import RESUME_MAY_CHANGE
 
     parser = build_parser()
     try:
@@ -299,7 +300,7 @@ def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = No
             checkpoints: Optional[PathLike] = None) -> list[Path]:
     """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
     ``<name>_seed<seed>.json``; with ``checkpoints``, also their final weights (``last.pt``) as float16."""
-    from . import export_weights
+    from .loop import export_weights
 
     exp = get_experiment(name)
     results = Path(results) if results is not None else env.results_dir()

@@ -79,7 +79,7 @@ class StepInfo(NamedTuple):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns. ``eval_model`` is the EMA model when EMA is on, else ``model``."""
+    """What :func:`fit` returns (``ema``: the EMA model when EMA was on)."""
 
     model: nn.Module
     ema: Optional[AveragedModel]
@@ -88,10 +88,6 @@ class FitResult:
     final: Optional[EvalResult]
     out_dir: Optional[Path]
     result: dict = field(default_factory=dict)
-
-    @property
-    def eval_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
 
 
 @dataclass
@@ -104,6 +100,7 @@ class RunState:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     ema: Optional[AveragedModel]
+    criterion: nn.Module               # cross-entropy with the recipe's label smoothing
     cfg: TrainConfig
     device: torch.device
     dtype: Optional[torch.dtype]
@@ -125,6 +122,7 @@ class RunState:
 
     @property
     def eval_model(self) -> nn.Module:
+        """What is evaluated: the EMA model when EMA is on, else the model."""
         return self.ema.module if self.ema is not None else self.model
 
 
@@ -163,17 +161,17 @@ def fit(
     epoch, ``result.json`` says ``"interrupted"``, and the exception propagates.
     """
     t_start = time.perf_counter()
-    check_fit_args(model, train_loader, val_loader, config)
+    _check_fit_args(model, train_loader, val_loader, config)
     world = distributed.world()
     cfg = (config or TrainConfig()).resolved(train_loader.batch_size or 1)  # lr scaled to the global batch
     device = distributed.local_device(check_device(cfg.device), world)
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir")
     out = Path(out_dir) if out_dir is not None else None
-    with claimed(out, resume, world):  # process 0 holds the folder's lock until the run ends
-        run = start_run(model, train_loader, val_loader, cfg, device, world, out, dict(meta or {}), t_start)
+    with _claimed(out, resume, world):  # process 0 holds the folder's lock until the run ends
+        run = _start_run(model, train_loader, val_loader, cfg, device, world, out, dict(meta or {}), t_start)
         if resume:
-            restore(run, out / "last.pt")
+            _restore(run, out / "last.pt")
         if run.meta.get("command"):
             run.commands.append(run.meta["command"])
         status, final = "running", None
@@ -181,15 +179,15 @@ def fit(
             with tqdm(total=cfg.epochs, initial=run.start_epoch, desc="epochs", dynamic_ncols=True,
                       disable=not (cfg.progress and world.is_main)) as bar:
                 for epoch in range(run.start_epoch, cfg.epochs):
-                    record, final = train_and_evaluate(run, epoch, on_step)
-                    record_epoch(run, epoch, record, final)
+                    record, final = _train_and_evaluate(run, epoch, on_step)
+                    _record_epoch(run, epoch, record, final)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_top1', np.nan):.1f}%",
                                     best=f"{run.best.get('val_top1', np.nan):.1f}%")
                     if on_epoch is not None:
                         on_epoch(record)
             if run.val_loader is not None and final is None:  # resumed after the last epoch: evaluate once more
-                final = evaluate_run(run, run.eval_model)
+                final = _evaluate_run(run, run.eval_model)
             status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -199,11 +197,11 @@ def fit(
             raise
         finally:
             if status != "running":
-                finish(run, status, final)
-    return FitResult(model, run.ema, run.history, run.best, final, out, run_result(run, status, final))
+                _finish(run, status, final)
+    return FitResult(model, run.ema, run.history, run.best, final, out, _run_result(run, status, final))
 
 
-def check_fit_args(model, train_loader, val_loader, config) -> None:
+def _check_fit_args(model, train_loader, val_loader, config) -> None:
     """Raise ``TypeError``/``ValueError`` for arguments :func:`fit` cannot train with."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -216,9 +214,9 @@ def check_fit_args(model, train_loader, val_loader, config) -> None:
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if len(train_loader) == 0:
         raise ValueError("train_loader yields no batch (fewer images than batch_size with drop_last?)")
-    check_same_classes(loader_classes(train_loader), loader_classes(val_loader))
+    check_same_classes(_loader_classes(train_loader), _loader_classes(val_loader))
     n_out = getattr(model, "num_classes", None)
-    classes = loader_classes(train_loader)
+    classes = _loader_classes(train_loader)
     n_data = len(classes) if classes is not None else None
     targets = getattr(train_loader.dataset, "targets", None)
     if n_data is None and targets is not None and len(targets):
@@ -228,7 +226,7 @@ def check_fit_args(model, train_loader, val_loader, config) -> None:
                          f"build the model with num_classes={n_data}")
 
 
-def loader_classes(loader: Optional[DataLoader]) -> Optional[list]:
+def _loader_classes(loader: Optional[DataLoader]) -> Optional[list]:
     """The class ids (else names) of a loader's dataset, or ``None``."""
     if loader is None:
         return None
@@ -238,7 +236,7 @@ def loader_classes(loader: Optional[DataLoader]) -> Optional[list]:
 
 
 @contextlib.contextmanager
-def claimed(out: Optional[Path], resume: bool, world: World):
+def _claimed(out: Optional[Path], resume: bool, world: World):
     """Hold the run folder ``out`` (process 0 checks and locks it) for the block; a folder that
     cannot hold the run is an error in every process."""
 
@@ -265,7 +263,7 @@ def claimed(out: Optional[Path], resume: bool, world: World):
             lock.release()
 
 
-def start_run(model, train_loader, val_loader, cfg, device, world, out, meta, t_start) -> RunState:
+def _start_run(model, train_loader, val_loader, cfg, device, world, out, meta, t_start) -> RunState:
     """The run's state before its first epoch: model on its device, optimizer, schedule, EMA."""
     dtype = amp_dtype(cfg.amp, device)
     batch_size = train_loader.batch_size
@@ -288,16 +286,18 @@ def start_run(model, train_loader, val_loader, cfg, device, world, out, meta, t_
     return RunState(
         model=model, net=distributed.wrap(model, world, device), optimizer=optimizer,
         scheduler=make_scheduler(optimizer, cfg, len(train_loader)), scaler=scaler,
-        ema=AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema else None,
-        cfg=cfg, device=device, dtype=dtype, world=world, train_loader=train_loader, val_loader=val_loader,
-        batch_size=batch_size, out=out, meta=meta, facts=facts, t_start=t_start)
+        ema=AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema else None,
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), cfg=cfg, device=device, dtype=dtype,
+        world=world, train_loader=train_loader, val_loader=val_loader, batch_size=batch_size, out=out, meta=meta,
+        facts=facts, t_start=t_start)
 
 
-def restore(run: RunState, path: Path) -> None:
+def _restore(run: RunState, path: Path) -> None:
     """Load the checkpoint ``path`` into ``run`` (every process loads it), after checking that it
     holds a run with the same settings and data."""
     ck = read_checkpoint(path)
-    check_same_classes(ck.get("classes"), loader_classes(run.train_loader), f"checkpoint {path}", "training data now")
+    check_same_classes(ck.get("classes"), _loader_classes(run.train_loader), f"checkpoint {path}", "training data now")
     now = asdict(run.cfg)
     diff = [f"{k}: checkpoint {ck['config'].get(k)!r}, now {now.get(k)!r}"
             for k in sorted((set(ck["config"]) | set(now)) - RESUME_MAY_CHANGE) if ck["config"].get(k) != now.get(k)]
@@ -326,30 +326,28 @@ def restore(run: RunState, path: Path) -> None:
     run.elapsed, run.commands = float(ck["elapsed_s"]), list(ck.get("commands", []))
 
 
-def train_and_evaluate(run: RunState, epoch: int, on_step) -> tuple[dict, Optional[EvalResult]]:
+def _train_and_evaluate(run: RunState, epoch: int, on_step) -> tuple[dict, Optional[EvalResult]]:
     """Epoch ``epoch`` (from 0): its seeded data order and random streams, training, evaluation;
     returns its history record and evaluation."""
     set_epoch(run.train_loader, epoch, run.cfg.seed)
     seed_epoch(run.cfg.seed, epoch, run.world.rank)
-    record = train_one_epoch(run.net, run.train_loader, run.optimizer, run.scheduler, run.scaler, run.ema,
-                             nn.CrossEntropyLoss(label_smoothing=run.cfg.label_smoothing), run.cfg, run.device,
-                             run.dtype, epoch, on_step)
+    record = train_one_epoch(run, epoch, on_step)
     distributed.broadcast_buffers(*([run.model] + ([run.ema] if run.ema is not None else [])))
     if run.val_loader is None:
         return record, None
     t_eval = time.perf_counter()
-    ev = evaluate_run(run, run.eval_model)
+    ev = _evaluate_run(run, run.eval_model)
     record.update(val_loss=ev.loss, val_top1=ev.top1, val_top5=ev.top5, eval_time_s=time.perf_counter() - t_eval)
     if run.ema is not None:
-        record["model_val_top1"] = evaluate_run(run, run.model).top1
+        record["model_val_top1"] = _evaluate_run(run, run.model).top1
     return record, ev
 
 
-def evaluate_run(run: RunState, model: nn.Module) -> EvalResult:
+def _evaluate_run(run: RunState, model: nn.Module) -> EvalResult:
     return evaluate(model, run.val_loader, run.device, run.cfg.amp, channels_last=run.cfg.channels_last)
 
 
-def record_epoch(run: RunState, epoch: int, record: dict, ev: Optional[EvalResult]) -> None:
+def _record_epoch(run: RunState, epoch: int, record: dict, ev: Optional[EvalResult]) -> None:
     """Add the epoch to the history, keep the best, and (process 0) save the checkpoints and files."""
     improved = ev is None or not run.best or ev.top1 > run.best["val_top1"]
     run.history.append(record)
@@ -361,18 +359,18 @@ def record_epoch(run: RunState, epoch: int, record: dict, ev: Optional[EvalResul
         return
 
     def save():
-        ck = checkpoint_state(run, epoch + 1)
+        ck = _checkpoint_state(run, epoch + 1)
         if improved:  # best.pt first: an interruption in between leaves last.pt one epoch behind
             save_checkpoint(ck, run.out / "best.pt")
         save_checkpoint(ck, run.out / "last.pt")
         run.saved_epoch, run.saved_best = epoch + 1, dict(run.best)
         write_json(run.history, run.out / "history.json")
-        write_json(run_result(run, "running"), run.out / "result.json")
+        write_json(_run_result(run, "running"), run.out / "result.json")
 
     distributed.on_main(save, run.world)
 
 
-def checkpoint_state(run: RunState, epoch: int) -> dict:
+def _checkpoint_state(run: RunState, epoch: int) -> dict:
     """What ``last.pt``/``best.pt`` hold after ``epoch`` epochs: everything to continue exactly."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -385,7 +383,7 @@ def checkpoint_state(run: RunState, epoch: int) -> dict:
         "steps_per_epoch": len(run.train_loader),
         "batch_size": run.batch_size,
         "world_size": run.world.size,
-        "classes": loader_classes(run.train_loader),
+        "classes": _loader_classes(run.train_loader),
         "threads": torch.get_num_threads(),
         "history": run.history,
         "best": run.best,
@@ -397,7 +395,7 @@ def checkpoint_state(run: RunState, epoch: int) -> dict:
     }
 
 
-def run_result(run: RunState, status: str, final: Optional[EvalResult] = None) -> dict:
+def _run_result(run: RunState, status: str, final: Optional[EvalResult] = None) -> dict:
     """The content of ``result.json``: what ran, where, how fast, and what it reached."""
     train_speed = [h["train_img_per_s"] for h in run.history]
     res = {
@@ -430,7 +428,7 @@ def run_result(run: RunState, status: str, final: Optional[EvalResult] = None) -
     return res
 
 
-def finish(run: RunState, status: str, final: Optional[EvalResult]) -> None:
+def _finish(run: RunState, status: str, final: Optional[EvalResult]) -> None:
     """Write the final ``result.json`` (process 0). After an interruption or a failure it
     describes what ``last.pt`` holds, not an epoch whose save was cut."""
     if run.out is None or not run.world.is_main:
@@ -445,30 +443,29 @@ def finish(run: RunState, status: str, final: Optional[EvalResult]) -> None:
         else:
             print(f"\n{status} before the first epoch ended: no checkpoint to resume", file=sys.stderr)
     try:
-        write_json(run_result(run, status, final if status == "done" else None), run.out / "result.json")
+        write_json(_run_result(run, status, final if status == "done" else None), run.out / "result.json")
     except Exception as e:
         if status == "done":
             raise
         warnings.warn(f"could not write {run.out / 'result.json'}: {e}", stacklevel=3)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion, cfg, device, dtype, epoch, on_step):
-    """One epoch of training; returns its history record (epoch counts from 1). In a distributed
-    run ``model`` is wrapped in DDP, ``loader`` yields this process's micro-batches, and the
+def train_one_epoch(run: RunState, epoch: int, on_step: Optional[Callable[[StepInfo], None]] = None) -> dict:
+    """One epoch of ``run`` (``epoch`` counts from 0); returns its history record. In a distributed
+    run ``run.net`` is the model in DDP, the loader yields this process's micro-batches, and the
     record counts the images of every process."""
-    model.train()
+    cfg, device, optimizer, scaler, loader = run.cfg, run.device, run.optimizer, run.scaler, run.train_loader
+    run.net.train()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, steps = 0.0, 0, 0, len(loader)
     t0 = time.perf_counter()
-    steps = len(loader)
     with tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
-              disable=not (cfg.progress and distributed.world().is_main)) as bar:
+              disable=not (cfg.progress and run.world.is_main)) as bar:
         for step, (x, y) in enumerate(loader):
-            x = x.to(device, non_blocking=True, memory_format=fmt)
-            y = y.to(device, non_blocking=True)
-            with autocast(device, dtype):
-                logits = model(x)
-                loss = criterion(logits, y)
+            x, y = x.to(device, non_blocking=True, memory_format=fmt), y.to(device, non_blocking=True)
+            with autocast(device, run.dtype):
+                logits = run.net(x)
+                loss = run.criterion(logits, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
                                          "lower the learning rate or clip gradients (clip_grad)")
@@ -476,18 +473,16 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion,
             scaler.scale(loss).backward()  # DDP: the gradients are averaged over the processes here
             if cfg.clip_grad is not None:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
             scaler.step(optimizer)
             scaler.update()
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            b = len(y)
+            run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
             loss_val = loss.item()
-            loss_sum += loss_val * b
+            loss_sum, seen = loss_sum + loss_val * len(y), seen + len(y)
             correct += topk_correct(logits.detach().float(), y, 1)
-            seen += b
             bar.update(1)
             if step % 5 == 0 or step == steps - 1:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
@@ -497,14 +492,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ema, criterion,
     dt = time.perf_counter() - t0
     loss_sum, correct, seen = distributed.all_reduce_sum(torch.tensor([loss_sum, correct, seen],
                                                                       dtype=torch.float64)).tolist()
-    return {
-        "epoch": epoch + 1,
-        "lr": lr,
-        "train_loss": loss_sum / seen,
-        "train_top1": 100.0 * correct / seen,
-        "epoch_time_s": dt,
-        "train_img_per_s": seen / dt,
-    }
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
+            "epoch_time_s": dt, "train_img_per_s": seen / dt}
 
 
 def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool] = None, half: bool = False) -> Path:
@@ -529,6 +518,4 @@ def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool
     return save_checkpoint(sd, path)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "StepInfo", "FitResult", "RunState", "fit", "check_fit_args", "loader_classes",
-           "claimed", "start_run", "restore", "train_and_evaluate", "evaluate_run", "record_epoch",
-           "checkpoint_state", "run_result", "finish", "train_one_epoch", "export_weights"]
+__all__ = ["CHECKPOINT_FORMAT", "StepInfo", "FitResult", "RunState", "fit", "train_one_epoch", "export_weights"]

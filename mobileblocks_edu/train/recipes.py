@@ -20,16 +20,16 @@ Scaled down: the learning rate follows the linear rule ``lr * batch_size / refer
 the warm-up keeps its fraction of the epochs. Weight decay skips biases and normalisation
 weights (every parameter with one dimension), as timm does for both papers.
 
-:class:`TrainConfig` is the only place a setting of the trainer is defined: its fields carry
-their default, their help and the values they may take (``metadata``), and the command line
-(:mod:`mobileblocks_edu.train`) is built from them.
+:class:`TrainConfig` is the only place a setting of the trainer is defined: its fields hold the
+defaults, and :data:`LIMITS` and :data:`CHOICES` the values they may take; the command line
+(:mod:`mobileblocks_edu.train.cli`) takes its defaults and checks from them.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import numbers
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -90,14 +90,12 @@ class Interval(NamedTuple):
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
-def setting(default, help: str, *, interval: Optional[Interval] = None, choices=None, flag: Optional[str] = None):
-    """A field of :class:`TrainConfig`: its default, its help, and the values it may take
-    (``interval`` for numbers, ``choices`` for names); ``flag`` names the command-line option
-    when it differs from the field's name."""
-    return field(default=default, metadata={"help": help, "interval": interval, "choices": choices, "flag": flag})
-
-
 POSITIVE, NON_NEGATIVE, UNIT = Interval(0, low_open=True), Interval(0), Interval(0, 1)
+# the values the fields of TrainConfig may take (None, where allowed, is the recipe's value)
+LIMITS = {"epochs": Interval(1), "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "momentum": UNIT,
+          "warmup_epochs": NON_NEGATIVE, "min_lr_ratio": Interval(0, 1, high_open=False), "label_smoothing": UNIT,
+          "ema_decay": Interval(0, 1, low_open=True), "clip_grad": POSITIVE, "seed": Interval(0)}
+CHOICES = {"recipe": tuple(sorted(RECIPES) + sorted(RECIPE_ALIASES)), "opt": OPTIMIZERS, "amp": AMP_MODES}
 
 
 @dataclass
@@ -108,32 +106,26 @@ class TrainConfig:
     recipe's, scaled to the (global) batch size.
     """
 
-    epochs: int = setting(30, "training epochs", interval=Interval(1))
-    recipe: str = setting("emo", "emo: AdamW + warm-up + cosine + label smoothing + RandAugment; "
-                          "mocovit/ghostnet: SGD + cosine", choices=tuple(sorted(RECIPES) + sorted(RECIPE_ALIASES)))
-    opt: Optional[str] = setting(None, "optimizer (default: the recipe's)", choices=OPTIMIZERS)
-    lr: Optional[float] = setting(None, "peak learning rate (default: the recipe's, scaled to the batch size)",
-                                  interval=POSITIVE)
-    weight_decay: Optional[float] = setting(None, "weight decay, not applied to biases and norm weights",
-                                            interval=NON_NEGATIVE, flag="wd")
-    momentum: float = setting(0.9, "SGD momentum / AdamW beta1 (betas (momentum, 0.999))", interval=UNIT)
-    warmup_epochs: Optional[float] = setting(None, "linear warm-up epochs (may be fractional)", interval=NON_NEGATIVE)
-    min_lr_ratio: float = setting(0.0, "final lr as a fraction r of the peak: the cosine ends at r * lr",
-                                  interval=Interval(0, 1, high_open=False))
-    label_smoothing: Optional[float] = setting(None, "label smoothing of the loss", interval=UNIT)
-    ema: bool = setting(False, "evaluate an EMA of the weights and buffers")
-    ema_decay: float = setting(0.995, "EMA decay per step (a horizon of ~1 / (1 - decay) steps)",
-                               interval=Interval(0, 1, low_open=True))
-    clip_grad: Optional[float] = setting(None, "clip the gradient norm to this value", interval=POSITIVE)
-    amp: str = setting("auto", "mixed precision, CUDA only (auto: bf16 where supported, else fp16; "
-                       "off on the CPU)", choices=AMP_MODES)
+    epochs: int = 30
+    recipe: str = "emo"                      # emo, or mocovit (alias ghostnet): RECIPES
+    opt: Optional[str] = None                # adamw or sgd
+    lr: Optional[float] = None               # peak learning rate, at the run's (global) batch size
+    weight_decay: Optional[float] = None     # not applied to biases and norm weights
+    momentum: float = 0.9                    # SGD momentum / AdamW beta1 (betas (momentum, 0.999))
+    warmup_epochs: Optional[float] = None    # linear warm-up (may be fractional)
+    min_lr_ratio: float = 0.0                # the cosine ends at min_lr_ratio * lr
+    label_smoothing: Optional[float] = None
+    ema: bool = False                        # evaluate an EMA of the weights and buffers
+    ema_decay: float = 0.995                 # per step: a horizon of ~1 / (1 - decay) steps
+    clip_grad: Optional[float] = None        # clip the gradient norm to this value
+    amp: str = "auto"                        # CUDA only: auto is bf16 where supported, else fp16
     # channels-last (NHWC) is the memory format the library's fast paths are written for (lesson 7);
     # measured on a 2-core CPU, one thread, batch 32 at 32x32, it trains MobileNetV2 1.3x and EMO-1M
     # 1.1x faster than NCHW and EMO-1M at 128x128 as fast, and every committed run used it
-    channels_last: bool = setting(True, "NHWC memory format for the model and the batches")
-    seed: int = setting(0, "seed of the model init, data order, augmentation and dropout", interval=Interval(0))
-    device: str = setting("auto", "cpu, cuda, cuda:1 ... (auto: cuda if available)")
-    progress: bool = setting(True, "progress bars")
+    channels_last: bool = True
+    seed: int = 0                            # of the model init, data order, augmentation and dropout
+    device: str = "auto"                     # cpu, cuda, cuda:1 ... (auto: cuda if available)
+    progress: bool = True                    # progress bars
 
     def resolved(self, batch_size: int) -> "TrainConfig":
         """A copy with the recipe's values filled in; the learning rate scaled to ``batch_size``."""
@@ -150,12 +142,14 @@ class TrainConfig:
         return out
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming the first bad field and what it may be (the values each
-        field may take are its ``metadata``, which the command line uses too)."""
+        """Raise ``ValueError`` naming the first bad field and what it may be (:data:`CHOICES`,
+        :data:`LIMITS`; the command line checks its values with them too)."""
         check_positive("epochs", self.epochs, int)
         get_recipe(self.recipe)
-        for f in fields(self):
-            check_setting(f.name, getattr(self, f.name), f.metadata)
+        for name, choices in CHOICES.items():
+            check_setting(name, getattr(self, name), choices=choices)
+        for name, interval in LIMITS.items():
+            check_setting(name, getattr(self, name), interval=interval)
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
@@ -164,9 +158,8 @@ class TrainConfig:
         check_device(self.device)
 
 
-def check_setting(name: str, value, meta) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``None`` or one of the values ``meta`` allows."""
-    choices, interval = meta.get("choices"), meta.get("interval")
+def check_setting(name: str, value, choices: Optional[tuple] = None, interval: Optional[Interval] = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``None``, one of ``choices`` or in ``interval``."""
     if value is None:
         return
     if choices is not None and value not in choices:
@@ -273,7 +266,7 @@ def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype of ``amp`` (one of :data:`AMP_MODES`) on ``device``, or ``None``
     (full precision). Mixed precision is used on CUDA only: ``"auto"`` means bf16 where
     supported, else fp16."""
-    check_setting("amp", amp, {"choices": AMP_MODES})
+    check_setting("amp", amp, choices=AMP_MODES)
     if device.type != "cuda":
         if amp in ("bf16", "fp16"):
             raise ValueError(f"amp={amp!r} needs a CUDA device; this run uses {device} (use amp='auto' or 'off')")
@@ -290,6 +283,6 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-__all__ = ["Recipe", "RECIPES", "RECIPE_ALIASES", "AMP_MODES", "OPTIMIZERS", "get_recipe", "Interval", "setting",
-           "TrainConfig", "check_setting", "RESUME_MAY_CHANGE", "check_device", "WarmupCosine", "param_groups",
-           "make_optimizer", "make_scheduler", "check_resolved", "amp_dtype", "autocast"]
+__all__ = ["Recipe", "RECIPES", "RECIPE_ALIASES", "AMP_MODES", "OPTIMIZERS", "get_recipe", "Interval", "LIMITS",
+           "CHOICES", "TrainConfig", "check_setting", "RESUME_MAY_CHANGE", "check_device", "WarmupCosine",
+           "param_groups", "make_optimizer", "make_scheduler", "check_resolved", "amp_dtype", "autocast"]

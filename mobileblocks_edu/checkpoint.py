@@ -4,6 +4,7 @@
   disk, then renamed over the target. An interrupted write never leaves a half-written file; a failed one (a full
   disk, a read-only folder) raises :class:`WriteError` naming the file and the free space. Files get the usual
   permissions of the process's umask (``0644`` under the common umask ``022``), not ``mkstemp``'s ``0600``.
+  :func:`write_json` writes a report or run record the same way, refusing NaN.
 * :func:`load_checkpoint` reads with ``torch.load(weights_only=True)`` (no arbitrary code runs),
   unwraps the usual containers (``{'net': ...}``, ``{'net_E': ...}`` of the EMO releases,
   ``{'state_dict': ...}``, ``{'model': ...}``), and loads strictly. Anything that does not fit
@@ -13,9 +14,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Optional, Union
@@ -23,7 +25,8 @@ from typing import IO, Any, Callable, Mapping, Optional, Union
 import torch
 from torch import nn
 
-PathLike = Union[str, os.PathLike]
+from .env import PathLike
+
 WRAPPER_KEYS = ("net_E", "net", "state_dict", "model", "model_state")
 
 
@@ -34,12 +37,6 @@ class CheckpointError(RuntimeError):
 class WriteError(OSError):
     """A file that could not be written (full disk, read-only folder, a folder in the way); the
     message names the file and, for a full disk, the free space."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def temporary_files(path: PathLike) -> list[Path]:
@@ -74,6 +71,19 @@ def _write_error(path: Path, e: BaseException) -> WriteError:
     return err
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` next to ``path``, opened for writing, with mode ``0666``
+    less the umask (the kernel applies the umask: nothing process-wide is changed)."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
+    for _ in range(10):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
 def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
     """Call ``write(f)`` on a temporary file in ``path``'s folder, flush it to disk, then rename
     it over ``path``: readers see the old file or the new one, never half of one. Returns the path.
@@ -87,11 +97,10 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = Tru
         raise _write_error(path, IsADirectoryError(errno.EISDIR, "it is a folder"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temporary(path)
     except OSError as e:
         raise _write_error(path, e) from e
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
@@ -104,6 +113,17 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = Tru
             raise _write_error(path, e) from e
         raise
     return path
+
+
+def write_json(obj: Any, path: PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically (:func:`atomic_write`); NaN and infinite numbers
+    are refused (``ValueError``), as strict JSON has none."""
+
+    def write(f):
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.write("\n")
+
+    return atomic_write(path, write, binary=False)
 
 
 def save_checkpoint(obj: Any, path: PathLike) -> Path:
@@ -212,6 +232,7 @@ __all__ = [
     "CheckpointError",
     "WriteError",
     "atomic_write",
+    "write_json",
     "temporary_files",
     "save_checkpoint",
     "read_checkpoint",

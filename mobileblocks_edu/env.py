@@ -6,18 +6,27 @@ names through :mod:`mobileblocks_edu.lab`, which re-exports them next to its not
 * Paths: ``MBE_DATA`` if set, else ``data/`` in the repository checkout (``make`` links it to
   the offline copy when there is one), else ``./data``; the committed results and checkpoints
   live under ``lessons/`` of the checkout.
+* The machine: :func:`environment` is the one record of machine and software that runs,
+  benchmarks and latency reports carry; :func:`torch_threads` sets torch's thread count for a
+  block of code only.
 * Argument checks raise a ``ValueError`` that names the argument and what is allowed.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
+import importlib.metadata
 import os
 import platform
 import random
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
+
+PathLike = Union[str, os.PathLike]
 
 # --- paths -------------------------------------------------------------------------------------
 
@@ -51,11 +60,32 @@ def checkpoints_dir() -> Optional[Path]:
 
 # --- device, seeds, machine --------------------------------------------------------------------
 
-def get_device(prefer: str = "auto") -> torch.device:
-    """``cuda`` when available (or asked for), else ``cpu``."""
-    if prefer == "auto":
-        prefer = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(prefer)
+def check_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """The device ``device`` names (``"auto"``: CUDA when available, else the CPU), or a
+    ``ValueError`` saying what is allowed and what this machine has."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif not isinstance(device, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {device!r}")
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA device (use 'cpu' or 'auto')")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: MPS is not available here (use 'cpu' or 'auto')")
+    return dev
+
+
+get_device = check_device  # the name the notebook helpers use
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -76,6 +106,60 @@ def machine() -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}{gpu}"
+
+
+def _version(module: str) -> Optional[str]:
+    """The version of an installed package (``None`` where absent), read without importing it
+    when it is not imported yet (onnx takes seconds to import)."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__version__", None)
+    for dist in (module, f"{module}-gpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
+
+
+def environment() -> dict:
+    """The machine and software a result must be read with, one record for training runs,
+    benchmarks and latency reports: ``machine`` (:func:`machine`), ``threads`` (torch's, now),
+    the versions (``onnx`` and ``onnxruntime`` only where installed), ``omp_wait_policy``,
+    ``load_average_start`` (1, 5, 15 min; ``None`` where unknown) and the UTC ``date``."""
+    record = {
+        "machine": machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+    }
+    record.update({m: v for m in ("onnx", "onnxruntime") if (v := _version(m)) is not None})
+    record.update({
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return record
+
+
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (``None``: as it is) and give the
+    caller its own thread count back afterwards."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def machine_of(record: dict) -> Optional[str]:
+    """The machine a result record names: ``machine``, or ``hardware`` in the run records written
+    before the two were one key."""
+    return record.get("machine") or record.get("hardware")
 
 
 # --- argument checks ---------------------------------------------------------------------------
@@ -107,6 +191,7 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
 
 __all__ = [
     "repo_root", "data_dir", "results_dir", "checkpoints_dir",
-    "get_device", "seed_everything", "machine",
+    "PathLike", "check_device", "get_device", "seed_everything", "machine", "environment", "torch_threads",
+    "machine_of",
     "check_positive", "check_rate", "check_num_classes", "check_divisible",
 ]

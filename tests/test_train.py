@@ -166,7 +166,7 @@ def test_history_and_result_files(toy_root, tmp_path):
     assert r["status"] == "done" and r["seed"] == 0 and r["epochs_done"] == 2
     assert r["params"] == mbe.count_params(res.model) and r["input_size"] == [3, 32, 32]
     assert r["macs"] == mbe.count_flops(TinyNet(), (1, 3, 32, 32), "macs") > 0
-    assert r["code_version"]["package"] == mbe.__version__ and "torch threads" in r["hardware"]
+    assert r["code_version"]["package"] == mbe.__version__ and "torch threads" in r["machine"]
     assert r["wall_time_s"] > 0 and r["classes"] == list(CLASSES)
     assert r["final"]["top1"] == hist[-1]["val_top1"] and len(r["final"]["confusion"]) == 4
     assert r["best"]["val_top1"] == max(h["val_top1"] for h in hist)

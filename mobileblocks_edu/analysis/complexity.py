@@ -41,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from ..blocks.dyrelu import DYRELU_MODES, hyper_width
-from ..blocks.layers import make_divisible
+from ..blocks.layers import eval_mode, make_divisible
 from ..env import check_positive
 
 CONVENTIONS = ("macs", "conv_linear", "fvcore")
@@ -163,20 +163,16 @@ def flop_breakdown(
             device, dtype = torch.device("cpu"), torch.float32
         x = torch.zeros(tuple(inputs), device=device, dtype=dtype)
 
-    modes = [(m, m.training) for m in module.modules()]  # each module's own mode (a frozen BN stays in eval)
     handles = [
         nn.modules.module.register_module_forward_pre_hook(pre_hook),
         nn.modules.module.register_module_forward_hook(post_hook),
     ]
-    module.eval()
-    try:
-        with torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
+    try:  # eval_mode: each module gets its own mode back (a frozen BN stays in eval)
+        with eval_mode(module), torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
             module(x)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes:
-            m.training = training
     return dict(counts)
 
 

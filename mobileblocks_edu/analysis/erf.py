@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..blocks.layers import eval_mode
 from ..env import check_positive
-from .receptive import eval_mode
 
 
 def _check_position(name: str, position, h: int, w: int) -> tuple[int, int]:

@@ -31,7 +31,6 @@ receptive fields and feature similarity are in :mod:`mobileblocks_edu.analysis.e
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..blocks.attention import WINDOW_LAYOUTS, window_partition, window_reverse
+from ..blocks.layers import eval_mode
 from ..env import check_positive
 
 OP_KINDS = ("conv", "window", "global")
@@ -201,24 +200,6 @@ def max_path_length(layer: Layer, size: Union[int, Sequence[int]], separable: bo
 # ---- measured dependency on real modules ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def eval_mode(fn):
-    """Put ``fn`` (when it is a module) and all its submodules in eval mode, and give every one of
-    them its own mode back afterwards. A new module is in train mode, where BatchNorm mixes the
-    samples of a batch and dropout is random: neither belongs in a measurement of one pixel's
-    dependencies."""
-    if not isinstance(fn, nn.Module):
-        yield fn
-        return
-    modes = [(m, m.training) for m in fn.modules()]
-    fn.eval()
-    try:
-        yield fn
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size: Union[int, Sequence[int]],
                x: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Which input pixels each output pixel of ``module`` depends on, measured with autograd.
@@ -271,5 +252,5 @@ def mpl_from_dependency(dep: torch.Tensor) -> float:
 
 __all__ = [
     "OP_KINDS", "Op", "conv_op", "window_op", "global_op", "apply_layer", "module_layer", "reach", "max_path_length",
-    "eval_mode", "dependency", "layer_dependency", "mpl_from_dependency",
+    "dependency", "layer_dependency", "mpl_from_dependency",
 ]

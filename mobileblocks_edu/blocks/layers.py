@@ -5,6 +5,7 @@
 * :class:`LayerNorm2d`: LayerNorm over the channels of a ``(B, C, H, W)`` tensor.
 * :class:`SqueezeExcite`: channel attention (Hu et al., 2018), ``x * gate(W2 act(W1 mean(x)))``.
 * :class:`DropPath`: stochastic depth on the residual branch (torchvision's ``StochasticDepth``).
+* :func:`eval_mode`: a model in eval mode for a block of code, every submodule's own mode restored.
 
 Names follow timm (``in_chs``, ``out_chs``, ``act_layer``, ``norm_layer``) and the attribute
 names (``conv``, ``norm``, ``act``, ``conv_reduce``, ``conv_expand``) follow the reference
@@ -12,7 +13,8 @@ implementations, so that their checkpoints load without renaming.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import contextlib
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.fx
@@ -215,6 +217,24 @@ def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
     return module
 
 
+@contextlib.contextmanager
+def eval_mode(module) -> Iterator:
+    """Put ``module`` (when it is an ``nn.Module``; anything else passes through) and all its
+    submodules in eval mode for the block, and give every one of them its *own* mode back
+    afterwards: a BatchNorm frozen in eval inside a training model stays frozen, which
+    restoring only the top-level mode with ``model.train(...)`` would undo."""
+    if not isinstance(module, nn.Module):
+        yield module
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 __all__ = [
     "make_divisible",
     "ConvNormAct",
@@ -225,4 +245,5 @@ __all__ = [
     "trunc_normal_init",
     "kaiming_init",
     "randomize_",
+    "eval_mode",
 ]

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 from typing import Callable, Optional, Sequence, Union
 
@@ -19,9 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..env import check_positive
-
-PathLike = Union[str, os.PathLike]
+from ..env import PathLike, check_positive
 
 
 class CorruptImageError(OSError):

@@ -6,12 +6,12 @@ The reports go to ``runs/`` unless ``--output`` names a file; the committed ones
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..checkpoint import write_json
 from .latency import SETTINGS, run_latency
 from .quantize import QUANT_EXPERIMENTS, run_quantization
 
@@ -64,8 +64,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     report["command"] = "python -m mobileblocks_edu.deploy " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.no_save:
-        out = args.output or _results_path(default)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        out = write_json(report, args.output or _results_path(default))
         print(f"wrote {out} ({report['wall_s']} s)")
     return 0

@@ -6,9 +6,7 @@ onnxruntime with 1 and 2 threads), interleaved, and writes ``lessons/results/lat
 """
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -91,37 +89,15 @@ def build_contenders(name: str, size: int = 224, settings: Sequence[str] = SETTI
     return calls, checks
 
 
-def environment(threads: int) -> dict:
-    """Machine, versions and load: what a latency number must be read with."""
-    import onnxruntime
-
-    try:
-        import onnx
-        onnx_version = onnx.__version__
-    except ImportError:  # pragma: no cover
-        onnx_version = None
-    return {
-        "machine": env.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnx": onnx_version,
-        "onnxruntime": onnxruntime.__version__,
-        "torch_threads": threads,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-        "load_average_start": [round(v, 2) for v in os.getloadavg()],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds: int = 15, inner: int = 5,
                 warmup: int = 2, threads: int = 1, settings: Sequence[str] = SETTINGS, log=print) -> dict:
     """Batch-1 CPU latency of ``models`` (default: every ImageNet-size model) in every setting.
 
     All contenders (every model in every setting) are built first, checked against eager, and then
     timed together, interleaved (:func:`time_rounds`), so that a load change on a shared machine hits
-    them alike and models can be compared with each other. PyTorch runs with ``threads`` threads.
-    Returns the report written by ``python -m mobileblocks_edu.deploy latency``.
+    them alike and models can be compared with each other. PyTorch runs with ``threads`` threads
+    (the caller's count is restored afterwards). Returns the report written by
+    ``python -m mobileblocks_edu.deploy latency``.
     """
     log = log or (lambda *a: None)
     models = list(models or imagenet_models())
@@ -131,20 +107,20 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
     bad = [s for s in settings if s not in SETTINGS]
     if bad:
         raise ValueError(f"settings must be among {SETTINGS}, got {bad}")
-    torch.set_num_threads(threads)
-    report = {**environment(threads), "size": size, "batch": 1, "rounds": rounds, "inner": inner, "warmup": warmup,
-              "settings": {s: SETTING_TITLES[s] for s in settings}, "models": {}}
-    log(f"machine: {report['machine']}; torch {report['torch']}, onnxruntime {report['onnxruntime']}")
-    calls: dict[str, Callable[[], None]] = {}
-    for name in models:
-        model_calls, checks = build_contenders(name, size, settings)
-        for s in settings:
-            if s != "eager" and checks[s] > 1e-4 * max(1.0, checks["max_abs_output"]):
-                raise RuntimeError(f"{name}: {s} disagrees with eager by {checks[s]:.2e}")
-        calls.update({f"{name}/{s}": c for s, c in model_calls.items()})
-        report["models"][name] = {**model_costs(name, create_model(name)), "checks": checks}
-        log(f"built and checked {name}")
-    times = time_rounds(calls, rounds, inner, warmup, log=lambda m: log(m[:120] + " ..."))
+    with env.torch_threads(threads):
+        report = {**env.environment(), "size": size, "batch": 1, "rounds": rounds, "inner": inner,
+                  "warmup": warmup, "settings": {s: SETTING_TITLES[s] for s in settings}, "models": {}}
+        log(f"machine: {report['machine']}; torch {report['torch']}, onnxruntime {report.get('onnxruntime')}")
+        calls: dict[str, Callable[[], None]] = {}
+        for name in models:
+            model_calls, checks = build_contenders(name, size, settings)
+            for s in settings:
+                if s != "eager" and checks[s] > 1e-4 * max(1.0, checks["max_abs_output"]):
+                    raise RuntimeError(f"{name}: {s} disagrees with eager by {checks[s]:.2e}")
+            calls.update({f"{name}/{s}": c for s, c in model_calls.items()})
+            report["models"][name] = {**model_costs(name, create_model(name)), "checks": checks}
+            log(f"built and checked {name}")
+        times = time_rounds(calls, rounds, inner, warmup, log=lambda m: log(m[:120] + " ..."))
     for name in models:
         report["models"][name]["latency"] = {s: summarize_ms(times[f"{name}/{s}"]) for s in settings}
         log(f"{name:<18}" + "  ".join(f"{s} {report['models'][name]['latency'][s]['median_ms']:7.1f} ms" for s in settings))
@@ -158,6 +134,5 @@ __all__ = [
     "readable_copy",
     "model_costs",
     "build_contenders",
-    "environment",
     "run_latency",
 ]

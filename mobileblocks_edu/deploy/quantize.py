@@ -6,18 +6,20 @@ accuracy, file size and latency before and after (``lessons/results/quant_imagen
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
+from .. import env
 from ..analysis.timing import summarize_ms, time_rounds
+from ..env import PathLike
 from ..models.registry import model_cfg
-from .export import PathLike, export_onnx, onnx_op_counts, ort_session, run_onnx
-from .latency import environment
+from .export import export_onnx, onnx_op_counts, ort_session, run_onnx
 
 # ---------------------------------------------------------------------------------------------
 # Quantization
@@ -30,6 +32,33 @@ def _imagenette(split: str, n_per_class: Optional[int], size: int):
 
     return load_dataset("imagenette", split, download=False, transform=build_transforms("imagenette", False, size),
                         subset=n_per_class)
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Drop onnxruntime's log records below ERROR for the block (its quantizer warns once per 1-D
+    norm weight that per-channel quantization skips). onnxruntime logs through the root logger, so
+    the filter sits on the root logger and its handlers and keeps every record that another file
+    emits; it is removed afterwards, and no level or handler of the caller's changes (a root
+    logger without handlers gets a silent one for the block, or ``logging.warning`` would set up
+    one for good)."""
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or f"{os.sep}onnxruntime{os.sep}" not in record.pathname
+
+    root = logging.getLogger()
+    spare = None if root.handlers else logging.NullHandler()
+    if spare is not None:
+        root.addHandler(spare)
+    targets = [root, *root.handlers]
+    for t in targets:
+        t.addFilter(keep)
+    try:
+        yield
+    finally:
+        for t in targets:
+            t.removeFilter(keep)
+        if spare is not None:
+            root.removeHandler(spare)
 
 
 def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calibration: torch.Tensor, per_channel: bool = True) -> Path:
@@ -46,15 +75,11 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calibration: torch.Tens
             return next(self.items, None)
 
 
-    logging.disable(logging.WARNING)  # one warning per 1-D norm weight that per-channel quantization skips
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    finally:
-        logging.disable(logging.NOTSET)
+    with _quiet_onnxruntime(), tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return Path(onnx_out)
 
 
@@ -71,50 +96,51 @@ def run_quantization(experiments: Sequence[str] = QUANT_EXPERIMENTS, calib_per_c
                      eval_per_class: Optional[int] = None, rounds: int = 15, inner: int = 5, threads: int = 1,
                      log=print) -> dict:
     """Quantize the trained Imagenette models and measure accuracy, size and batch-1 latency before
-    and after (PyTorch and onnxruntime on ``threads`` threads). Needs the Imagenette images in the
-    data directory and the committed checkpoints."""
+    and after (PyTorch and onnxruntime on ``threads`` threads; the caller's torch thread count is
+    restored afterwards). Needs the Imagenette images in the data directory and the committed
+    checkpoints."""
     from ..train.experiments import load_trained, resolve_experiment
 
     log = log or (lambda *a: None)
-    torch.set_num_threads(threads)
-    report = {**environment(threads), "calibration_per_class": calib_per_class,
-              "eval_per_class": eval_per_class, "rounds": rounds, "inner": inner,
-              "method": "onnxruntime quantize_static: QDQ, int8 activations and per-channel int8 weights, "
-                        "MinMax calibration on training images", "models": {}}
-    for exp in experiments:
-        model = load_trained(exp)
-        if model is None:
-            raise FileNotFoundError(f"no committed checkpoint for {exp}")
-        name = resolve_experiment(exp).model
-        size = model_cfg(name).input_size[-1]
-        calib_ds = _imagenette("train", calib_per_class, size)
-        val_ds = _imagenette("val", eval_per_class, size)
-        calib = torch.stack([calib_ds[i][0] for i in range(len(calib_ds))])
-        with tempfile.TemporaryDirectory() as tmp:
-            f32, i8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            export_onnx(model, f32, size=size)
-            quantize_int8(f32, i8, calib)
-            sessions = {"fp32": ort_session(f32, threads), "int8": ort_session(i8, threads)}
-            entry = {"model": name, "size": size, "val_images": len(val_ds), "calibration_images": len(calib)}
-            for k, sess in sessions.items():
-                entry[f"{k}_bytes"] = (f32 if k == "fp32" else i8).stat().st_size
-                entry[f"{k}_top1"] = round(ort_accuracy(sess, val_ds), 2)
-                log(f"{exp} {k}: top-1 {entry[f'{k}_top1']:.2f} %, {entry[f'{k}_bytes'] / 1e6:.2f} MB")
-            x = torch.randn(1, 3, size, size).numpy()
-            calls = {k: (lambda s=s, x=x: s.run(None, {"x": x})) for k, s in sessions.items()}
+    with env.torch_threads(threads):
+        report = {**env.environment(), "calibration_per_class": calib_per_class,
+                  "eval_per_class": eval_per_class, "rounds": rounds, "inner": inner,
+                  "method": "onnxruntime quantize_static: QDQ, int8 activations and per-channel int8 weights, "
+                            "MinMax calibration on training images", "models": {}}
+        for exp in experiments:
+            model = load_trained(exp)
+            if model is None:
+                raise FileNotFoundError(f"no committed checkpoint for {exp}")
+            name = resolve_experiment(exp).model
+            size = model_cfg(name).input_size[-1]
+            calib_ds = _imagenette("train", calib_per_class, size)
+            val_ds = _imagenette("val", eval_per_class, size)
+            calib = torch.stack([calib_ds[i][0] for i in range(len(calib_ds))])
+            with tempfile.TemporaryDirectory() as tmp:
+                f32, i8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+                export_onnx(model, f32, size=size)
+                quantize_int8(f32, i8, calib)
+                sessions = {"fp32": ort_session(f32, threads), "int8": ort_session(i8, threads)}
+                entry = {"model": name, "size": size, "val_images": len(val_ds), "calibration_images": len(calib)}
+                for k, sess in sessions.items():
+                    entry[f"{k}_bytes"] = (f32 if k == "fp32" else i8).stat().st_size
+                    entry[f"{k}_top1"] = round(ort_accuracy(sess, val_ds), 2)
+                    log(f"{exp} {k}: top-1 {entry[f'{k}_top1']:.2f} %, {entry[f'{k}_bytes'] / 1e6:.2f} MB")
+                x = torch.randn(1, 3, size, size).numpy()
+                calls = {k: (lambda s=s, x=x: s.run(None, {"x": x})) for k, s in sessions.items()}
 
-            def forward(model=model, x=x):
+                def forward(model=model, x=x):
+                    with torch.inference_mode():
+                        model(torch.from_numpy(x))
+
+                calls["pytorch"] = forward
+                times = time_rounds(calls, rounds, inner)
+                entry["latency"] = {k: summarize_ms(v) for k, v in times.items()}
                 with torch.inference_mode():
-                    model(torch.from_numpy(x))
-
-            calls["pytorch"] = forward
-            times = time_rounds(calls, rounds, inner)
-            entry["latency"] = {k: summarize_ms(v) for k, v in times.items()}
-            with torch.inference_mode():
-                ref = model(val_ds[0][0][None])
-            entry["fp32_max_abs_diff"] = (run_onnx(sessions["fp32"], val_ds[0][0][None]) - ref).abs().max().item()
-            entry["int8_ops"] = dict(onnx_op_counts(i8))
-            log("  latency (ms): " + ", ".join(f"{k} {entry['latency'][k]['median_ms']:.2f}" for k in calls))
-        report["models"][exp] = entry
+                    ref = model(val_ds[0][0][None])
+                entry["fp32_max_abs_diff"] = (run_onnx(sessions["fp32"], val_ds[0][0][None]) - ref).abs().max().item()
+                entry["int8_ops"] = dict(onnx_op_counts(i8))
+                log("  latency (ms): " + ", ".join(f"{k} {entry['latency'][k]['median_ms']:.2f}" for k in calls))
+            report["models"][exp] = entry
     report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return report

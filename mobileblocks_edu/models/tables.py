@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..blocks.ghost import GhostBottleneck
+from ..blocks.layers import eval_mode
 from ..blocks.mtb import MobileTransformerBlock, MoFFN
 from .ghostnet import GhostNet
 
@@ -35,13 +36,10 @@ def _input_output_shapes(model: GhostNet, modules: list[nn.Module], img_size: in
         return lambda m, inp, out: shapes.__setitem__(k, (tuple(inp[0].shape), tuple(out.shape)))
 
     handles = [m.register_forward_hook(hook(k)) for k, m in enumerate(modules)]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, 3, img_size, img_size, device=model.stem.conv.weight.device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return shapes

@@ -9,9 +9,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..env import check_positive
+from ..blocks.layers import eval_mode
+from ..env import check_device, check_positive
 from . import distributed
-from .recipes import amp_dtype, autocast, check_device
+from .recipes import amp_dtype, autocast
 
 
 @dataclass
@@ -79,11 +80,9 @@ def evaluate(
     device = check_device(device)
     dtype = amp_dtype(amp, device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    was_training = model.training
-    model.eval()
     sums = torch.zeros(4, dtype=torch.float64)  # loss, top-1 hits, top-5 hits, images
     all_t, all_p, outputs = [], [], 0
-    try:
+    with eval_mode(model):  # every submodule gets its own mode back (a frozen BN stays in eval)
         for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
             x, y = x.to(device, memory_format=fmt), y.to(device)
             with autocast(device, dtype):
@@ -95,8 +94,6 @@ def evaluate(
                                   topk_correct(logits, y, 1), topk_correct(logits, y, 5), len(y)], dtype=torch.float64)
             all_t.append(y.cpu())
             all_p.append(logits.argmax(1).cpu())
-    finally:
-        model.train(was_training)
     if sums[3] == 0:
         raise ValueError("evaluate got an empty loader")
     classes = getattr(loader.dataset, "classes", None)

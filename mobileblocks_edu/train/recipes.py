@@ -30,14 +30,13 @@ import contextlib
 import math
 import numbers
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from .. import env
-from ..env import check_positive
+from ..env import check_device, check_positive  # check_device: re-exported, the one device resolver
 
 
 @dataclass(frozen=True)
@@ -175,31 +174,6 @@ def check_setting(name: str, value, choices: Optional[tuple] = None, interval: O
 # options: how a run is executed, not what it computes (a different thread count or device gives
 # a warning in fit: the weights are then no longer bit-identical to an uninterrupted run)
 RESUME_MAY_CHANGE = frozenset({"progress", "device", "threads", "workers", "download", "data_dir", "resume", "out"})
-
-
-def check_device(device: Union[str, torch.device]) -> torch.device:
-    """The device ``device`` names (``"auto"``: CUDA when available, else the CPU), or a
-    ``ValueError`` saying what is allowed and what this machine has."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif not isinstance(device, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {device!r}")
-    elif device == "auto":
-        return env.get_device("auto")
-    else:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise ValueError(f"device {device!r}: this machine has no CUDA device (use 'cpu' or 'auto')")
-        if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r}: MPS is not available here (use 'cpu' or 'auto')")
-    return dev
 
 
 class WarmupCosine:

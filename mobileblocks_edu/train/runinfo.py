@@ -1,37 +1,26 @@
 """What a run leaves behind besides its weights: files written atomically, random states, the
-code version and machine, the lock on the run folder and the checks that it can hold the run."""
+code version and machine, the lock on the run folder and the checks that it can hold the run.
+
+:func:`write_json` and :func:`environment` (the one record of machine and software, also in the
+benchmark and latency reports) live in the bottom layer and are re-exported here."""
 from __future__ import annotations
 
-import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import env
-from ..checkpoint import WriteError, atomic_write, temporary_files
+from ..checkpoint import WriteError, temporary_files, write_json
 from ..data.images import derive_seed
+from ..env import PathLike, environment, machine_of
 from ..version import __version__
-
-PathLike = Union[str, os.PathLike]
-
-
-def write_json(obj: Any, path: PathLike) -> Path:
-    """Write ``obj`` as indented JSON, atomically (temporary file + rename); NaN and infinite
-    numbers are refused (``ValueError``), as strict JSON has none."""
-
-    def write(f):
-        json.dump(obj, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-    return atomic_write(path, write, binary=False)
 
 
 def rng_state() -> dict:
@@ -83,20 +72,6 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
-
-
-def environment() -> dict:
-    """Hardware and software of this run."""
-    import torchvision
-
-    return {
-        "hardware": env.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "platform": platform.platform(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
 
 
 class RunInUseError(RuntimeError):
@@ -233,5 +208,5 @@ def clean_temporary_files(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-__all__ = ["write_json", "rng_state", "set_rng_state", "seed_epoch", "code_version", "environment", "RunInUseError",
-           "RunLock", "RUN_FILES", "prepare_out_dir", "check_free_space", "clean_temporary_files"]
+__all__ = ["write_json", "rng_state", "set_rng_state", "seed_epoch", "code_version", "environment", "machine_of",
+           "RunInUseError", "RunLock", "RUN_FILES", "prepare_out_dir", "check_free_space", "clean_temporary_files"]

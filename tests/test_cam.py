@@ -12,7 +12,6 @@ from torch import nn
 import mobileblocks_edu as mbe
 from mobileblocks_edu.analysis.cam import (
     grad_cam,
-    irmb_attention,
     load_photos,
     model_block_attention,
     overlay,
@@ -141,7 +140,7 @@ def test_shipped_photos_need_no_data_directory(monkeypatch, tmp_path):
 def test_ewmhsa_query_attention_covers_the_query_window(layout, size):
     w, q = 4, (1, 5)
     block = iRMB(16, 16, exp_ratio=2, has_attn=True, dim_head=8, window_size=w, window_layout=layout).eval()
-    amap = irmb_attention(block, torch.randn(2, 16, size, size), q)  # (heads, H, W)
+    amap = model_block_attention(block, block, torch.randn(2, 16, size, size), q)  # (heads, H, W)
     assert amap.shape == (2, size, size)
     n = math.ceil(size / w)
     rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")

@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import mobileblocks_edu as mbe
 from mobileblocks_edu.analysis import complexity as cx
@@ -120,6 +122,43 @@ def test_fused_models_count_the_same_with_every_backend(name):
 def test_fused_and_readable_mhsa_count_the_same():
     fused, manual = MHSA(32, 4), MHSA(32, 4, fused=False)
     assert count_flops(fused, (1, 32, 8, 8), "macs") == count_flops(manual, (1, 32, 8, 8), "macs")
+
+
+# ---- against PyTorch's own counter ------------------------------------------------------------------
+
+
+class _Ops(TorchDispatchMode):
+    """Records the aten ops (overload packets) a forward pass runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func._overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(TorchVersion(torch.__version__) < (2, 4), reason=f"torch {torch.__version__}: the comparison "
+                    "starts at torch 2.4, whose FlopCounterMode tracks modules with ModuleTracker")
+@pytest.mark.parametrize("name", mbe.list_models())
+def test_macs_are_half_of_pytorchs_flop_counter(name, one_thread):
+    """PyTorch counts 2 FLOPs per multiply-add; models whose fused attention kernel PyTorch's registry
+    cannot count are skipped (the attention-free ones never are)."""
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+    model = mbe.create_model(name).eval()
+    size = 32 if model.cfg.input_size[-1] == 32 else 64
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, _Ops() as ops:
+        model(x)
+    fused = {op for op in ops.seen if cx._is_fused_attention(str(op).split(".")[-1])}
+    if name.startswith(("mobilenetv2", "ghostnet")):
+        assert not fused
+    uncounted = sorted(str(op) for op in fused if op not in flop_registry)
+    if uncounted:
+        pytest.skip(f"torch {torch.__version__}'s flop registry has no formula for {', '.join(uncounted)}")
+    assert 2 * count_flops(model, x, "macs") == counter.get_total_flops() > 0
 
 
 def test_counter_restores_training_mode_and_attributes_modules():

@@ -11,9 +11,9 @@ from torch import nn
 
 import mobileblocks_edu as mbe
 from mobileblocks_edu import deploy, lab
+from mobileblocks_edu.analysis import timing
 from mobileblocks_edu.blocks.attention import set_attention
 from mobileblocks_edu.blocks.layers import ConvNormAct, check_input
-from mobileblocks_edu.analysis import timing
 from mobileblocks_edu.deploy import cli, latency, quantize
 
 MODELS = mbe.list_models()
@@ -40,6 +40,23 @@ def test_fold_conv_bn_is_exact(bias, groups, one_thread):
     fused = deploy.fold_conv_bn(conv, bn)
     torch.testing.assert_close(fused(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
     assert fused.bias is not None and conv.bias is None or bias  # the original is untouched
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fold_conv_bn_equals_pytorchs_fuse_conv_bn_eval(bias, groups, affine, one_thread):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    conv = lab.randomize_(nn.Conv2d(8, 12, 3, 1, 1, groups=groups, bias=bias)).eval()
+    bn = lab.randomize_(nn.BatchNorm2d(12, affine=affine)).eval()  # random statistics: not the identity
+    ours, theirs = deploy.fold_conv_bn(conv, bn), fuse_conv_bn_eval(conv, bn)
+    torch.testing.assert_close(ours.weight, theirs.weight)
+    torch.testing.assert_close(ours.bias, theirs.bias)
+    x = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+        assert (ours(x) - conv(x)).abs().max() > 0.1  # the BatchNorm did something
 
 
 def test_bn_before_a_1x1_conv_folds_forward_but_not_into_a_3x3(one_thread):
@@ -152,7 +169,8 @@ OLD_EXPORT = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 3)
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_export_matches_eager(name, one_thread):
     if OLD_EXPORT and name.startswith("emo"):  # seen on torch 2.2: IndexError inside torch.export's tracer
-        pytest.xfail(f"torch {torch.__version__}: torch.export fails inside its tracer on the iRMB (torch 2.14 captures it)")
+        pytest.xfail(f"torch {torch.__version__}: torch.export fails inside its tracer on the iRMB "
+                     "(torch 2.14 captures it)")
     model = random_model(name)
     x = torch.randn(1, 3, small_size(name), small_size(name))
     ep = torch.export.export(model, (x,))
@@ -174,6 +192,26 @@ def test_onnx_export_matches_onnxruntime(name, one_thread):
     assert r["ops"]["Conv"] > 10
 
 
+def test_check_export_runs_the_onnx_checker(monkeypatch, one_thread):
+    """A graph onnxruntime might still load is refused by ``onnx.checker`` first: a node reads a
+    tensor that nothing defines."""
+    onnx = pytest.importorskip("onnx")
+    from mobileblocks_edu.deploy import export
+
+    good = export.export_onnx
+
+    def broken(*args, **kwargs):
+        m = onnx.load_from_string(good(*args, **kwargs))
+        m.graph.node.append(onnx.helper.make_node("Relu", ["no_such_tensor"], ["dangling"]))
+        return m.SerializeToString()
+
+    conv = nn.Conv2d(3, 4, 3)
+    assert export.check_export(conv, torch.randn(1, 3, 8, 8))["max_abs_diff"] < 1e-5
+    monkeypatch.setattr(export, "export_onnx", broken)
+    with pytest.raises(onnx.checker.ValidationError, match="no_such_tensor"):
+        export.check_export(conv, torch.randn(1, 3, 8, 8))
+
+
 @pytest.mark.parametrize("name", ["emo_1m_cifar", "mocovit_050_cifar"])
 def test_readable_attention_path_exports_too(name, one_thread):
     pytest.importorskip("onnxruntime")
@@ -183,7 +221,8 @@ def test_readable_attention_path_exports_too(name, one_thread):
     assert r["ops"]["Softmax"] > 0 and r["ops"]["MatMul"] > 0  # the attention is there, as MatMul + Softmax
 
 
-@pytest.mark.skipif(not deploy.HAS_DYNAMO_EXPORT, reason=f"torch {torch.__version__}: torch.onnx.export(dynamo=True) exists from 2.5")
+@pytest.mark.skipif(not deploy.HAS_DYNAMO_EXPORT,
+                    reason=f"torch {torch.__version__}: torch.onnx.export(dynamo=True) exists from 2.5")
 def test_dynamo_exporter_matches(one_thread):
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")

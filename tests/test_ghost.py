@@ -123,20 +123,6 @@ def test_ghostnet_architecture_is_table1():
     assert rows[-4]["out"] == 960 and rows[-2]["out"] == 1280 and rows[-1]["out"] == 1000
 
 
-def test_ghostnet_api():
-    model = mbe.create_model("ghostnet_050", num_classes=7).eval()
-    x = torch.randn(2, 3, 64, 64)
-    feats = model.forward_features(x)
-    assert feats.shape == (2, 480, 2, 2)
-    assert model.forward_head(feats, pre_logits=True).shape == (2, 1280)
-    torch.testing.assert_close(model(x), model.forward_head(feats))
-    assert model.cam_target_layers() == [model.final_conv]
-    model.reset_classifier(3)
-    assert model(x).shape == (2, 3)
-    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, H, W\)"):
-        model(torch.randn(2, 1, 64, 64))
-
-
 def test_ghostnet_refuses_transformer_rows():
     from mobileblocks_edu.models.ghostnet import GhostNet
     from mobileblocks_edu.models.mocovit import MOCOVIT_STAGES

@@ -134,8 +134,8 @@ class Step:
 
 
 
-# aten operators by kind, for the profile of one training step (first match wins)
-OP_KINDS = (
+# aten operators in groups, for the profile of one training step (first match wins)
+OP_GROUPS = (
     ("convolution, backward", ("convolution_backward",)),
     ("convolution, forward", ("convolution",)),
     ("normalisation", ("batch_norm", "layer_norm")),
@@ -146,8 +146,8 @@ OP_KINDS = (
 
 
 def op_kind(name: str) -> str:
-    """The kind of an aten operator (``"other"`` when none of :data:`OP_KINDS` matches)."""
-    for kind, keys in OP_KINDS:
+    """The group of an aten operator (``"other"`` when none of :data:`OP_GROUPS` matches)."""
+    for kind, keys in OP_GROUPS:
         if any(k in name for k in keys):
             return kind
     return "other"

@@ -276,22 +276,6 @@ def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int,
     return out.view(-1, H, W)
 
 
-def irmb_attention(block: nn.Module, x: torch.Tensor, query: tuple[int, int], batch_index: int = 0) -> torch.Tensor:
-    """Run an iRMB with EW-MHSA on ``x`` (its input, ``(B, C, H, W)``) keeping the attention map,
-    and return the weights of the ``query`` pixel: ``(heads, H, W)``."""
-    if not getattr(block, "has_attn", False):
-        raise ValueError("block must be an iRMB with has_attn=True")
-    keep = block.attn.keep_attn
-    set_attention(block, keep_attn=True)
-    try:
-        with torch.no_grad():
-            block(x)
-        attn = block.attn.last_attn
-    finally:
-        set_attention(block, keep_attn=keep)
-    return query_attention(attn, query, tuple(x.shape[-2:]), block.window_size, block.window_layout, batch_index)
-
-
 class _Capture:
     """Record the input of one module during a forward pass."""
 
@@ -331,5 +315,5 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
     return query_attention(attn, query, size, block.window_size, block.window_layout, batch_index)
 
 
-__all__ = ["CamResult", "cam_layers", "grad_cam", "overlay", "to_rgb", "PHOTOS_DIR", "photos_dir", "load_photos", "prepare",
-           "query_attention", "irmb_attention", "model_block_attention"]
+__all__ = ["CamResult", "cam_layers", "grad_cam", "overlay", "to_rgb", "PHOTOS_DIR", "photos_dir", "load_photos",
+           "prepare", "query_attention", "model_block_attention"]

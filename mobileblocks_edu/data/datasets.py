@@ -105,7 +105,7 @@ DATASETS = {
         "imagefolder", "ImageFolder", None, 224, IMAGENET_MEAN, IMAGENET_STD, ("train", "val"), "", "",
     ),
 }
-_ALIASES = {"cifar-10": "cifar10", "imagenet_subset": "imagenette", "imagenette2": "imagenette"}
+_ALIASES = {"imagenet_subset": "imagenette"}  # the folder name the lab's data directory uses
 
 
 def dataset_info(name: str, root: Optional[PathLike] = None) -> DatasetInfo:

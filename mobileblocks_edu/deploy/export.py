@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import tempfile
@@ -61,7 +62,7 @@ def sample_images(n: int = 4, size: int = 224, model_name: Optional[str] = None,
 # Export
 # ---------------------------------------------------------------------------------------------
 # torch.onnx.export(..., dynamo=True), the torch.export-based exporter, exists from torch 2.5
-HAS_DYNAMO_EXPORT = "dynamo" in torch.onnx.export.__code__.co_varnames
+HAS_DYNAMO_EXPORT = "dynamo" in inspect.signature(torch.onnx.export).parameters
 
 
 def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 224, batch: int = 1,
@@ -141,8 +142,12 @@ def onnx_op_counts(onnx_model: Union[PathLike, bytes]) -> Counter:
 
 
 def check_export(model: nn.Module, x: torch.Tensor, dynamo: bool = False) -> dict:
-    """Export ``model`` at ``x``'s size, run it with onnxruntime on ``x`` and compare with PyTorch:
-    ``{"max_abs_diff", "max_abs_output", "ops"}``."""
+    """Export ``model`` at ``x``'s size, validate the graph with ``onnx.checker`` (full check, shape
+    inference included; it raises ``onnx.checker.ValidationError``), run it with onnxruntime on ``x``
+    and compare with PyTorch: ``{"max_abs_diff", "max_abs_output", "ops"}``."""
+    import onnx
+
+    onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
     size = x.shape[-1]
     blob = export_onnx(model, None, size=size, batch=x.shape[0], dynamo=dynamo)
     with torch.no_grad():

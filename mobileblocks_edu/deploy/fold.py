@@ -39,9 +39,11 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new convolution equal to ``bn(conv(x))`` in eval mode: ``W' = s·W``, ``b' = s·b + t``."""
+    """A new convolution equal to ``bn(conv(x))`` in eval mode: ``W' = s·W``, ``b' = s·b + t``
+    (PyTorch's ``torch.nn.utils.fusion.fuse_conv_bn_eval`` computes the same)."""
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, BN_TYPES):
-        raise TypeError(f"conv must be an nn.Conv2d and bn an nn.BatchNorm2d, got {type(conv).__name__}, {type(bn).__name__}")
+        raise TypeError("conv must be an nn.Conv2d and bn an nn.BatchNorm2d, "
+                        f"got {type(conv).__name__}, {type(bn).__name__}")
     if bn.running_var is None:
         raise ValueError("bn has no running statistics (track_running_stats=False): it cannot fold")
     s, t = bn_scale_shift(bn)
@@ -60,7 +62,8 @@ def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     and ``groups=1``.
     """
     if conv.kernel_size != (1, 1) or conv.padding not in ((0, 0), 0) or conv.groups != 1:
-        raise ValueError(f"only a 1x1 convolution without padding and groups=1 can absorb a preceding BatchNorm, got {conv}")
+        raise ValueError("only a 1x1 convolution without padding and groups=1 can absorb a preceding BatchNorm, "
+                         f"got {conv}")
     s, t = bn_scale_shift(bn)
     fused = copy.deepcopy(conv)
     w = conv.weight[:, :, 0, 0]  # (out, in)

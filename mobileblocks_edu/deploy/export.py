@@ -147,9 +147,9 @@ def check_export(model: nn.Module, x: torch.Tensor, dynamo: bool = False) -> dic
     and compare with PyTorch: ``{"max_abs_diff", "max_abs_output", "ops"}``."""
     import onnx
 
-    onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
     size = x.shape[-1]
     blob = export_onnx(model, None, size=size, batch=x.shape[0], dynamo=dynamo)
+    onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
     with torch.no_grad():
         ref = model.eval()(x)
     out = run_onnx(ort_session(blob), x)

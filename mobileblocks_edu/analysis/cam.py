@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..blocks.attention import set_attention, window_pixels
-
-PathLike = Union[str, Path]
+from ..env import PathLike
 
 
 @dataclass

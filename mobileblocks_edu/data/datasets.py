@@ -34,7 +34,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -43,12 +43,10 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from .. import env
-from ..env import check_positive
+from ..env import PathLike, check_positive
 from .constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from .download import download_dataset, offline, url_reachable
 from .images import CorruptImageError, ImageDataset, check_same_classes, derive_seed, read_cifar_batch
-
-PathLike = Union[str, os.PathLike]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGENETTE_CLASSES = {  # wnid -> name, in torchvision's (sorted wnid) label order

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import io
-import os
 import tempfile
 import warnings
 from collections import Counter
@@ -21,9 +20,8 @@ import torch
 from torch import nn
 
 from .. import env
+from ..env import PathLike
 from ..models.registry import list_models, model_cfg
-
-PathLike = Union[str, os.PathLike]
 
 
 # ---------------------------------------------------------------------------------------------

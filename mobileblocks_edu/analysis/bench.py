@@ -26,8 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import statistics
@@ -42,6 +40,7 @@ from torch import nn
 
 from .. import env
 from ..blocks.attention import set_attention
+from ..checkpoint import write_json
 from ..models.registry import create_model
 from .timing import time_interleaved
 
@@ -197,17 +196,11 @@ def _check_run_args(models, settings, modes, repeats, warmup, threads, num_class
 
 
 def _report_header(allocator: str, repeats: int, warmup: int) -> dict:
-    """The report's description of the machine and the run, before any measurement."""
+    """The report's description of the machine (:func:`~mobileblocks_edu.env.environment`) and
+    the run, before any measurement."""
     return {
-        "machine": env.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+        **env.environment(),
         "allocator": allocator,
-        "load_average_start": [round(v, 2) for v in os.getloadavg()],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "repeats": repeats,
         "warmup": warmup,
         "paths": {
@@ -268,20 +261,22 @@ def run(
     keep_memory: bool = False,
     log=print,
 ) -> dict:
-    """Run the benchmark and return the report (see :func:`main` for the command line)."""
+    """Run the benchmark on ``threads`` torch threads (the caller's count is restored afterwards)
+    and return the report (see :func:`main` for the command line)."""
     _check_run_args(models, settings, modes, repeats, warmup, threads, num_classes)
-    torch.set_num_threads(threads)
     log = log or (lambda *a: None)
     allocator = "default"
     if keep_memory:
         allocator = "glibc, freed memory kept (no mmap, no trim)" if keep_freed_memory() else "default (not glibc)"
-    pairs = {name: build_pair(name, num_classes) for name in models}
-    report = _report_header(allocator, repeats, warmup)
-    log(f"machine: {report['machine']}; torch {report['torch']}; allocator: {allocator}")
-    report["checks"] = _check_all_outputs(pairs, [size for size, _ in settings], log)
-    for size, batch in settings:
-        for mode in modes:
-            report["groups"].append(_time_group(pairs, size, batch, mode, repeats, warmup, num_classes, profile, log))
+    with env.torch_threads(threads):
+        pairs = {name: build_pair(name, num_classes) for name in models}
+        report = _report_header(allocator, repeats, warmup)
+        log(f"machine: {report['machine']}; torch {report['torch']}; allocator: {allocator}")
+        report["checks"] = _check_all_outputs(pairs, [size for size, _ in settings], log)
+        for size, batch in settings:
+            for mode in modes:
+                report["groups"].append(_time_group(pairs, size, batch, mode, repeats, warmup, num_classes, profile,
+                                                    log))
     return report
 
 
@@ -328,9 +323,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     report["command"] = "python -m mobileblocks_edu.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.no_save:
-        out = args.output or default_output()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
+        out = write_json(report, args.output or default_output())
         print(f"wrote {out} ({report['wall_s']} s)")
     return 0
 

@@ -85,7 +85,6 @@ def check_device(device: Union[str, torch.device] = "auto") -> torch.device:
     return dev
 
 
-get_device = check_device  # the name the notebook helpers use
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -136,7 +135,7 @@ def environment() -> dict:
     record.update({m: v for m in ("onnx", "onnxruntime") if (v := _version(m)) is not None})
     record.update({
         "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "load_average_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
@@ -191,7 +190,7 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
 
 __all__ = [
     "repo_root", "data_dir", "results_dir", "checkpoints_dir",
-    "PathLike", "check_device", "get_device", "seed_everything", "machine", "environment", "torch_threads",
+    "PathLike", "check_device", "seed_everything", "machine", "environment", "torch_threads",
     "machine_of",
     "check_positive", "check_rate", "check_num_classes", "check_divisible",
 ]

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence, TypeVar, Union
 import torch
 
 from .blocks.layers import randomize_
-from .env import checkpoints_dir, data_dir, get_device, machine, repo_root, results_dir, seed_everything
+from .env import check_device, checkpoints_dir, data_dir, machine, repo_root, results_dir, seed_everything
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -66,7 +66,7 @@ def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> Lab:
     global _STARTED
     _STARTED = time.perf_counter()
     seed_everything(seed)
-    lab = Lab(get_device(device), is_fast(), data_dir(), seed)
+    lab = Lab(check_device(device), is_fast(), data_dir(), seed)
     try:
         import matplotlib as mpl
 
@@ -158,7 +158,7 @@ __all__ = [
     "results_dir",
     "checkpoints_dir",
     "seed_everything",
-    "get_device",
+    "check_device",
     "Lab",
     "setup",
     "show_source",

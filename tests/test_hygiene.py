@@ -165,7 +165,7 @@ def test_quantization_silences_only_onnxruntime(tmp_path, caplog, one_thread):
 
 # ---- one of each --------------------------------------------------------------------------------
 def test_one_device_resolver():
-    assert recipes.check_device is env.check_device is env.get_device
+    assert recipes.check_device is env.check_device
     assert env.check_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device must be"):
         env.check_device("gpu")

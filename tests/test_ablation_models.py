@@ -14,7 +14,8 @@ from mobileblocks_edu.lab import randomize_
 
 def test_vanilla_mtb_is_the_transformer_block():
     """attn_layer="mhsa" + ffn_layer="mlp" is the pre-norm Transformer block of attention.py."""
-    mtb = randomize_(MobileTransformerBlock(16, 48, num_heads=4, se_ratio=0.25, attn_layer="mhsa", ffn_layer="mlp")).eval()
+    mtb = randomize_(MobileTransformerBlock(16, 48, num_heads=4, se_ratio=0.25, attn_layer="mhsa",
+                                            ffn_layer="mlp")).eval()
     ref = TransformerBlock(16, num_heads=4, mlp_ratio=3.0).eval()
     ref.load_state_dict({k.replace("ffn.", "mlp."): v for k, v in mtb.state_dict().items()})
     x = torch.randn(2, 16, 4, 4)
@@ -109,7 +110,8 @@ def test_emo_dw_stages_remove_the_dw_conv_outside_the_downsampling_blocks():
 
 def test_emo_identity_operator_is_an_mlp_block():
     ident = randomize_(mbe.create_model("emo_1m_cifar", attn_stages=[False] * 4, dw_stages=[False] * 4,
-                                        norm_layers=["bn", "bn", "ln", "ln"], act_layers=["silu", "silu", "gelu", "gelu"])).eval()
+                                        norm_layers=["bn", "bn", "ln", "ln"],
+                                        act_layers=["silu", "silu", "gelu", "gelu"])).eval()
     blk = ident.stage3[1]
     assert not blk.has_attn and not blk.has_dw
     x = torch.randn(2, blk.in_chs, 4, 4)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILDS = [d for d in (ROOT / "_build" / "html", ROOT / "_build" / "fast" / "_build" / "html") if (d / "index.html").is_file()]
+BUILDS = [d for d in (ROOT / "_build" / "html", ROOT / "_build" / "fast" / "_build" / "html")
+          if (d / "index.html").is_file()]
 SCRIPT = re.compile(r"<script[^>]*\bsrc=\"([^\"]+)\"", re.I)
 
 

@@ -32,7 +32,8 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("s", SETTINGS, ids=lambda s: f"C{s.dim}-W{s.size}-l{s.exp_ratio:g}-w{s.window_size}-h{s.num_heads}")
+@pytest.mark.parametrize("s", SETTINGS,
+                         ids=lambda s: f"C{s.dim}-W{s.size}-l{s.exp_ratio:g}-w{s.window_size}-h{s.num_heads}")
 def test_formulas_equal_measured_counts(s):
     for row in calculate(s):
         assert row.cost.params == row.measured.params, row.module

@@ -89,7 +89,8 @@ def test_lessons_run_the_colab_way(colab):
     after_01 = _freeze(COLAB_PYTHON)
     assert "mobileblocks-edu" in after_01
     for name in KEPT:  # Colab's preinstalled stack is left as it was
-        assert after_01.get(name) == before.get(name), f"installing the lessons changed {name}: {before.get(name)} -> {after_01.get(name)}"
+        assert after_01.get(name) == before.get(name), \
+            f"installing the lessons changed {name}: {before.get(name)} -> {after_01.get(name)}"
 
     # a second lesson in a fresh kernel finds the installed library and installs nothing more
     _execute("04_meta_mobile_block.ipynb", content, env)

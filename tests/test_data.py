@@ -214,7 +214,8 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(data.DATASETS["cifar10"], url=url))
     root = tmp_path / "data" / "new"
     try:
-        with pytest.raises(data.DatasetNotFoundError, match=r"the download failed \(RuntimeError: File not found or corrupted"):
+        with pytest.raises(data.DatasetNotFoundError,
+                           match=r"the download failed \(RuntimeError: File not found or corrupted"):
             data.load_dataset("cifar10", root=root, download=True)
     finally:
         server.shutdown()
@@ -225,7 +226,8 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_imagefolder_reads_pixels_labels_and_official_class_order(cifar_root):
     root, pixels = cifar_root
     # classes.json gives the label order; folder names sorted differently must not change it
-    (root / "cifar10" / "classes.json").write_text(json.dumps({"0": "cat", "1": "airplane", "2": "bird", "3": "automobile"}))
+    (root / "cifar10" / "classes.json").write_text(json.dumps({"0": "cat", "1": "airplane", "2": "bird",
+                                                               "3": "automobile"}))
     ds = data.load_dataset("cifar10", "train", root=root, download=False)
     assert ds.classes == ["cat", "airplane", "bird", "automobile"]
     assert len(ds) == 24 and ds.class_counts() == [6, 6, 6, 6]
@@ -277,7 +279,8 @@ def test_cifar_batch_with_code_or_truncated_is_refused(tmp_path, capsys):
     folder.mkdir()
     with open(folder / "data_batch_1", "wb") as f:
         pickle.dump({"data": _Evil(), "labels": [0]}, f, protocol=2)
-    with pytest.raises(data.CorruptImageError, match=r"data_batch_1: UnpicklingError: refusing to load (__builtin__|builtins).print"):
+    with pytest.raises(data.CorruptImageError,
+                       match=r"data_batch_1: UnpicklingError: refusing to load (__builtin__|builtins).print"):
         data.load_dataset("cifar10", root=tmp_path, download=False)
     assert "code ran" not in capsys.readouterr().out
     _write_batch(folder / "data_batch_1", np.zeros((3, 32, 32, 3), np.uint8), [0, 1, 2])

@@ -42,7 +42,8 @@ def test_shards_are_disjoint_and_together_are_the_epoch(n, world):
         assert sorted(sum(shards, [])) == sorted(order[:kept])  # disjoint, and the epoch's first n - n mod W
         b = 2  # batch k of every shard together is batch k of one process with batch b * W
         for k in range(kept // (b * world)):
-            assert sorted(sum((sh[k * b:(k + 1) * b] for sh in shards), [])) == sorted(order[k * b * world:(k + 1) * b * world])
+            assert sorted(sum((sh[k * b:(k + 1) * b] for sh in shards), [])) == \
+                sorted(order[k * b * world:(k + 1) * b * world])
     assert list(data.EpochSampler(n, seed=4)) != order  # another seed, another order
     # evaluation: no shuffle, nothing dropped, every index exactly once
     ev = [list(data.EpochSampler(n, shuffle=False, rank=r, num_replicas=world, even=False)) for r in range(world)]

@@ -139,7 +139,8 @@ def test_committed_result_matches_its_experiment(path):
     model = E.build_model(name)
     assert r["params"] == mbe.count_params(model)
     shape = (1, *r["input_size"])  # the counts every lesson reads from the result (fused attention counted)
-    assert (r["macs"], r["fvcore_flops"]) == (mbe.count_flops(model, shape, "macs"), mbe.count_flops(model, shape, "fvcore"))
+    assert (r["macs"], r["fvcore_flops"]) == (mbe.count_flops(model, shape, "macs"),
+                                              mbe.count_flops(model, shape, "fvcore"))
 
     d = E.run_data(r)  # the committed run described from its result file alone
     assert d["steps"] == r["steps_per_epoch"] * r["epochs_done"] and d["img_size"] == r["input_size"][-1]

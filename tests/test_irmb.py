@@ -222,7 +222,8 @@ def test_parameter_count_by_formula():
 
 
 @pytest.mark.parametrize("layout", ["grid", "block"])
-@pytest.mark.parametrize("C,lam,size,w,heads", [(32, 3, 14, 7, 4), (48, 4, 9, 4, 3), (16, 2, 8, 8, 2), (16, 2, 5, 7, 2)])
+@pytest.mark.parametrize("C,lam,size,w,heads",
+                         [(32, 3, 14, 7, 4), (48, 4, 9, 4, 3), (16, 2, 8, 8, 2), (16, 2, 5, 7, 2)])
 @pytest.mark.parametrize("attn_before_mlp_e", [True, False])
 def test_ewmhsa_formula_matches_measurement(layout, C, lam, size, w, heads, attn_before_mlp_e):
     blk = iRMB(C, C, exp_ratio=lam, has_attn=True, num_heads=heads, window_size=w, window_layout=layout,
@@ -263,7 +264,8 @@ def test_attention_map_is_kept_on_request():
         (dict(in_chs=32, out_chs=32, has_attn=True, dim_head=5), r"dim=32 must be divisible by dim_head=5"),
         (dict(in_chs=32, out_chs=32, exp_ratio=0), r"exp_ratio must be a positive number, got 0"),
         (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, window_size=0), r"window_size must be a positive int"),
-        (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, window_layout="tiles"), r"window_layout must be one of"),
+        (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, window_layout="tiles"),
+         r"window_layout must be one of"),
         (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, op_order="conv_first"), r"op_order must be one of"),
         (dict(in_chs=32, out_chs=32, has_attn=True, num_heads=4, op_order="dw_attn"), r"needs attn_before_mlp_e=False"),
         (dict(in_chs=168, out_chs=168, exp_ratio=3.5, has_attn=True, dim_head=21, attn_before_mlp_e=False),

@@ -33,7 +33,8 @@ def _source(cell) -> str:
 def test_toc_and_files_agree():
     toc = _toc_files()
     for entry in toc:
-        assert any((ROOT / f"{entry}{ext}").is_file() for ext in (".md", ".ipynb")), f"{entry} is in _toc.yml but missing"
+        assert any((ROOT / f"{entry}{ext}").is_file() for ext in (".md", ".ipynb")), \
+            f"{entry} is in _toc.yml but missing"
     listed = {f"lessons/{p.stem}" for p in LESSONS}
     assert listed <= set(toc), f"lessons missing from _toc.yml: {sorted(listed - set(toc))}"
 

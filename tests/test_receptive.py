@@ -100,7 +100,8 @@ def _brute_force_mpl(layer, H, W):
             return {(i, j) for i in range(H) for j in range(W)}
         if op.kind == "conv":
             r = op.size // 2
-            return {(i, j) for i in range(H) for j in range(W) if any(abs(i - a) <= r and abs(j - b) <= r for a, b in S)}
+            return {(i, j) for i in range(H) for j in range(W)
+                    if any(abs(i - a) <= r and abs(j - b) <= r for a, b in S)}
         ids = {window_id(a, b, op) for a, b in S}
         return {(i, j) for i in range(H) for j in range(W) if window_id(i, j, op) in ids}
 
@@ -162,16 +163,21 @@ MODULE_CASES = [
     ("DW-conv 5x5", lambda: nn.Conv2d(C, C, 5, padding=2, groups=C), module_layer("DW-conv", 5), 8),
     ("IRB 3x3", lambda: InvertedResidual(C, C, exp_ratio=2), module_layer("IRB", 3), 8),
     ("MHSA", lambda: MHSA(C, 4), module_layer("MHSA"), 6),
-    ("W-MHSA block, padded", lambda: MHSA(C, 4, window_size=3, window_layout="block"), module_layer("W-MHSA", 3, 3, "block"), 7),
-    ("W-MHSA grid, padded", lambda: MHSA(C, 4, window_size=3, window_layout="grid"), module_layer("W-MHSA", 3, 3, "grid"), 7),
-    ("EW-MHSA only, grid", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, has_dw=False, dim_head=8, window_size=4, window_layout="grid"),
+    ("W-MHSA block, padded", lambda: MHSA(C, 4, window_size=3, window_layout="block"),
+     module_layer("W-MHSA", 3, 3, "block"), 7),
+    ("W-MHSA grid, padded", lambda: MHSA(C, 4, window_size=3, window_layout="grid"),
+     module_layer("W-MHSA", 3, 3, "grid"), 7),
+    ("EW-MHSA only, grid", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, has_dw=False, dim_head=8, window_size=4,
+                                        window_layout="grid"),
      module_layer("EW-MHSA", 3, 4, "grid"), 8),
-    ("iRMB block, padded", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, dim_head=8, window_size=3, window_layout="block"),
+    ("iRMB block, padded", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, dim_head=8, window_size=3,
+                                        window_layout="block"),
      module_layer("iRMB", 3, 3, "block"), 7),
     ("iRMB grid k5, padded", lambda: iRMB(C, C, exp_ratio=2, dw_kernel_size=5, has_attn=True, dim_head=8, window_size=3,
                                           window_layout="grid"), module_layer("iRMB", 5, 3, "grid"), 8),
-    ("iRMB dw_attn", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, dim_head=8, window_size=3, window_layout="block", op_order="dw_attn",
-                                  attn_before_mlp_e=False), module_layer("iRMB dw_attn", 3, 3, "block"), 7),
+    ("iRMB dw_attn", lambda: iRMB(C, C, exp_ratio=2, has_attn=True, dim_head=8, window_size=3, window_layout="block",
+                                  op_order="dw_attn", attn_before_mlp_e=False),
+     module_layer("iRMB dw_attn", 3, 3, "block"), 7),
     ("MoSA", lambda: MoSA(C, 4), module_layer("MoSA"), 5),
     ("MTB", lambda: MobileTransformerBlock(C, 32, 4), module_layer("MTB"), 5),
 ]

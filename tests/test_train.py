@@ -77,7 +77,8 @@ def _assert_same(a, b):
 
 
 def _numbers(history):
-    return [{k: v for k, v in h.items() if k not in ("epoch_time_s", "train_img_per_s", "eval_time_s")} for h in history]
+    return [{k: v for k, v in h.items() if k not in ("epoch_time_s", "train_img_per_s", "eval_time_s")}
+            for h in history]
 
 
 def _opt_state(result_dir):
@@ -134,7 +135,8 @@ def test_fixed_seed_identical_other_seed_different(toy_root):
     assert "head.weight" in diff and "stem.conv.weight" in diff
 
 
-@pytest.mark.parametrize("recipe, state_keys", [("emo", {"step", "exp_avg", "exp_avg_sq"}), ("mocovit", {"momentum_buffer"})])
+@pytest.mark.parametrize("recipe, state_keys",
+                         [("emo", {"step", "exp_avg", "exp_avg_sq"}), ("mocovit", {"momentum_buffer"})])
 def test_checkpoints_load_with_weights_only(toy_root, tmp_path, recipe, state_keys):
     res = _fit(toy_root, tmp_path, epochs=2, recipe=recipe)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "history.json", "last.pt", "result.json"]
@@ -356,7 +358,8 @@ def test_every_experiment_is_a_valid_command():
         argv = e.argv(0, "runs")
         assert shlex.split(e.command(0))[3:] == argv
         opts = cli.resolve_options(parser, parser.parse_args(argv))
-        assert (opts["model"], opts["data"], opts["epochs"], opts["out"]) == (e.model, e.data, e.epochs, f"runs/{e.name}_seed0")
+        assert (opts["model"], opts["data"], opts["epochs"], opts["out"]) == \
+            (e.model, e.data, e.epochs, f"runs/{e.name}_seed0")
         kwargs = cli.parse_model_args(opts["model_arg"])
         assert kwargs == dict(e.model_args)
         mbe.create_model(e.model, **kwargs)  # registered, and the factory takes the arguments

@@ -123,7 +123,8 @@ def test_resume_while_the_run_trains_is_refused(cifar, tmp_path, capsys):
         "loop.write_json = paused\nsys.exit(train.main(sys.argv[1:]))\n"
     )
     argv = RUN[:-1] + ["2", "--data-dir", str(cifar), "--out", str(out)]
-    p = subprocess.Popen([sys.executable, "-c", child, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", child, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     try:
         t0 = time.time()
         while not (out / "result.json").exists() and p.poll() is None and time.time() - t0 < 60:

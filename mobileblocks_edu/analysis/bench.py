@@ -292,7 +292,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="CPU training and inference throughput: fast path vs the readable reference-order path.",
     )
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered model names")
-    parser.add_argument("--settings", nargs="+", type=parse_setting, default=[parse_setting(s) for s in DEFAULT_SETTINGS],
+    parser.add_argument("--settings", nargs="+", type=parse_setting,
+                        default=[parse_setting(s) for s in DEFAULT_SETTINGS],
                         metavar="SIZE:BATCH", help="input size and batch, e.g. 224:32 32:128")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per setting and mode (median reported)")

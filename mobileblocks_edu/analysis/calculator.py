@@ -159,7 +159,8 @@ _EW_PARTS = ("qk", "v", "attn")  # the EW-MHSA inside the iRMB built for "EW-MHS
 
 def _parts_cost(module: nn.Module, shape: tuple, parts: Sequence[str]) -> Cost:
     """The measured cost of some top-level children of ``module``, run inside its forward pass."""
-    flops = {conv: sum(n for (name, _), n in cx.flop_breakdown(module, shape, conv).items() if name.split(".")[0] in parts)
+    flops = {conv: sum(n for (name, _), n in cx.flop_breakdown(module, shape, conv).items()
+                       if name.split(".")[0] in parts)
              for conv in CONVENTIONS}
     return Cost(sum(cx.count_params(getattr(module, p)) for p in parts), flops["macs"], flops["conv_linear"],
                 flops["fvcore"] - flops["macs"])
@@ -175,7 +176,8 @@ def measure(module: str, s: Settings) -> Cost:
 
 
 def analytic(module: str, s: Settings) -> Cost:
-    """The module's :class:`~mobileblocks_edu.analysis.complexity.Cost` by formula, from :mod:`~mobileblocks_edu.analysis.complexity`."""
+    """The module's :class:`~mobileblocks_edu.analysis.complexity.Cost` by formula, from
+    :mod:`~mobileblocks_edu.analysis.complexity`."""
     C, W, k, w, lam = s.dim, s.size, s.kernel_size, s.window_size, s.exp_ratio
     if module == "MHSA":
         return cx.mhsa_cost(C, W)
@@ -208,13 +210,15 @@ def row(module: str, s: Settings, measured: bool = True) -> Row:
     return Row(module, CHANNELS[module], cost, measure(module, s) if measured else None, exact_mpl(module, s), s)
 
 
-def calculate(s: Optional[Settings] = None, modules: Sequence[str] = MODULES, measured: bool = True, **kwargs) -> list[Row]:
+def calculate(s: Optional[Settings] = None, modules: Sequence[str] = MODULES, measured: bool = True,
+              **kwargs) -> list[Row]:
     """The calculator's table for ``s`` (or ``Settings(**kwargs)``), one :class:`Row` per module."""
     s = Settings(**kwargs) if s is None else replace(s, **kwargs)
     return [row(m, s, measured) for m in modules]
 
 
-def sweep(s: Settings, knob: str, values: Sequence, modules: Sequence[str] = MODULES, measured: bool = False) -> dict[str, list[Row]]:
+def sweep(s: Settings, knob: str, values: Sequence, modules: Sequence[str] = MODULES,
+          measured: bool = False) -> dict[str, list[Row]]:
     """Rows for every value of one knob (``"size"``, ``"exp_ratio"``, ``"window_size"``, ``"dim"``,
     ``"num_heads"``, ``"kernel_size"``), other settings fixed: ``{module: [row per value]}``.
     The curves of the book; ``measured=True`` counts every point too."""
@@ -263,7 +267,8 @@ def format_table(rows: Sequence[Row], conventions: Sequence[str] = CONVENTIONS) 
     def pair(formula: int, measured: Optional[int]) -> str:
         if measured is None:
             return format_count(formula)
-        return f"{format_count(formula)} ✓" if formula == measured else f"{format_count(formula)} (measured {format_count(measured)})"
+        return (f"{format_count(formula)} ✓" if formula == measured
+                else f"{format_count(formula)} (measured {format_count(measured)})")
 
     header = ["module", "channels", "parameters", *[f"FLOPs ({c})" for c in conventions], "paper's FLOPs",
               "MPL (paper's order)", "MPL (exact)"]

@@ -84,7 +84,8 @@ def _is_fused_attention(op: str) -> bool:
     """The aten ops behind ``F.scaled_dot_product_attention``'s fused kernels: the CPU flash kernel,
     flash / memory-efficient / cuDNN on GPU, and the overrideable op of other backends (the math
     fallback is not one: it runs as ``bmm``/``matmul`` and is counted as such)."""
-    return op.startswith("_scaled_dot_product_") and op.endswith(("attention", "attention_for_cpu", "attention_overrideable"))
+    return op.startswith("_scaled_dot_product_") and op.endswith(("attention", "attention_for_cpu",
+                                                                  "attention_overrideable"))
 
 
 def _torch_formula(formula, args, kwargs, out) -> int:
@@ -367,7 +368,8 @@ def irb_cost(dim: int, exp_ratio: float, height: int, kernel_size: int = 3, widt
     stride 1): 1x1 expansion + BN (none at λ = 1), k x k DW-conv + BN, 1x1 projection + BN, no
     biases; hidden width ``round(λC)``. The path length is the DW-conv's, ``2W/(k - 1)``."""
     hid = round(dim * exp_ratio)
-    expand = pointwise_cost(dim, hid, height, width) + batchnorm_cost(hid, height, width) if exp_ratio != 1 else Cost(0, 0, 0)
+    expand = (pointwise_cost(dim, hid, height, width) + batchnorm_cost(hid, height, width) if exp_ratio != 1
+              else Cost(0, 0, 0))
     dw = dwconv_cost(hid, kernel_size, height, width, bias=False)
     total = expand + dw + batchnorm_cost(hid, height, width) + pointwise_cost(hid, dim, height, width) \
         + batchnorm_cost(dim, height, width)
@@ -383,7 +385,8 @@ def irmb_cost(dim: int, exp_ratio: float, height: int, kernel_size: int = 3, win
     hid = int(dim * exp_ratio)
     H, W, _ = _tokens(height, width)
     total = (batchnorm_cost(dim, H, W) + ewmhsa_cost(dim, hid, H, window_size, W)
-             + dwconv_cost(hid, kernel_size, H, W, bias=False) + batchnorm_cost(hid, H, W) + pointwise_cost(hid, dim, H, W))
+             + dwconv_cost(hid, kernel_size, H, W, bias=False) + batchnorm_cost(hid, H, W)
+             + pointwise_cost(hid, dim, H, W))
     return replace(total, mpl=irmb_mpl(max(H, W), kernel_size, window_size))
 
 
@@ -413,7 +416,8 @@ def ghost_se_cost(chs: int, se_ratio: float = 0.25) -> Cost:
     return Cost(2 * chs * r + r + chs, 2 * chs * r, 2 * chs * r)
 
 
-def mosa_cost(dim: int, height: int, width: Optional[int] = None, dw_kernel_size: int = 3, out_proj: bool = True) -> Cost:
+def mosa_cost(dim: int, height: int, width: Optional[int] = None, dw_kernel_size: int = 3,
+              out_proj: bool = True) -> Cost:
     """MoSA (:class:`~mobileblocks_edu.blocks.mtb.MoSA`): Ghost V projection, ``softmax(V Vᵀ/√d) V``,
     depthwise refiner (k x k + BN), Ghost output projection; global attention, MPL 1.
 

@@ -156,7 +156,8 @@ def _size2(size: Union[int, Sequence[int]]) -> tuple[int, int]:
     return h, w
 
 
-def reach(layer: Layer, size: Union[int, Sequence[int]], n_layers: int, source: Optional[tuple[int, int]] = None) -> torch.Tensor:
+def reach(layer: Layer, size: Union[int, Sequence[int]], n_layers: int,
+          source: Optional[tuple[int, int]] = None) -> torch.Tensor:
     """The theoretical receptive field: the ``(H, W)`` boolean map of pixels that ``source``
     (default: the centre) reaches after ``n_layers`` applications of ``layer``.
 

@@ -66,7 +66,8 @@ class GhostModule(nn.Module):
         init_chs = math.ceil(out_chs / ratio)  # m intrinsic maps
         new_chs = init_chs * (ratio - 1)  # ghosts: s - 1 per intrinsic map
         # (B, C, H, W) -> (B, m, H/stride, W/stride)
-        self.primary_conv = ConvNormAct(in_chs, init_chs, kernel_size, stride, norm_layer=norm_layer, act_layer=act_layer)
+        self.primary_conv = ConvNormAct(in_chs, init_chs, kernel_size, stride, norm_layer=norm_layer,
+                                        act_layer=act_layer)
         # (B, m, H', W') -> (B, m(s-1), H', W'), one d x d filter per ghost
         self.cheap_operation = ConvNormAct(
             init_chs, new_chs, dw_size, 1, groups=init_chs, norm_layer=norm_layer, act_layer=act_layer

@@ -189,7 +189,8 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         self.v = self._build_mlp_e(v_proj, v_groups, v_bias, act_layer)
         # DW-conv k x k (stride s) + BN + SiLU: (B, λC, H, W) -> (B, λC, H/s, W/s)
         self.conv_local = (
-            ConvNormAct(hidden, hidden, dw_kernel_size, stride, groups=hidden, norm_layer=dw_norm_layer, act_layer=dw_act_layer)
+            ConvNormAct(hidden, hidden, dw_kernel_size, stride, groups=hidden, norm_layer=dw_norm_layer,
+                        act_layer=dw_act_layer)
             if has_dw
             else nn.Identity()
         )

@@ -139,7 +139,8 @@ class MetaMobileBlock(nn.Module):
         def dw_conv(h: int) -> nn.Module:
             return ConvNormAct(h, h, dw_kernel_size, groups=h, norm_layer=norm_layer, act_layer=act_layer)
 
-        block = cls(dim, exp_ratio, dw_conv, norm_layer=None, act_layer=act_layer, mlp_norm_layer=norm_layer, bias=False)
+        block = cls(dim, exp_ratio, dw_conv, norm_layer=None, act_layer=act_layer, mlp_norm_layer=norm_layer,
+                    bias=False)
         if exp_ratio == 1:  # MobileNetV2's first block has no expansion convolution
             block.mlp_e = nn.Identity()
         return block
@@ -206,7 +207,8 @@ class MetaMobileBlock(nn.Module):
             raise TypeError(f"no MMB instantiation known for {type(module).__name__}")
         if isinstance(module, (FFN, MHSA)):
             if norm is None:
-                raise ValueError(f"{type(module).__name__} is a sub-block X + module(norm(X)): pass its pre-norm as norm=")
+                raise ValueError(f"{type(module).__name__} is a sub-block X + module(norm(X)): "
+                                 "pass its pre-norm as norm=")
             block.norm.load_state_dict(norm.state_dict())
         return block.train(module.training)
 

@@ -27,7 +27,8 @@ def _results_path(filename: str) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobileblocks_edu.deploy",
-                                     description="Batch-1 CPU latency (eager, folded, onnxruntime) and int8 quantization.")
+                                     description="Batch-1 CPU latency (eager, folded, onnxruntime) "
+                                                 "and int8 quantization.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     lat = sub.add_parser("latency", help="batch-1 latency of the ImageNet-size models")
     lat.add_argument("--models", nargs="+", default=None, help="registered names (default: every 224x224 model)")
@@ -45,7 +46,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     q.add_argument("--rounds", type=int, default=15)
     q.add_argument("--threads", type=int, default=1, help="PyTorch and onnxruntime threads")
     for p in (lat, q):
-        p.add_argument("--output", type=Path, default=None, help="JSON report (default: runs/...; the lessons read lessons/results/...)")
+        p.add_argument("--output", type=Path, default=None,
+                       help="JSON report (default: runs/...; the lessons read lessons/results/...)")
         p.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

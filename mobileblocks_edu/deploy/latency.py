@@ -123,7 +123,8 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
         times = time_rounds(calls, rounds, inner, warmup, log=lambda m: log(m[:120] + " ..."))
     for name in models:
         report["models"][name]["latency"] = {s: summarize_ms(times[f"{name}/{s}"]) for s in settings}
-        log(f"{name:<18}" + "  ".join(f"{s} {report['models'][name]['latency'][s]['median_ms']:7.1f} ms" for s in settings))
+        log(f"{name:<18}" + "  ".join(f"{s} {report['models'][name]['latency'][s]['median_ms']:7.1f} ms"
+                                      for s in settings))
     report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return report
 

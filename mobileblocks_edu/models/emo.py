@@ -97,7 +97,8 @@ class EMOStem(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 2, norm_layer: LayerFactory = batchnorm2d):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=True), norm_layer(out_chs))])
+        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=True),
+                                                  norm_layer(out_chs))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.convs[0](x)  # (B, 3, H, W) -> (B, stem_chs, H/s, W/s)

@@ -122,7 +122,8 @@ class MoCoViT(GhostNet):
 
 # The paper's FLOPs are multiply-adds of convolutions and linear layers only (its Table 1 grows
 # linearly with H·W): the reference key names that convention (``count_flops(..., "conv_linear")``).
-_PAPER_NOTE = "MoCoViT paper, Table 3 (FLOPs = multiply-adds of convolutions and linear layers, attention products not included)"
+_PAPER_NOTE = ("MoCoViT paper, Table 3 (FLOPs = multiply-adds of convolutions and linear layers, "
+               "attention products not included)")
 
 
 @register_model(

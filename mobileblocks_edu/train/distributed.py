@@ -171,5 +171,5 @@ def on_main(fn: Callable[[], T], w: World) -> T:
     return value if w.is_main else None
 
 
-__all__ = ["World", "world", "launched_by_torchrun", "process_group", "local_device", "shard_loader", "check_batch_size", "wrap",
-           "all_reduce_sum", "broadcast_buffers", "on_main"]
+__all__ = ["World", "world", "launched_by_torchrun", "process_group", "local_device", "shard_loader",
+           "check_batch_size", "wrap", "all_reduce_sum", "broadcast_buffers", "on_main"]

@@ -126,7 +126,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("cifar10_mocovit_d_100", "mocovit_d_100_cifar", **_CIFAR,
                note="MoCoViT-D-1.0x (dynamic ReLU), small-input variant"),
     Experiment("cifar10_ghostnet_100", "ghostnet_100_cifar", **_CIFAR, note="GhostNet-1.0x, small-input variant"),
-    Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR, note="MobileNetV2-1.0x, small-input variant"),
+    Experiment("cifar10_mobilenetv2_100", "mobilenetv2_100_cifar", **_CIFAR,
+               note="MobileNetV2-1.0x, small-input variant"),
     # --- Imagenette (the offline subset: 2,000 training, 500 validation images) at 128x128
     Experiment("imagenette_emo_1m", "emo_1m_imagenette", **_INETTE, note="EMO-1M at 128x128"),
     Experiment("imagenette_ghostnet_100", "ghostnet_100_imagenette", **_INETTE, note="GhostNet-1.0x at 128x128"),
@@ -168,7 +169,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
 _SWEEP = dict(data="cifar10", epochs=8, seeds=(0,), group="lr_sweep")
 for _lr in ("3.75e-4", "1e-3", EMO_LR, "4e-3"):
     EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(
-        f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo", options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+        f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo",
+        options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
         **_SWEEP, note=f"EMO recipe (AdamW) at lr {_lr}" + (" (the linear rule)" if _lr == "3.75e-4" else ""))
 for _lr in ("0.0625", SGD_LR):
     EXPERIMENTS[f"lr_sweep_sgd_{_lr}"] = Experiment(
@@ -538,8 +540,8 @@ def _positive_int(text: str) -> int:
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
            "check_run_identity", "run_status", "run_experiment",
-           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh", "load_results",
-           "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
+           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh",
+           "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,8 @@ Two recipes (:data:`RECIPES`), both with a per-step learning rate
 .. math::
 
     \\eta_t = \\eta \\cdot \\begin{cases} (t + 1) / T_w & t < T_w \\\\
-    r + (1 - r)\\,\\tfrac12\\left(1 + \\cos\\left(\\pi \\tfrac{t - T_w}{T - T_w}\\right)\\right) & t \\ge T_w \\end{cases}
+    r + (1 - r)\\,\\tfrac12\\left(1 + \\cos\\left(\\pi \\tfrac{t - T_w}{T - T_w}\\right)\\right)
+    & t \\ge T_w \\end{cases}
 
 (linear warm-up over :math:`T_w` steps, then cosine decay to :math:`r\\eta` at step :math:`T`):
 

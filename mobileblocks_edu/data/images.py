@@ -3,26 +3,35 @@
 * :class:`ImageDataset` holds images as files or as an in-memory ``(N, H, W, 3)`` uint8 array.
   Its augmentation is reproducible per sample: the random transform of sample ``i`` in epoch
   ``e`` runs under the seed ``derive_seed(seed, e, i)``, whatever process or order loads it.
-* :func:`load_image` decodes one file as RGB; :func:`read_cifar_batch` reads one of CIFAR's
-  pickled batch files without running code from it. A file that cannot be read raises
-  :class:`CorruptImageError`, naming the file.
+* :func:`load_image` decodes one file as RGB, :func:`check_images` checks many before training;
+  :func:`read_cifar_batch` reads one of CIFAR's pickled batch files without running code from it.
+  A file that cannot be read raises :class:`CorruptImageError`, naming the file.
+* :func:`find_class_folders`, :func:`find_image_files` and :func:`read_class_names` read an
+  ImageFolder tree: hidden files and folders are skipped; one class, classes that differ only
+  in case, a symbolic-link loop and a malformed ``classes.json`` are refused.
 """
 from __future__ import annotations
 
 import copy
+import json
+import os
 import pickle
+import reprlib
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..env import PathLike, check_positive
 
 
-class CorruptImageError(OSError):
-    """An image file that cannot be decoded; the message names the file."""
+class CorruptImageError(OSError, ValueError):
+    """An image or data file that cannot be decoded; the message names the file (a ``ValueError``
+    too: bad input, reported like the other bad values)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +67,99 @@ def load_image(path: PathLike) -> Image.Image:
         raise
     except Exception as e:  # UnidentifiedImageError, truncated data, broken zlib stream ...
         raise CorruptImageError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+
+
+def _check_image(path: PathLike) -> None:
+    """Decode ``path`` cheaply: a JPEG at 1/8 scale (every byte is still read, so a truncated file
+    fails), other formats fully; raises what :func:`load_image` would."""
+    try:
+        with Image.open(path) as img:
+            img.draft(img.mode, (1, 1))  # JPEG only; other formats ignore it
+            img.load()
+    except Exception as e:  # FileNotFoundError included: a broken link is a bad file too
+        raise CorruptImageError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+
+
+def _report_bad(bad: list[CorruptImageError], total: int, source: str) -> None:
+    """Raise one :class:`CorruptImageError` naming the first bad files and how many there are."""
+    if bad:
+        shown = "\n".join(f"  {e}" for e in bad[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CorruptImageError(f"{len(bad)} of the {total} image files of {source} cannot be read (fix or remove "
+                                f"them):\n{shown}{more}")
+
+
+def check_images(paths: Sequence[PathLike], source: str = "the dataset") -> None:
+    """Check that every file of ``paths`` decodes as an image, before any training time is spent;
+    :class:`CorruptImageError` names the first five bad files and counts them all. A JPEG is decoded
+    at 1/8 scale, 0.3 to 0.7 ms for Imagenette's (half the time of a full decode)."""
+    bad = []
+    for p in paths:
+        try:
+            _check_image(p)
+        except CorruptImageError as e:
+            bad.append(e)
+    _report_bad(bad, len(paths), source)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageFolder trees: class folders, image files, class names
+# ---------------------------------------------------------------------------------------------
+def find_class_folders(path: PathLike) -> list[str]:
+    """The class folders of an ImageFolder split, sorted; hidden ones (``.ipynb_checkpoints``) are
+    not classes. Refuses fewer than two, and two names that differ only in case."""
+    names = sorted(e.name for e in os.scandir(path) if not e.name.startswith(".") and e.is_dir())
+    if len(names) < 2:
+        raise ValueError(f"{path} has {len(names)} class folder{'' if len(names) == 1 else 's'}"
+                         f"{' (' + names[0] + ')' if names else ''}; a classifier needs at least two classes, "
+                         "one folder of images each (hidden folders are not classes)")
+    seen: dict[str, str] = {}
+    for n in names:
+        if n.casefold() in seen:
+            raise ValueError(f"the class folders {seen[n.casefold()]!r} and {n!r} of {path} differ only in case; "
+                             "merge or rename them")
+        seen[n.casefold()] = n
+    return names
+
+
+def find_image_files(folder: str) -> list[str]:
+    """The image files under one class folder, sub-folders included, in torchvision's order
+    (folders by path, files by name); hidden files and folders are left out. A symbolic link
+    that loops back to a folder above it is refused: the images would be read over and over."""
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(d: str, above: frozenset) -> None:
+        st = os.stat(d)
+        if (st.st_dev, st.st_ino) in above:
+            raise ValueError(f"{d} is {os.path.realpath(d)} again: a symbolic link under {folder} loops back to a "
+                             "folder above it; remove the link")
+        entries = sorted((e for e in os.scandir(d) if not e.name.startswith(".")), key=lambda e: e.name)
+        found.append((d, [e.name for e in entries if not e.is_dir() and e.name.lower().endswith(IMG_EXTENSIONS)]))
+        for e in entries:
+            if e.is_dir():
+                walk(e.path, above | {(st.st_dev, st.st_ino)})
+
+    walk(folder, frozenset())
+    return [os.path.join(d, f) for d, files in sorted(found) for f in files]
+
+
+def read_class_names(file: Path, cifar: bool = False) -> dict:
+    """A ``classes.json`` (``{}`` when there is none), checked: CIFAR-10's maps label ids
+    ``"0", "1", ...`` to class folder names, the others' map class folders to names."""
+    if not file.exists():
+        return {}
+    holds = ('a JSON object of label ids "0", "1", ... -> class folder names' if cifar
+             else "a JSON object of class folder names -> class names (strings)")
+    try:
+        names = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"cannot read {file} ({type(e).__name__}: {e}); it must hold {holds}") from e
+    ok = isinstance(names, dict) and all(isinstance(v, str) for v in names.values())
+    if ok and cifar:
+        ok = set(names) == {str(i) for i in range(len(names))} and len(set(names.values())) == len(names)
+    if not ok:
+        raise ValueError(f"{file} must hold {holds}, got {reprlib.repr(names)}")
+    return names
 
 
 class ImageDataset(Dataset):
@@ -147,13 +249,24 @@ class ImageDataset(Dataset):
         must have one size); a corrupt file fails here, with its name."""
         if isinstance(self.items, np.ndarray):
             return self
-        arrays = [np.asarray(load_image(p)) for p in self.items]
+        arrays, bad = [], []
+        for p in self.items:
+            try:
+                arrays.append(np.asarray(load_image(p)))
+            except (CorruptImageError, FileNotFoundError) as e:
+                bad.append(e if isinstance(e, CorruptImageError) else CorruptImageError(f"{p}: {e}"))
+        _report_bad(bad, len(self.items), self.source or "the dataset")
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"in_memory needs images of one size; {self.source} has sizes {sorted(shapes)[:5]}")
         out = copy.copy(self)
         out.items = np.stack(arrays)
         return out
+
+    def check_images(self) -> None:
+        """Check that every image file decodes (:func:`check_images`); nothing to do in memory."""
+        if not isinstance(self.items, np.ndarray):
+            check_images(self.items, self.source or "the dataset")
 
     def class_counts(self) -> list[int]:
         """Number of images of each class."""
@@ -224,16 +337,27 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, list[int]]:
     try:
         with open(path, "rb") as f:
             d = _ArrayUnpickler(f, encoding="latin1").load()
-        data, labels = np.asarray(d["data"], dtype=np.uint8), list(d["labels"])
-        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-            raise ValueError(f"expected data (N, 3072) and N labels, got data {data.shape} and {len(labels)} labels")
+        if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+            raise ValueError(f"expected a dict with 'data' and 'labels', got {type(d).__name__}"
+                             + (f" with keys {sorted(map(str, d))[:5]}" if isinstance(d, dict) else ""))
+        raw, labels = np.asarray(d["data"]), list(d["labels"])
+        if raw.ndim != 2 or raw.shape[1] != 3072 or len(labels) != len(raw) or not len(raw):
+            raise ValueError(f"expected data (N, 3072) and N labels, N > 0, got data {raw.shape} "
+                             f"and {len(labels)} labels")
+        if raw.dtype.kind not in "ui" or raw.min() < 0 or raw.max() > 255:
+            raise ValueError(f"expected pixel values 0 ... 255, got {raw.dtype} data")
+        wrong = [t for t in labels if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < 10]
+        if wrong:
+            raise ValueError(f"expected labels 0 ... 9, got {wrong[:5]}")
+        data, labels = raw.astype(np.uint8), [int(t) for t in labels]
     except Exception as e:
-        raise CorruptImageError(f"cannot read CIFAR batch file {path}: {type(e).__name__}: {e}") from e
+        raise CorruptImageError(f"cannot read CIFAR batch file {path}: {type(e).__name__}: {e} (it must be a pickled "
+                                "dict of 'data', N rows of 3072 uint8 pixels, and 'labels', N labels 0 ... 9)") from e
     # each row: 1024 R, 1024 G, 1024 B values, row-major 32x32 planes
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels  # (N, 32, 32, 3)
 
 
 __all__ = [
-    "CorruptImageError", "derive_seed", "load_image", "ImageDataset", "check_same_classes",
-    "subset_indices", "read_cifar_batch",
+    "CorruptImageError", "derive_seed", "load_image", "check_images", "find_class_folders", "find_image_files",
+    "read_class_names", "ImageDataset", "check_same_classes", "subset_indices", "read_cifar_batch",
 ]

@@ -10,8 +10,8 @@ and small checkpoints from ``lessons/checkpoints``::
     python -m mobileblocks_edu.experiments collect cifar10_emo_1m
 
 ``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
-run's ``result.json`` (history included) to ``lessons/results/<name>_seed<seed>.json`` and, with
-``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
+run's ``result.json`` (history included), checked and atomically, to ``lessons/results/<name>_seed<seed>.json``
+and, with ``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
 weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best
 test accuracy; choosing it by the test set would flatter the model, so the lessons use the last.)
 """
@@ -20,15 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from .. import env
+from ..checkpoint import CheckpointError, WriteError
 from ..env import PathLike
+from . import results as _results
+from .results import FULL_DATASET_IMAGES, ResultFileError, UnfinishedRunError, describe_run_data, read_report, run_data
 
 if TYPE_CHECKING:
     import torch
@@ -207,30 +208,50 @@ class RunMismatchError(ValueError):
     """A run folder that holds another experiment's run (another model, dataset, recipe, seed ...)."""
 
 
+def _run_record(out: Path) -> Optional[dict]:
+    """The run folder's ``result.json`` as a dict (``None`` when there is none); an unreadable
+    one raises :class:`RunMismatchError` naming it."""
+    if not (out / "result.json").is_file():
+        return None
+    try:
+        return _results.read_json_object(out / "result.json", f"(move the folder {out} away and run again)")
+    except ResultFileError as e:
+        raise RunMismatchError(str(e)) from None
+
+
 def _saved_args(out: Path) -> Optional[dict]:
     """The command-line settings a run folder records (``result.json``, else ``last.pt``)."""
-    result = out / "result.json"
-    if result.is_file():
-        try:
-            args = json.loads(result.read_text()).get("args")
-        except (json.JSONDecodeError, OSError) as e:
-            raise RunMismatchError(f"{result} cannot be read ({type(e).__name__}: {e}); move the folder away") from e
-        if args is not None:
-            return dict(args)
+    args = (_run_record(out) or {}).get("args")
+    if isinstance(args, dict):
+        return dict(args)
     if (out / "last.pt").is_file():
         from ..checkpoint import read_checkpoint
 
-        return dict(read_checkpoint(out / "last.pt").get("meta", {}).get("args") or {}) or None
+        try:
+            ck = read_checkpoint(out / "last.pt")
+        except CheckpointError as e:
+            raise RunMismatchError(f"{e}; move the folder {out} away and run again") from None
+        meta = ck.get("meta") if isinstance(ck, dict) else None
+        return dict((meta or {}).get("args") or {}) or None
     return None
+
+
+def _settings_diff(exp: Experiment, seed: int, saved: dict, runs: PathLike = "runs",
+                   who: str = "the folder's run") -> list[str]:
+    """How the settings ``saved`` differ from ``exp.command(seed)`` in what changes the numbers."""
+    from .cli import options
+    from .recipes import RESUME_MAY_CHANGE
+
+    want = options(exp.argv(seed, runs))
+    diff = [f"{k}: {who} has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
+            for k in sorted(want) if k not in RESUME_MAY_CHANGE and k in saved and saved.get(k) != want[k]]
+    return diff + [f"{k}: not recorded by {who}" for k in ("model", "data", "seed") if k not in saved]
 
 
 def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> None:
     """Raise :class:`RunMismatchError` when the folder of ``exp``'s run with ``seed`` holds a run
     made with other settings than ``exp.command(seed)`` (those that change the numbers: model,
     its arguments, data, recipe, epochs, seed ...), or a run that records none."""
-    from .cli import options
-    from .recipes import RESUME_MAY_CHANGE
-
     out = exp.out_dir(seed, runs)
     if not (out / "result.json").is_file() and not (out / "last.pt").is_file():
         return
@@ -238,10 +259,7 @@ def check_run_identity(exp: Experiment, seed: int, runs: PathLike = "runs") -> N
     if saved is None:
         raise RunMismatchError(f"{out} holds a run that records no settings, so it cannot be checked against "
                                f"{exp.name} (seed {seed}): move it away and run again")
-    want = options(exp.argv(seed, runs))
-    diff = [f"{k}: the folder's run has {saved.get(k)!r}, {exp.name} needs {want[k]!r}"
-            for k in sorted(want) if k not in RESUME_MAY_CHANGE and k in saved and saved.get(k) != want[k]]
-    diff += [f"{k}: not recorded by the folder's run" for k in ("model", "data", "seed") if k not in saved]
+    diff = _settings_diff(exp, seed, saved, runs)
     if diff:
         raise RunMismatchError(f"{out} holds another run than experiment {exp.name} with seed {seed}:\n  "
                                + "\n  ".join(diff) + "\nmove that folder away (or pass another --runs)")
@@ -253,8 +271,7 @@ def run_status(exp: Experiment, seed: int, runs: PathLike = "runs") -> str:
     A folder that holds a run of other settings raises :class:`RunMismatchError`."""
     out = exp.out_dir(seed, runs)
     check_run_identity(exp, seed, runs)
-    result = out / "result.json"
-    if result.is_file() and json.loads(result.read_text()).get("status") == "done":
+    if (_run_record(out) or {}).get("status") == "done":
         return "done"
     return "partial" if (out / "last.pt").is_file() else "missing"
 
@@ -301,7 +318,9 @@ def _check_extra(extra: Sequence[str]) -> None:
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
             checkpoints: Optional[PathLike] = None) -> list[Path]:
     """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
-    ``<name>_seed<seed>.json``; with ``checkpoints``, also their final weights (``last.pt``) as float16."""
+    ``<name>_seed<seed>.json``, atomically and only once checked (:func:`read_result`); with
+    ``checkpoints``, also their final weights (``last.pt``) as float16."""
+    from ..checkpoint import atomic_write
     from .loop import export_weights
 
     exp = get_experiment(name)
@@ -313,8 +332,10 @@ def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = No
         if run_status(exp, seed, runs) != "done":
             continue
         out = exp.out_dir(seed, runs)
-        results.mkdir(parents=True, exist_ok=True)
-        written.append(Path(shutil.copyfile(out / "result.json", results / f"{exp.run_name(seed)}.json")))
+        read_result(out / "result.json", exp.name, seed, rewrite=f"python -m mobileblocks_edu.experiments run {name} "
+                    f"--seed {seed} (move the folder {out} away first)")
+        content = (out / "result.json").read_bytes()
+        written.append(atomic_write(results / f"{exp.run_name(seed)}.json", lambda f, c=content: f.write(c)))
         if checkpoints is not None:
             written.append(export_weights(out / "last.pt", Path(checkpoints) / f"{exp.run_name(seed)}.pt", half=True))
     return written
@@ -369,7 +390,11 @@ def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[Path
     path = checkpoint_path(experiment_name, seed, checkpoints)
     if path is None or not path.is_file():
         return None
-    model = load_checkpoint(build_model(experiment_name), path)
+    try:
+        model = load_checkpoint(build_model(experiment_name), path)
+    except CheckpointError as e:
+        name = resolve_experiment(experiment_name).name
+        raise _results.CheckpointFileError(f"{e}\nwrite it again with: {_rewrite(name, seed)} --checkpoint") from None
     return model.to(device).eval()
 
 
@@ -404,84 +429,61 @@ def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Option
     return model.eval(), False, f"{experiment} (untrained: {what})"
 
 
+def _rewrite(name: str, seed: int) -> str:
+    return f"python -m mobileblocks_edu.experiments run {name} --seed {seed}, then collect {name}"
+
+
+def read_result(path: PathLike, experiment: Optional[str] = None, seed: Optional[int] = None,
+                rewrite: Optional[str] = None) -> dict:
+    """The result file at ``path``, checked: a JSON object with every key the lessons read, no NaN,
+    a finished run (:class:`UnfinishedRunError` otherwise) and, for ``experiment`` and ``seed``
+    (read from a name ``<experiment>_seed<seed>.json`` when not given), a run of that
+    experiment's command. Anything else raises :class:`ResultFileError` naming the file, what is
+    wrong and the command that writes it again."""
+    path = Path(path)
+    if experiment is None:
+        stem, _, s = path.stem.rpartition("_seed")
+        if ALIASES.get(stem, stem) in EXPERIMENTS and s.isdigit():
+            experiment, seed = stem, int(s) if seed is None else seed
+    exp = resolve_experiment(experiment) if experiment is not None else None
+    if rewrite is None:
+        rewrite = _rewrite(exp.name, seed) if exp is not None and seed is not None else "the command that wrote it"
+    result = _results.check_result(_results.read_json_object(path, rewrite), path, rewrite)
+    if exp is not None and seed is not None:
+        diff = _settings_diff(exp, seed, result["args"], who="the result")
+        if result["seed"] != seed:
+            diff.insert(0, f"seed: the result has {result['seed']!r}, the file name says {seed}")
+        if diff:
+            raise _results.file_error(path, f"is not a run of {exp.name} with seed {seed} as it now stands:\n  "
+                                      + "\n  ".join(diff) + "\n", rewrite)
+    return result
+
+
 def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
-    """The collected result files of an experiment (one dict per finished seed)."""
+    """The collected result files of an experiment (one dict per finished seed), each checked by
+    :func:`read_result`. A seed without a file is skipped; a run that did not finish is left out
+    with one printed line; any other fault raises :class:`ResultFileError`."""
     exp = resolve_experiment(name)
     results = Path(results) if results is not None else env.results_dir()
-    files = [results / f"{exp.run_name(s)}.json" for s in exp.seeds] if results is not None else []
-    return [json.loads(f.read_text()) for f in files if f.is_file()]
-
-
-# Sizes of the full datasets (training, evaluation images): CIFAR-10 (Krizhevsky, 2009) and
-# Imagenette v2 (fast.ai), to say how much of a dataset a committed run saw.
-FULL_DATASET_IMAGES = {"cifar10": (50_000, 10_000), "imagenette": (9_469, 3_925)}
-
-
-def run_data(result: dict) -> dict:
-    """What a committed run trained on, read from its result file alone (so it is the same on
-    every machine, whatever data is found locally): ``dataset`` (title), ``source`` (the folder
-    of the data directory the images were read from), ``subset``/``eval_subset`` (images per
-    class, ``None``: all), ``train_images``, ``eval_images``, ``full_train_images``,
-    ``full_eval_images`` (the whole dataset's), ``classes``, ``img_size``, ``epochs``,
-    ``steps_per_epoch``, ``steps``, ``batch_size``."""
-    from ..data.datasets import dataset_info
-
-    info = dataset_info(result["data"]["name"])
-    full = FULL_DATASET_IMAGES.get(info.name, (None, None))
-    return {
-        "dataset": info.title, "source": result["data"].get("source"),
-        "subset": result["data"].get("subset"), "eval_subset": result["data"].get("eval_subset"),
-        "train_images": result["train_images"], "eval_images": result["val_images"],
-        "full_train_images": full[0], "full_eval_images": full[1],
-        "classes": len(result["classes"]), "img_size": result["input_size"][-1],
-        "epochs": result["epochs_done"], "steps_per_epoch": result["steps_per_epoch"],
-        "steps": result["steps_per_epoch"] * result["epochs_done"], "batch_size": result["batch_size"],
-    }
-
-
-def describe_run_data(result: dict) -> str:
-    """One sentence on a committed run's data and length, from its result file (see
-    :func:`run_data`), e.g. "5,438 of CIFAR-10's 50,000 training images (folder cifar10/train)
-    and 1,017 of its 10,000 test images, 10 classes at 32x32; 8 epochs of 42 steps (336 steps)
-    at batch 128"."""
-    d = run_data(result)
-    split = "test" if d["dataset"] == "CIFAR-10" else "validation"
-
-    def part(n, full, what):
-        return f"{n:,} of {d['dataset']}'s {full:,} {what} images" if full and n < full else f"{n:,} {what} images"
-
-    where = f" (folder {d['source']})" if d["source"] else ""
-    per_class = f", {d['subset']} per class" if d["subset"] else ""
-    return (f"{part(d['train_images'], d['full_train_images'], 'training')}{where}{per_class} and "
-            f"{part(d['eval_images'], d['full_eval_images'], split)}, {d['classes']} classes at "
-            f"{d['img_size']}x{d['img_size']}; {d['epochs']} epochs of {d['steps_per_epoch']} steps "
-            f"({d['steps']:,} steps) at batch {d['batch_size']}")
+    files = [(s, results / f"{exp.run_name(s)}.json") for s in exp.seeds] if results is not None else []
+    finished = []
+    for seed, f in files:
+        if not f.exists():
+            continue
+        try:
+            finished.append(read_result(f, exp.name, seed))
+        except UnfinishedRunError as e:
+            print(f"left out: {e}")
+    return finished
 
 
 def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1") -> dict:
-    """Mean and standard deviation over seeds of the final evaluation's ``metric`` (and the
-    params, MACs, wall time and training throughput of the runs)."""
+    """Mean and standard deviation over the finished seeds (:func:`load_results`) of the final
+    evaluation's ``metric`` (and the params, MACs, wall time and training throughput of the runs)."""
     runs = load_results(name, results)
     if not runs:
         raise FileNotFoundError(f"no collected results for {name!r} in {results or env.results_dir()}")
-    missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
-    if missing:
-        known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
-        raise ValueError(f"metric {metric!r} is not in the final evaluation of {name!r} (seeds {missing}); "
-                         f"choose one of {known}")
-    values = [r["final"][metric] for r in runs]
-    return {
-        "name": name,
-        "model": runs[0]["model"],
-        "seeds": [r["seed"] for r in runs],
-        metric: values,
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "params": runs[0]["params"],
-        "macs": runs[0].get("macs"),
-        "wall_time_s": [r["wall_time_s"] for r in runs],
-        "train_img_per_s": [r["train_img_per_s"] for r in runs],
-    }
+    return _results.summarize_runs(name, runs, metric)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -508,8 +510,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for s in e.seeds:
                     try:
                         state = run_status(e, s, args.runs)
-                    except RunMismatchError:
-                        state = "folder holds another run"
+                    except RunMismatchError as err:
+                        state = f"unusable folder: {str(err).splitlines()[0]}"
                     print(f"{e.command(s, args.runs)}    # {state}")
             return 0
         if args.cmd == "run":
@@ -524,7 +526,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for path in collect(args.name, args.runs, checkpoints=ckpts):
             print(path)
         return 0
-    except ValueError as e:
+    except (ValueError, CheckpointError, WriteError) as e:
         p.error(str(e))
 
 
@@ -541,7 +543,8 @@ def _positive_int(text: str) -> int:
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
            "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh",
-           "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
+           "ResultFileError", "UnfinishedRunError", "read_result", "read_report", "load_results",
+           "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

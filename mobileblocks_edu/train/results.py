@@ -1,0 +1,211 @@
+"""Reading back the files the lessons read: training results and measurement reports.
+
+Nothing a lesson reads is trusted blindly. A file that is missing, empty, truncated, not a JSON
+object, without a key the lessons read, or with a NaN raises :class:`ResultFileError`, whose
+message names the file, says what is wrong and gives the command that writes it again. A training
+result must also be of a finished run (status ``"done"`` and every epoch its command asks for);
+one that is not raises :class:`UnfinishedRunError` (a ``ResultFileError``), and
+:func:`mobileblocks_edu.train.experiments.load_results` leaves such a run out with one printed line.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Optional
+
+from .. import env
+from ..checkpoint import CheckpointError
+from ..env import PathLike
+
+FINISHED = "done"  # the status result.json records for a run that ran every epoch
+# the keys of a training result that the library and the lessons read
+RESULT_KEYS = ("name", "status", "command", "seed", "args", "model", "data", "epochs_done", "steps_per_epoch",
+               "batch_size", "train_images", "val_images", "classes", "input_size", "params", "wall_time_s",
+               "train_img_per_s", "history", "final")
+_TYPES = {"args": dict, "data": dict, "final": dict, "history": list, "classes": list, "input_size": list,
+          "epochs_done": int, "seed": int, "command": str, "model": str}
+# the committed measurement reports: the command that writes each one, and the keys the lessons read
+_BENCH_KEYS = ("command", "machine", "torch", "threads", "repeats", "date", "omp_wait_policy", "allocator",
+               "load_average_start", "load_average_end", "checks", "groups")
+REPORTS = {
+    "bench_cpu": ("python -m mobileblocks_edu.bench --profile --repeats 5 --output lessons/results/bench_cpu.json",
+                  _BENCH_KEYS),
+    "bench_cpu_keep_memory": ("python -m mobileblocks_edu.bench --profile --keep-freed-memory --repeats 5 "
+                              "--output lessons/results/bench_cpu_keep_memory.json", _BENCH_KEYS),
+    "latency_cpu": ("python -m mobileblocks_edu.deploy latency --output lessons/results/latency_cpu.json",
+                    ("command", "machine", "platform", "python", "torch", "onnx", "onnxruntime", "rounds", "inner",
+                     "date", "wall_s", "load_average_start", "load_average_end", "models")),
+    "quant_imagenette": ("python -m mobileblocks_edu.deploy quantize",
+                         ("command", "machine", "date", "method", "calibration_per_class", "load_average_start",
+                          "models")),
+}
+
+
+class ResultFileError(ValueError):
+    """A result or report file that cannot be used (missing, truncated, malformed, a missing key, a
+    NaN, an unfinished run, another experiment's run); the message names the file, what is wrong
+    and the command that writes it again."""
+
+
+class UnfinishedRunError(ResultFileError):
+    """The result of a run that did not finish: status ``"interrupted"``/``"failed"``, or fewer
+    epochs than its command asks for."""
+
+
+class CheckpointFileError(ResultFileError, CheckpointError):
+    """A collected checkpoint that cannot be loaded (both a ``ResultFileError`` and a ``CheckpointError``)."""
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NonFinite(name)
+
+
+def file_error(path: PathLike, what: str, rewrite: str, kind: type = ResultFileError) -> ResultFileError:
+    """The error for ``path``: ``"<path> <what>; write it again with: <rewrite>"``."""
+    return kind(f"{path} {what}; write it again with: {rewrite}")
+
+
+def read_json_object(path: PathLike, rewrite: str) -> dict:
+    """The JSON object in ``path``, read strictly (no NaN or Infinity), else :class:`ResultFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "does not exist" if not path.exists() else "is not a file", rewrite)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise file_error(path, f"cannot be read ({type(e).__name__}: {e})", rewrite) from e
+    if not text.strip():
+        raise file_error(path, "is empty (an interrupted write?)", rewrite)
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except _NonFinite as e:
+        raise file_error(path, f"holds {e} (strict JSON has no NaN or Infinity)", rewrite) from None
+    except json.JSONDecodeError as e:
+        raise file_error(path, f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}; truncated?)",
+                         rewrite) from None
+    if not isinstance(obj, dict):
+        raise file_error(path, f"holds a JSON {type(obj).__name__}, not an object", rewrite)
+    return obj
+
+
+def check_keys(obj: dict, path: PathLike, keys, rewrite: str) -> None:
+    """Raise :class:`ResultFileError` when ``obj`` lacks one of ``keys`` or holds one of another type."""
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise file_error(path, f"has no {', '.join(map(repr, missing))} (the lessons read them)", rewrite)
+    wrong = [f"{k!r} is a {type(obj[k]).__name__}, not a {t.__name__}" for k, t in _TYPES.items()
+             if k in keys and (not isinstance(obj[k], t) or (t is int and isinstance(obj[k], bool)))]
+    if wrong:
+        raise file_error(path, f"is malformed: {'; '.join(wrong)}", rewrite)
+
+
+def check_result(result: dict, path: PathLike, rewrite: str) -> dict:
+    """``result`` when it is a finished run's record with every key the lessons read, else
+    :class:`ResultFileError` (:class:`UnfinishedRunError` for a run that did not finish)."""
+    check_keys(result, path, RESULT_KEYS, rewrite)
+    asked = result["args"].get("epochs") or (result.get("config") or {}).get("epochs")
+    done = result["epochs_done"]
+    if result["status"] != FINISHED or (isinstance(asked, int) and done < asked):
+        raise file_error(path, f"is an unfinished run (status {result['status']!r}, {done} of {asked} epochs)",
+                         rewrite, UnfinishedRunError)
+    if not isinstance(result["final"].get("top1"), (int, float)):
+        raise file_error(path, "is malformed: its 'final' evaluation has no number 'top1'", rewrite)
+    return result
+
+
+def read_report(name: str, results: Optional[PathLike] = None) -> dict:
+    """A committed measurement report (``"bench_cpu"``, ``"bench_cpu_keep_memory"``, ``"latency_cpu"``,
+    ``"quant_imagenette"``) from ``results`` (default ``lessons/results``), checked: a JSON object
+    with the keys the lessons read, no NaN. Anything else raises :class:`ResultFileError`."""
+    if name not in REPORTS:
+        raise ValueError(f"unknown report {name!r}; the reports are {sorted(REPORTS)}")
+    folder = Path(results) if results is not None else env.results_dir()
+    if folder is None:
+        raise ValueError("results: no repository checkout here; pass a folder")
+    command, keys = REPORTS[name]
+    path = folder / f"{name}.json"
+    report = read_json_object(path, command)
+    check_keys(report, path, keys, command)
+    return report
+
+
+def summarize_runs(name: str, runs: list[dict], metric: str = "top1") -> dict:
+    """Mean and standard deviation of the final evaluation's ``metric`` over ``runs`` (checked,
+    finished results), with the params, MACs, wall time and training throughput of the runs."""
+    missing = [r.get("seed") for r in runs if metric not in (r.get("final") or {})]
+    if missing:
+        known = sorted(k for k, v in (runs[0].get("final") or {}).items() if isinstance(v, (int, float)))
+        raise ValueError(f"metric {metric!r} is not in the final evaluation of {name!r} (seeds {missing}); "
+                         f"choose one of {known}")
+    values = [r["final"][metric] for r in runs]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"metric {metric!r} of {name!r} is not a number in every run: {values}")
+    return {
+        "name": name,
+        "model": runs[0]["model"],
+        "seeds": [r["seed"] for r in runs],
+        metric: values,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "params": runs[0]["params"],
+        "macs": runs[0].get("macs"),
+        "wall_time_s": [r["wall_time_s"] for r in runs],
+        "train_img_per_s": [r["train_img_per_s"] for r in runs],
+    }
+
+
+# Sizes of the full datasets (training, evaluation images): CIFAR-10 (Krizhevsky, 2009) and
+# Imagenette v2 (fast.ai), to say how much of a dataset a committed run saw.
+FULL_DATASET_IMAGES = {"cifar10": (50_000, 10_000), "imagenette": (9_469, 3_925)}
+
+
+def run_data(result: dict) -> dict:
+    """What a committed run trained on, read from its result file alone (so it is the same on
+    every machine, whatever data is found locally): ``dataset`` (title), ``source`` (the folder
+    of the data directory the images were read from), ``subset``/``eval_subset`` (images per
+    class, ``None``: all), ``train_images``, ``eval_images``, ``full_train_images``,
+    ``full_eval_images`` (the whole dataset's), ``classes``, ``img_size``, ``epochs``,
+    ``steps_per_epoch``, ``steps``, ``batch_size``."""
+    from ..data.datasets import dataset_info
+
+    info = dataset_info(result["data"]["name"])
+    full = FULL_DATASET_IMAGES.get(info.name, (None, None))
+    return {
+        "dataset": info.title, "source": result["data"].get("source"),
+        "subset": result["data"].get("subset"), "eval_subset": result["data"].get("eval_subset"),
+        "train_images": result["train_images"], "eval_images": result["val_images"],
+        "full_train_images": full[0], "full_eval_images": full[1],
+        "classes": len(result["classes"]), "img_size": result["input_size"][-1],
+        "epochs": result["epochs_done"], "steps_per_epoch": result["steps_per_epoch"],
+        "steps": result["steps_per_epoch"] * result["epochs_done"], "batch_size": result["batch_size"],
+    }
+
+
+def describe_run_data(result: dict) -> str:
+    """One sentence on a committed run's data and length, from its result file (see
+    :func:`run_data`), e.g. "5,438 of CIFAR-10's 50,000 training images (folder cifar10/train)
+    and 1,017 of its 10,000 test images, 10 classes at 32x32; 8 epochs of 42 steps (336 steps)
+    at batch 128"."""
+    d = run_data(result)
+    split = "test" if d["dataset"] == "CIFAR-10" else "validation"
+
+    def part(n, full, what):
+        return f"{n:,} of {d['dataset']}'s {full:,} {what} images" if full and n < full else f"{n:,} {what} images"
+
+    where = f" (folder {d['source']})" if d["source"] else ""
+    per_class = f", {d['subset']} per class" if d["subset"] else ""
+    return (f"{part(d['train_images'], d['full_train_images'], 'training')}{where}{per_class} and "
+            f"{part(d['eval_images'], d['full_eval_images'], split)}, {d['classes']} classes at "
+            f"{d['img_size']}x{d['img_size']}; {d['epochs']} epochs of {d['steps_per_epoch']} steps "
+            f"({d['steps']:,} steps) at batch {d['batch_size']}")
+
+
+__all__ = ["ResultFileError", "UnfinishedRunError", "CheckpointFileError", "summarize_runs", "FINISHED",
+           "RESULT_KEYS", "REPORTS", "file_error",
+           "read_json_object", "check_keys", "check_result", "read_report", "FULL_DATASET_IMAGES", "run_data",
+           "describe_run_data"]

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Optional, Union
 
@@ -95,24 +96,36 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], binary: bool = Tru
     path = Path(path)
     if path.is_dir():
         raise _write_error(path, IsADirectoryError(errno.EISDIR, "it is a folder"))
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temporary(path)
-    except OSError as e:
-        raise _write_error(path, e) from e
-    try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        interrupt = _interrupt_in(e)
+        if interrupt is not None and interrupt is not e:  # torch's writer turns a Ctrl-C into a RuntimeError
+            raise interrupt from None
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "inline_container" in str(e)):
             raise _write_error(path, e) from e
         raise
     return path
+
+
+def _interrupt_in(e: BaseException) -> Optional[BaseException]:
+    """The ``KeyboardInterrupt`` (or ``SystemExit``) that ``e`` is, or that caused it, else ``None``."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def write_json(obj: Any, path: PathLike) -> Path:
@@ -134,22 +147,69 @@ def save_checkpoint(obj: Any, path: PathLike) -> Path:
 def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with a clear error for missing or corrupt files."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled code refused by weights_only ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "weights only load failed" in first.lower() and zipfile.is_zipfile(path):
+            why = ("it holds objects other than tensors and plain containers (a whole pickled model?), which "
+                   "weights_only=True refuses because loading them can run code; save model.state_dict() instead")
+        elif not zipfile.is_zipfile(path):
+            why = "it is not a complete file written by torch.save (truncated, or another kind of file)"
+        else:
+            why = f"{type(e).__name__}: {first}"
+        raise CheckpointError(f"cannot read checkpoint {path}: {why}") from e
 
 
-def unwrap_state_dict(obj: Any, key: Optional[str] = None) -> Mapping[str, torch.Tensor]:
+def is_training_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` is a training checkpoint of ``fit`` (``last.pt``, ``best.pt``), not plain weights."""
+    return isinstance(obj, Mapping) and {"model", "optimizer", "ema"} <= set(obj)
+
+
+def training_weights(ck: Mapping, ema: Optional[bool] = None, source: Optional[PathLike] = None) -> dict:
+    """The weights of a training checkpoint of ``fit``: the EMA's when the run had EMA (``ema=None``,
+    the weights its evaluations and ``result.json`` report) or when ``ema=True``, else the model's.
+    ``source`` names the file in errors."""
+    name = source if source is not None else "the checkpoint"
+    if ema not in (None, True, False):
+        raise ValueError(f"ema must be True, False or None, got {ema!r}")
+    if not is_training_checkpoint(ck):
+        keys = sorted(ck)[:8] if isinstance(ck, Mapping) else type(ck).__name__
+        raise CheckpointError(f"{name} is not a training checkpoint of fit (last.pt, best.pt); "
+                              f"its top-level keys: {keys}")
+    if ema and ck["ema"] is None:
+        raise CheckpointError(f"{name} has no EMA weights (the run trained without EMA): use ema=None or False")
+    if ck["ema"] is not None if ema is None else ema:
+        return {k[len("module."):]: v for k, v in ck["ema"].items() if k.startswith("module.")}
+    return dict(ck["model"])
+
+
+def unwrap_state_dict(obj: Any, key: Optional[str] = None, ema: Optional[bool] = None,
+                      source: Optional[PathLike] = None) -> Mapping[str, torch.Tensor]:
     """The state dict inside a checkpoint: ``obj[key]``, else the first of
-    ``net_E, net, state_dict, model, model_state`` present, else ``obj`` itself."""
+    ``net_E, net, state_dict, model, model_state`` present, else ``obj`` itself. A training
+    checkpoint of ``fit`` gives the weights the run evaluated (:func:`training_weights`: the EMA's
+    when it had EMA; ``ema=False`` or ``key="model"`` for the raw ones, ``ema=True`` or ``key="ema"``
+    for the EMA's). ``source`` names the file in errors."""
+    where = f"{source}: " if source is not None else ""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"expected a dict of tensors, got {type(obj).__name__}")
+        raise CheckpointError(f"{where}expected a dict of tensors, got {type(obj).__name__}")
+    if key is not None and not isinstance(key, str):
+        raise ValueError(f"key must be a string or None, got {key!r}")
+    if ema is not None and key is not None:
+        raise ValueError(f"give key={key!r} or ema={ema!r}, not both")
+    if is_training_checkpoint(obj) and key in (None, "model", "ema"):
+        return training_weights(obj, ema if key is None else key == "ema", source)
+    if ema is not None:
+        raise CheckpointError(f"{where}ema={ema!r} applies to training checkpoints of fit; this one has the top-level "
+                              f"keys {sorted(obj)[:8]}")
     if key is not None:
         if key not in obj:
-            raise CheckpointError(f"checkpoint has no key {key!r}; top-level keys: {sorted(obj)[:10]}")
+            raise CheckpointError(f"{where}checkpoint has no key {key!r}; top-level keys: {sorted(obj)[:10]}")
         obj = obj[key]
     else:
         for k in WRAPPER_KEYS:
@@ -159,12 +219,14 @@ def unwrap_state_dict(obj: Any, key: Optional[str] = None) -> Mapping[str, torch
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}  # DataParallel prefix
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"not a state dict: entries {bad[:5]} are not tensors")
+        raise CheckpointError(f"{where}not a state dict: entries {bad[:5]} are not tensors")
     return sd
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Raise :class:`CheckpointError` unless ``state_dict`` has exactly the model's keys and shapes."""
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                     source: Optional[PathLike] = None) -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` has exactly the model's keys and shapes
+    (``source``: the file it came from, named in the error)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -174,7 +236,7 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         if k in state_dict and state_dict[k].shape != own[k].shape
     ]
     if missing or unexpected or mismatched:
-        lines = [f"checkpoint does not fit {type(model).__name__}:"]
+        lines = [f"checkpoint {source or ''} does not fit {type(model).__name__}:".replace("  ", " ")]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
             if items:
                 shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} more" if len(items) > 20 else "")
@@ -182,11 +244,15 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         raise CheckpointError("\n".join(lines))
 
 
-def load_checkpoint(model: nn.Module, path: PathLike, key: Optional[str] = None, strict: bool = True) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: PathLike, key: Optional[str] = None, strict: bool = True,
+                    ema: Optional[bool] = None) -> nn.Module:
     """Load weights from ``path`` into ``model`` and return the model.
 
     Accepts a bare state dict or the wrappers of :func:`unwrap_state_dict`; ``key`` picks one
     explicitly (``key="net"`` for the non-EMA weights of an EMO release that has both).
+    A training checkpoint of ``fit`` (``last.pt``, ``best.pt``) gives the weights the run evaluated,
+    with the rule of ``export_weights``: the EMA's when the run had EMA (``ema=None``), else the
+    model's; ``ema=False`` loads the raw weights, ``ema=True`` insists on the EMA's.
     With ``strict=True`` every key and shape must match, else :class:`CheckpointError` says
     which did not. With ``strict=False`` the keys the model and the checkpoint share are loaded
     (their shapes must match) and a warning says how many of the model's keys were matched; a
@@ -195,9 +261,13 @@ def load_checkpoint(model: nn.Module, path: PathLike, key: Optional[str] = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    sd = unwrap_state_dict(read_checkpoint(path), key)
+    if strict not in (True, False):
+        raise ValueError(f"strict must be True or False, got {strict!r}")
+    if ema not in (None, True, False):
+        raise ValueError(f"ema must be True, False or None, got {ema!r}")
+    sd = unwrap_state_dict(read_checkpoint(path), key, ema, source=path)
     if strict:
-        check_state_dict(model, sd)
+        check_state_dict(model, sd, source=path)
     else:
         own = model.state_dict()
         matched = [k for k in own if k in sd]
@@ -236,6 +306,8 @@ __all__ = [
     "temporary_files",
     "save_checkpoint",
     "read_checkpoint",
+    "is_training_checkpoint",
+    "training_weights",
     "unwrap_state_dict",
     "check_state_dict",
     "load_checkpoint",

@@ -18,12 +18,12 @@ from typing import Optional, Sequence
 import torch
 
 from .. import env
-from ..checkpoint import CheckpointError, WriteError, read_checkpoint
+from ..checkpoint import CheckpointError, WriteError
 from ..data.datasets import DATASETS
 from . import distributed
-from .loop import FitResult, fit
+from .loop import FitResult, fit, read_training_checkpoint
 from .recipes import CHOICES, LIMITS, RESUME_MAY_CHANGE, UNIT, Interval, TrainConfig, check_device, get_recipe
-from .runinfo import RunInUseError, prepare_out_dir
+from .runinfo import RunInUseError, prepare_out_dir, removed_if_left_empty
 
 PROG = "python -m mobileblocks_edu.train"
 
@@ -199,7 +199,13 @@ def resolve_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> dic
         last = Path(args.out) / "last.pt"
         if not last.is_file():
             p.error(f"--resume: no checkpoint at {last}")
-        saved = dict(read_checkpoint(last)["meta"].get("args", {}))
+        try:
+            saved = dict(read_training_checkpoint(last)["meta"].get("args") or {})
+        except CheckpointError as e:
+            p.error(f"--resume: {e}")
+        if not saved:
+            p.error(f"--resume: {last} was written by fit() from Python, not by this command: continue it with "
+                    "fit(..., out_dir=..., resume=True)")
         bad = [f"--{k.replace('_', '-')} {given[k]!r} (the run used {saved.get(k)!r})"
                for k in given if k not in RESUME_MAY_CHANGE and given[k] != saved.get(k)]
         if bad:
@@ -228,11 +234,24 @@ def train_config(opts: dict) -> TrainConfig:
 def run(opts: dict, command: Optional[str] = None, resume: Optional[bool] = None, **fit_kwargs) -> FitResult:
     """Train from resolved command-line options (:func:`options`); ``fit_kwargs`` go to :func:`fit`
     (``on_step``, ``on_epoch``). ``resume`` defaults to the options' ``--resume``."""
+    if not isinstance(opts, dict):
+        raise TypeError(f"opts must be the dict of options([...]), got {type(opts).__name__}")
+    missing = sorted(set(default_options()) - set(opts))
+    if missing:
+        raise ValueError(f"opts lacks {missing}: build the options with options([...command-line arguments...])")
+    resume = bool(opts.get("resume")) if resume is None else resume
+    if resume not in (True, False):
+        raise ValueError(f"resume must be True, False or None, got {resume!r}")
+    world = distributed.world()
+    # a folder made here is removed again if the run fails before writing into it (a missing data folder ...)
+    with removed_if_left_empty(opts["out"] if not resume else None, world.is_main):
+        return _run(opts, command, resume, world, **fit_kwargs)
+
+
+def _run(opts: dict, command: Optional[str], resume: bool, world, **fit_kwargs) -> FitResult:
     from .. import data
     from ..models import registry
 
-    resume = bool(opts.get("resume")) if resume is None else bool(resume)
-    world = distributed.world()
     if opts.get("threads") is not None:
         env.check_positive("threads", opts["threads"], int)
         torch.set_num_threads(int(opts["threads"]))

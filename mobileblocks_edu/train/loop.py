@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..analysis.complexity import count_flops, count_params
-from ..checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, check_state_dict, read_checkpoint, save_checkpoint, training_weights
 from ..data.datasets import set_epoch
 from ..data.images import check_same_classes
 from . import distributed
@@ -58,6 +58,7 @@ from .runinfo import (
     code_version,
     environment,
     prepare_out_dir,
+    removed_if_left_empty,
     rng_state,
     seed_epoch,
     set_rng_state,
@@ -165,10 +166,14 @@ def fit(
     world = distributed.world()
     cfg = (config or TrainConfig()).resolved(train_loader.batch_size or 1)  # lr scaled to the global batch
     device = distributed.local_device(check_device(cfg.device), world)
+    if resume not in (True, False):
+        raise ValueError(f"resume must be True or False, got {resume!r}")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir")
     out = Path(out_dir) if out_dir is not None else None
-    with _claimed(out, resume, world):  # process 0 holds the folder's lock until the run ends
+    # a folder this run made is removed again if the run fails before writing into it;
+    # process 0 holds the folder's lock until the run ends
+    with removed_if_left_empty(out, world.is_main), _claimed(out, resume, world):
         run = _start_run(model, train_loader, val_loader, cfg, device, world, out, dict(meta or {}), t_start)
         if resume:
             _restore(run, out / "last.pt")
@@ -296,7 +301,7 @@ def _start_run(model, train_loader, val_loader, cfg, device, world, out, meta, t
 def _restore(run: RunState, path: Path) -> None:
     """Load the checkpoint ``path`` into ``run`` (every process loads it), after checking that it
     holds a run with the same settings and data."""
-    ck = read_checkpoint(path)
+    ck = read_training_checkpoint(path)
     check_same_classes(ck.get("classes"), _loader_classes(run.train_loader), f"checkpoint {path}", "training data now")
     now = asdict(run.cfg)
     diff = [f"{k}: checkpoint {ck['config'].get(k)!r}, now {now.get(k)!r}"
@@ -309,6 +314,11 @@ def _restore(run: RunState, path: Path) -> None:
         diff.append(f"processes: checkpoint {ck.get('world_size', 1)}, now {run.world.size}")
     if diff:
         raise ValueError("cannot resume: the run differs from the checkpoint's\n  " + "\n  ".join(diff))
+    try:
+        check_state_dict(run.model, ck["model"], source=path)
+    except CheckpointError as e:
+        was = (ck.get("meta") or {}).get("model")
+        raise CheckpointError(f"cannot resume: {e}" + (f"\n(the run trained {was})" if was else "")) from None
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.scheduler.load_state_dict(ck["scheduler"])
@@ -496,26 +506,45 @@ def train_one_epoch(run: RunState, epoch: int, on_step: Optional[Callable[[StepI
             "epoch_time_s": dt, "train_img_per_s": seen / dt}
 
 
-def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool] = None, half: bool = False) -> Path:
-    """Write only the weights of a training checkpoint (a plain state dict): the EMA weights when
-    the run had EMA (``ema=None``) or when ``ema=True``, else the model's; ``half`` stores
-    floating-point tensors as float16 (half the size, for committed checkpoints)."""
-    ck = read_checkpoint(checkpoint_path)
-    if not isinstance(ck, dict) or "model" not in ck or "optimizer" not in ck:
+def read_training_checkpoint(path: PathLike) -> dict:
+    """A training checkpoint of :func:`fit` (``last.pt``) read back, after checking that it is one,
+    of this library's format: else :class:`~mobileblocks_edu.checkpoint.CheckpointError` naming
+    the file and what it holds."""
+    ck = read_checkpoint(path)
+    if isinstance(ck, dict) and ck and all(isinstance(v, torch.Tensor) for v in ck.values()):
+        raise CheckpointError(f"{path} holds weights only ({len(ck)} tensors, as export_weights writes them), not "
+                              "a training checkpoint of fit: there is no run to resume (load_checkpoint loads it)")
+    if not isinstance(ck, dict) or "format" not in ck:
         keys = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
-        raise CheckpointError(f"{checkpoint_path} is not a training checkpoint of fit (last.pt, best.pt); "
-                              f"its top-level keys: {keys}")
-    use_ema = ck.get("ema") is not None if ema is None else ema
-    if use_ema and ck.get("ema") is None:
-        raise ValueError(f"{checkpoint_path} has no EMA weights")
-    if use_ema:
-        sd = {k[len("module."):]: v for k, v in ck["ema"].items() if k.startswith("module.")}
-    else:
-        sd = dict(ck["model"])
+        raise CheckpointError(f"{path} is not a training checkpoint of fit (last.pt, best.pt); its top-level keys: "
+                              f"{keys}")
+    if ck["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is a training checkpoint of format {ck['format']!r}; this version of the "
+                              f"library reads format {CHECKPOINT_FORMAT}: continue it with the version that wrote "
+                              "it (code_version in result.json)")
+    missing = [k for k in _REQUIRED if k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete training checkpoint: it lacks {missing}")
+    return ck
+
+
+_REQUIRED = ("model", "optimizer", "scheduler", "scaler", "ema", "epoch", "steps_per_epoch", "batch_size",
+             "history", "best", "rng", "config", "meta", "elapsed_s")
+
+
+def export_weights(checkpoint_path: PathLike, path: PathLike, ema: Optional[bool] = None, half: bool = False) -> Path:
+    """Write only the weights of a training checkpoint (a plain state dict), by the rule of
+    :func:`~mobileblocks_edu.checkpoint.training_weights` that ``load_checkpoint`` follows too: the
+    EMA weights when the run had EMA (``ema=None``) or when ``ema=True``, else the model's; ``half``
+    stores floating-point tensors as float16 (half the size, for committed checkpoints)."""
+    if half not in (True, False):
+        raise ValueError(f"half must be True or False, got {half!r}")
+    sd = training_weights(read_checkpoint(checkpoint_path), ema, source=checkpoint_path)
     if half:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
     sd = {k: v.contiguous() for k, v in sd.items()}
     return save_checkpoint(sd, path)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "StepInfo", "FitResult", "RunState", "fit", "train_one_epoch", "export_weights"]
+__all__ = ["CHECKPOINT_FORMAT", "StepInfo", "FitResult", "RunState", "fit", "train_one_epoch", "export_weights",
+           "read_training_checkpoint"]

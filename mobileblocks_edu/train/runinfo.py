@@ -5,6 +5,7 @@ code version and machine, the lock on the run folder and the checks that it can 
 benchmark and latency reports) live in the bottom layer and are re-exported here."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -201,6 +202,28 @@ def check_free_space(out: Path, model: nn.Module, cfg) -> None:
                          f"{per_checkpoint / 2**20:.1f} MiB each): free some space or choose another folder")
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(out_dir: Optional[PathLike], enabled: bool = True):
+    """On an exception in the block, remove ``out_dir`` (and the parents made with it) if it did not
+    exist before the block and is still empty: a run that fails before writing anything leaves no
+    empty folder behind. A folder that existed before, or holds anything, is never removed."""
+    made = []  # the folders missing now, deepest first
+    if out_dir is not None and enabled:
+        p = Path(out_dir).absolute()
+        while not os.path.lexists(p) and p != p.parent:
+            made.append(p)
+            p = p.parent
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                os.rmdir(folder)  # refuses a folder that is not empty
+            except OSError:
+                break
+        raise
+
+
 def clean_temporary_files(out: Path) -> None:
     """Remove the temporary files a killed save left in the run folder ``out``."""
     for name in RUN_FILES:
@@ -209,4 +232,5 @@ def clean_temporary_files(out: Path) -> None:
 
 
 __all__ = ["write_json", "rng_state", "set_rng_state", "seed_epoch", "code_version", "environment", "machine_of",
-           "RunInUseError", "RunLock", "RUN_FILES", "prepare_out_dir", "check_free_space", "clean_temporary_files"]
+           "RunInUseError", "RunLock", "RUN_FILES", "prepare_out_dir", "check_free_space", "clean_temporary_files",
+           "removed_if_left_empty"]

@@ -41,7 +41,8 @@ from torch import nn
 from .. import env
 from ..blocks.attention import set_attention
 from ..checkpoint import write_json
-from ..models.registry import create_model
+from ..env import PathLike
+from ..models.registry import create_model, model_cfg
 from .timing import time_interleaved
 
 DEFAULT_MODELS = ("emo_1m", "emo_5m", "mobilenetv2_100")
@@ -64,6 +65,36 @@ def keep_freed_memory() -> bool:
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the option in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def output_problem(path: PathLike) -> Optional[str]:
+    """Why a report cannot be written at ``path``, or ``None`` when it can: the path is a folder,
+    a file stands where its folder would be made, or the folder cannot be written to."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; name a JSON file"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, so the folder of {path} cannot be made"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}"
+    return None
 
 
 def parse_setting(text: str) -> tuple[int, int]:
@@ -185,13 +216,17 @@ def _check_run_args(models, settings, modes, repeats, warmup, threads, num_class
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"{arg} must be an integer >= {low}, got {v!r}")
     bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise ValueError(f"modes must be a non-empty list of {MODES}, got {list(modes)!r}")
-    if not models:
-        raise ValueError("models must name at least one registered model")
+    if bad or not modes or isinstance(modes, str):
+        raise ValueError(f"modes must be a non-empty list of {MODES}, got {modes!r}")
+    if not models or isinstance(models, str):
+        raise ValueError(f"models must be a non-empty list of registered model names, got {models!r}")
+    for name in models:
+        model_cfg(name)  # an unknown name: a ValueError with close matches
+    if not settings or isinstance(settings, str):
+        raise ValueError(f"settings must be a non-empty list of (size, batch) pairs, got {settings!r}")
     for setting in settings:
         if (not isinstance(setting, tuple) or len(setting) != 2
-                or not all(isinstance(v, int) and v > 0 for v in setting)):
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in setting)):
             raise ValueError(f"settings must be (size, batch) pairs of positive integers, got {setting!r}")
 
 
@@ -296,9 +331,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         default=[parse_setting(s) for s in DEFAULT_SETTINGS],
                         metavar="SIZE:BATCH", help="input size and batch, e.g. 224:32 32:128")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per setting and mode (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--repeats", type=int_at_least(1), default=5,
+                        help="timed rounds per setting and mode (median reported)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed rounds first")
+    parser.add_argument("--threads", type=int_at_least(1), default=2, help="torch.set_num_threads")
     parser.add_argument("--output", type=Path, default=None, help=f"JSON report (default: {default_output()})")
     parser.add_argument("--profile", action="store_true",
                         help="also profile training steps of the first model per setting (time by kind of operator)")
@@ -306,17 +342,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="glibc only: keep freed memory for reuse (no page faults on large temporaries)")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
-        parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
-    from ..models.registry import model_cfg
-
     for name in args.models:
         try:
             model_cfg(name)
         except ValueError as e:
             parser.error(f"--models: {e}")
-    if args.output is not None and args.output.is_dir():
-        parser.error(f"--output {args.output} is a folder; name a JSON file")
+    problem = None if args.no_save else output_problem(args.output or default_output())
+    if problem:
+        parser.error(f"--output: {problem}")
     t0 = time.perf_counter()
     report = run(args.models, args.settings, args.modes, args.repeats, args.warmup, args.threads,
                  profile=args.profile, keep_memory=args.keep_freed_memory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
 import tempfile
 import warnings
 from collections import Counter
@@ -24,6 +25,12 @@ from ..env import PathLike
 from ..models.registry import list_models, model_cfg
 
 
+def check_module(name: str, value) -> None:
+    """Raise a ``TypeError`` naming the argument unless ``value`` is an ``nn.Module``."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be an nn.Module (a model), got {type(value).__name__}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
@@ -35,9 +42,13 @@ def sample_images(n: int = 4, size: int = 224, model_name: Optional[str] = None,
     from PIL import Image
     from torchvision import transforms as T
 
+    env.check_positive("n", n, int)
+    env.check_positive("size", size, int)
     cfg = model_cfg(model_name) if model_name else None
     mean = cfg.mean if cfg else (0.485, 0.456, 0.406)
     std = cfg.std if cfg else (0.229, 0.224, 0.225)
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"data {data} is not a folder: name the data directory, or None for the default")
     root = Path(data) if data is not None else env.data_dir()
     files: list[Path] = []
     for folder, pattern in ((root / "imagenet_subset" / "val", "*/*.JPEG"), (root / "photos", "*.JPEG")):
@@ -71,6 +82,12 @@ def export_onnx(model: nn.Module, path: Optional[PathLike] = None, size: int = 2
     ``dynamo=True`` the ``torch.export``-based exporter (needs ``onnxscript``). Returns ``path``,
     or the file's bytes when ``path`` is ``None``. The input is called ``"x"``, the output ``"logits"``.
     """
+    check_module("model", model)
+    env.check_positive("size", size, int)
+    env.check_positive("batch", batch, int)
+    env.check_positive("opset", opset, int)
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"path {path} is a folder: name an .onnx file")
     model = model.eval()
     x = torch.randn(batch, 3, size, size)
     target = Path(path) if path is not None else None
@@ -98,6 +115,12 @@ def ort_session(onnx_model: Union[PathLike, bytes], threads: int = 1, optimized_
     optimisations (constant folding, Conv+activation fusion, ...), to count its operators."""
     import onnxruntime as ort
 
+    if not isinstance(onnx_model, bytes):
+        if not isinstance(onnx_model, (str, os.PathLike)):
+            raise TypeError(f"onnx_model must be a path or the bytes of an ONNX file, got {type(onnx_model).__name__}")
+        if not Path(onnx_model).is_file():
+            raise FileNotFoundError(f"onnx_model: no ONNX file at {onnx_model}")
+    env.check_positive("threads", threads, int)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -145,6 +168,10 @@ def check_export(model: nn.Module, x: torch.Tensor, dynamo: bool = False) -> dic
     and compare with PyTorch: ``{"max_abs_diff", "max_abs_output", "ops"}``."""
     import onnx
 
+    check_module("model", model)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] < 1 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a batch of square images (B, 3, S, S) with B >= 1, got {shape}")
     size = x.shape[-1]
     blob = export_onnx(model, None, size=size, batch=x.shape[0], dynamo=dynamo)
     onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)

@@ -105,6 +105,8 @@ def fold_batchnorm(model: nn.Module, prenorm: bool = True) -> nn.Module:
     Each folded BatchNorm becomes ``nn.Identity``; LayerNorms stay (they cannot fold). Use
     :func:`norm_counts` on the model before and after to see what was removed.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (a model), got {type(model).__name__}")
     folded = copy.deepcopy(model).eval()
     for mod in list(folded.modules()):
         if prenorm:

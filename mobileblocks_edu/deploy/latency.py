@@ -6,6 +6,7 @@ onnxruntime with 1 and 2 threads), interleaved, and writes ``lessons/results/lat
 """
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Callable, Optional, Sequence
 
@@ -16,7 +17,7 @@ from .. import env
 from ..analysis.timing import summarize_ms, time_rounds
 from ..blocks.attention import set_attention
 from ..blocks.layers import randomize_
-from ..models.registry import create_model, list_models
+from ..models.registry import create_model, list_models, model_cfg
 from .export import export_onnx, imagenet_models, onnx_op_counts, ort_session
 from .fold import fold_batchnorm, norm_counts
 
@@ -30,6 +31,35 @@ SETTING_TITLES = {
     "ort_1t": "onnxruntime, 1 thread",
     "ort_2t": "onnxruntime, 2 threads",
 }
+# the smallest input size timed: the CIFAR models' 32x32 (every model runs at any size, but a
+# smaller input times little more than the calls' overhead)
+MIN_SIZE = 32
+
+
+def check_count(name: str, value, low: int) -> None:
+    """Raise a ``ValueError`` naming the argument unless ``value`` is an integer >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_models(models) -> list[str]:
+    """``models`` as a list of registered names (``None`` or empty: every ImageNet-size model), or a
+    ``ValueError`` listing the unknown names and their close matches."""
+    if isinstance(models, str):
+        raise ValueError(f"models must be a list of model names, got the string {models!r}")
+    models = list(models or imagenet_models())
+    bad, hints = [], []
+    for m in models:
+        try:
+            model_cfg(m)
+        except ValueError:
+            bad.append(m)
+            close = difflib.get_close_matches(str(m), list_models(), n=3)
+            hints += [f"{m!r}: did you mean {', '.join(map(repr, close))}?"] if close else []
+    if bad:
+        raise ValueError(f"unknown models {bad}" + (f" ({'; '.join(hints)})" if hints else "")
+                         + "; list_models() shows all")
+    return models
 
 
 def readable_copy(name: str, model: nn.Module, **kwargs) -> nn.Module:
@@ -100,13 +130,14 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
     ``python -m mobileblocks_edu.deploy latency``.
     """
     log = log or (lambda *a: None)
-    models = list(models or imagenet_models())
-    bad = [m for m in models if m not in list_models()]
-    if bad:
-        raise ValueError(f"unknown models {bad}; list_models() shows all")
+    check_count("size", size, MIN_SIZE)
+    for name, value, low in (("rounds", rounds, 1), ("inner", inner, 1), ("warmup", warmup, 0),
+                             ("threads", threads, 1)):
+        check_count(name, value, low)
     bad = [s for s in settings if s not in SETTINGS]
-    if bad:
-        raise ValueError(f"settings must be among {SETTINGS}, got {bad}")
+    if bad or not settings or isinstance(settings, str):
+        raise ValueError(f"settings must be a non-empty list of {SETTINGS}, got {settings!r}")
+    models = check_models(models)
     with env.torch_threads(threads):
         report = {**env.environment(), "size": size, "batch": 1, "rounds": rounds, "inner": inner,
                   "warmup": warmup, "settings": {s: SETTING_TITLES[s] for s in settings}, "models": {}}
@@ -132,6 +163,9 @@ def run_latency(models: Optional[Sequence[str]] = None, size: int = 224, rounds:
 __all__ = [
     "SETTINGS",
     "SETTING_TITLES",
+    "MIN_SIZE",
+    "check_count",
+    "check_models",
     "readable_copy",
     "model_costs",
     "build_contenders",

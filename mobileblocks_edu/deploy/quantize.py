@@ -20,11 +20,29 @@ from ..analysis.timing import summarize_ms, time_rounds
 from ..env import PathLike
 from ..models.registry import model_cfg
 from .export import export_onnx, onnx_op_counts, ort_session, run_onnx
+from .latency import check_count
 
 # ---------------------------------------------------------------------------------------------
 # Quantization
 # ---------------------------------------------------------------------------------------------
 QUANT_EXPERIMENTS = ("imagenette_emo_1m", "imagenette_ghostnet_100")
+QUANT_DATA = "imagenette"  # what the quantization calibrates and evaluates on
+
+
+def check_experiment(name: str) -> str:
+    """``name`` when it is an experiment (or the model of one) trained on Imagenette, the images the
+    quantization calibrates and evaluates on; otherwise a ``ValueError`` naming the experiment, its
+    dataset and the experiments allowed (a CIFAR-10 model scored on Imagenette would read 0 %)."""
+    from ..train.experiments import EXPERIMENTS, resolve_experiment
+
+    if not isinstance(name, str):
+        raise ValueError(f"an experiment name must be a string, got {type(name).__name__}")
+    exp = resolve_experiment(name)  # an unknown name: a ValueError with close matches
+    if exp.data != QUANT_DATA:
+        allowed = [e.name for e in EXPERIMENTS.values() if e.data == QUANT_DATA]
+        raise ValueError(f"experiment {name!r} is trained on {exp.data}, but the quantization calibrates and "
+                         f"evaluates on {QUANT_DATA}; choose among {', '.join(allowed)}")
+    return name
 
 
 def _imagenette(split: str, n_per_class: Optional[int], size: int):
@@ -67,6 +85,15 @@ def quantize_int8(onnx_in: PathLike, onnx_out: PathLike, calibration: torch.Tens
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if not Path(onnx_in).is_file():
+        raise FileNotFoundError(f"onnx_in: no ONNX file at {onnx_in}")
+    if Path(onnx_out).is_dir():
+        raise ValueError(f"onnx_out {onnx_out} is a folder: name an .onnx file")
+    if (not isinstance(calibration, torch.Tensor) or calibration.dim() != 4 or len(calibration) < 1
+            or not calibration.is_floating_point()):
+        what = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else type(calibration).__name__
+        raise ValueError(f"calibration must be a float tensor of images (N, C, H, W) with N >= 1, got {what}")
+
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.items = iter([{"x": calibration[i:i + 1].numpy()} for i in range(len(calibration))])
@@ -99,8 +126,21 @@ def run_quantization(experiments: Sequence[str] = QUANT_EXPERIMENTS, calib_per_c
     and after (PyTorch and onnxruntime on ``threads`` threads; the caller's torch thread count is
     restored afterwards). Needs the Imagenette images in the data directory and the committed
     checkpoints."""
-    from ..train.experiments import load_trained, resolve_experiment
+    from ..train.experiments import checkpoint_path, load_trained, resolve_experiment
 
+    if isinstance(experiments, str) or not experiments:
+        raise ValueError(f"experiments must be a non-empty list of experiment names, got {experiments!r}")
+    for exp in experiments:
+        check_experiment(exp)
+    for name, value in (("calib_per_class", calib_per_class), ("rounds", rounds), ("inner", inner),
+                        ("threads", threads)):
+        check_count(name, value, 1)
+    if eval_per_class is not None:
+        check_count("eval_per_class", eval_per_class, 1)
+    missing = [exp for exp in experiments if not ((p := checkpoint_path(exp)) is not None and p.is_file())]
+    if missing:
+        raise FileNotFoundError(f"no committed checkpoint for {missing}: train with "
+                                "'python -m mobileblocks_edu.experiments run NAME', then 'collect NAME --checkpoint'")
     log = log or (lambda *a: None)
     with env.torch_threads(threads):
         report = {**env.environment(), "calibration_per_class": calib_per_class,

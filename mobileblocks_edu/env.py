@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import random
@@ -188,9 +189,49 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
         raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
 
 
+def check_number(name: str, value, minimum=None, maximum=None, why: str = "") -> None:
+    """Raise a ``ValueError`` naming the argument unless ``value`` is a finite number in
+    ``[minimum, maximum]`` (``None``: no bound); ``why`` says what the number means."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = [f">= {minimum:g}" if minimum is not None else "", f"<= {maximum:g}" if maximum is not None else ""]
+        bound = " and ".join(b for b in bounds if b)
+        raise ValueError(f"{name} must be a finite number{' ' + bound if bound else ''}"
+                         f"{f' ({why})' if why else ''}, got {value!r}")
+
+
+def check_ratio(name: str, value, minimum=None, why: str = "") -> None:
+    """Raise a ``ValueError`` naming the argument unless ``value`` is a positive finite number
+    (and ``>= minimum`` when given): an expansion ratio, a width multiplier."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        check_positive(name, value)  # 0 or less: "must be a positive number"
+    check_number(name, value, minimum, why=why)
+
+
+def check_bool(name: str, value) -> None:
+    """Raise a ``ValueError`` naming the argument unless ``value`` is ``True`` or ``False`` (the
+    string ``"False"`` would count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        word = value.strip().capitalize() if isinstance(value, str) else ""
+        hint = f" (a string: write {word} without quotes)" if word in ("True", "False") else ""
+        raise ValueError(f"{name} must be True or False, got {value!r}{hint}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a ``ValueError`` naming the argument and the allowed values unless ``value`` is one
+    of ``choices``."""
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value and a dict of choices
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
 __all__ = [
     "repo_root", "data_dir", "results_dir", "checkpoints_dir",
     "PathLike", "check_device", "seed_everything", "machine", "environment", "torch_threads",
     "machine_of",
     "check_positive", "check_rate", "check_num_classes", "check_divisible",
+    "check_number", "check_ratio", "check_bool", "check_choice",
 ]

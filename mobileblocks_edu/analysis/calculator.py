@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..blocks.attention import WINDOW_LAYOUTS
-from ..env import check_divisible, check_positive
+from ..env import check_bool, check_divisible, check_positive, check_ratio
 from . import complexity as cx
 from .complexity import Cost
 from .receptive import max_path_length, module_layer
@@ -78,7 +78,7 @@ class Settings:
     def __post_init__(self):
         check_positive("dim", self.dim, int)
         check_positive("size", self.size, int)
-        check_positive("exp_ratio", self.exp_ratio)
+        check_ratio("exp_ratio", self.exp_ratio, 1, "the hidden width is exp_ratio x dim")
         check_positive("window_size", self.window_size, int)
         check_positive("num_heads", self.num_heads, int)
         check_positive("kernel_size", self.kernel_size, int)
@@ -214,7 +214,19 @@ def calculate(s: Optional[Settings] = None, modules: Sequence[str] = MODULES, me
               **kwargs) -> list[Row]:
     """The calculator's table for ``s`` (or ``Settings(**kwargs)``), one :class:`Row` per module."""
     s = Settings(**kwargs) if s is None else replace(s, **kwargs)
+    _check_modules(modules)
+    check_bool("measured", measured)
     return [row(m, s, measured) for m in modules]
+
+
+def _check_modules(modules: Sequence[str]) -> None:
+    """``modules`` must be a sequence of the calculator's module names (a single name is not)."""
+    if isinstance(modules, str):
+        raise ValueError(f"modules must be a list of names from {MODULES}, got the single name {modules!r}: "
+                         f"write ({modules!r},)")
+    for m in modules:
+        if m not in MODULES:
+            raise ValueError(f"module must be one of {MODULES}, got {m!r}")
 
 
 def sweep(s: Settings, knob: str, values: Sequence, modules: Sequence[str] = MODULES,
@@ -224,6 +236,8 @@ def sweep(s: Settings, knob: str, values: Sequence, modules: Sequence[str] = MOD
     The curves of the book; ``measured=True`` counts every point too."""
     if knob not in Settings.__dataclass_fields__:
         raise ValueError(f"knob must be one of {sorted(Settings.__dataclass_fields__)}, got {knob!r}")
+    _check_modules(modules)
+    check_bool("measured", measured)
     out: dict[str, list[Row]] = {m: [] for m in modules}
     for v in values:
         sv = replace(s, **{knob: v})

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks.attention import set_attention, window_pixels
+from ..blocks.attention import WINDOW_LAYOUTS, attention_modules, set_attention, window_pixels
 from ..env import PathLike
 
 
@@ -75,17 +75,23 @@ def grad_cam(
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module (a classifier), got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        hint = ": add a batch dimension with x.unsqueeze(0)" if isinstance(x, torch.Tensor) and x.dim() == 3 else ""
         raise ValueError(f"x must be a non-empty batch of images (B, 3, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}{hint}")
     if target_layers is None:
         target_layers, default_reshape = cam_layers(model)
         reshape_transform = reshape_transform or default_reshape
-    target_layers = list(target_layers)
-    if not target_layers:
-        raise ValueError("target_layers is empty: name at least one layer of the model")
+    target_layers = _check_target_layers(model, target_layers)
+    if reshape_transform is not None and not callable(reshape_transform):
+        raise ValueError(f"reshape_transform must be a function or None, got {reshape_transform!r}")
+    if targets is not None and (isinstance(targets, (str, bytes)) or not hasattr(targets, "__len__")):
+        raise ValueError(f"targets must be a list with one class per image, e.g. [3], got {targets!r}")
     model.eval()
     logits, maps = _forward_keeping(model, x, target_layers)
+    _check_feature_maps(maps, target_layers, reshape_transform)
     _check_map_size(model, x, maps, target_layers, reshape_transform)
     probs = logits.float().softmax(-1)  # (B, classes)
     conf, preds = probs.max(-1)
@@ -114,6 +120,35 @@ def _forward_keeping(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Modu
     if not maps:
         raise ValueError("the target layers did not run in the model's forward pass: pass layers of this model")
     return logits, maps
+
+
+def _check_target_layers(model: nn.Module, target_layers) -> list[nn.Module]:
+    """``target_layers`` as a non-empty list of submodules of ``model``."""
+    if isinstance(target_layers, nn.Module):
+        raise ValueError(f"target_layers must be a list of layers, e.g. [model.norm], got a single "
+                         f"{type(target_layers).__name__}: put it in a list")
+    if not isinstance(target_layers, (list, tuple)):
+        raise ValueError(f"target_layers must be a list of layers of the model, got {type(target_layers).__name__}")
+    layers = list(target_layers)
+    if not layers:
+        raise ValueError("target_layers is empty: name at least one layer of the model")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
+            what = type(layer).__name__
+            raise ValueError(f"target_layers[{i}] ({what}) is not a layer of the model: pass submodules of the "
+                             "model, e.g. model.cam_target_layers()")
+    return layers
+
+
+def _check_feature_maps(maps: Sequence, layers: Sequence[nn.Module], reshape_transform) -> None:
+    """Every target layer must give a feature map ``(B, C, h, w)`` (after the reshape): a Linear
+    layer or the pooled head has no spatial map to weigh."""
+    for layer, out in zip(layers, maps):
+        a = reshape_transform(out) if reshape_transform is not None and isinstance(out, torch.Tensor) else out
+        if not isinstance(a, torch.Tensor) or a.dim() != 4:
+            shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+            raise ValueError(f"target layer {type(layer).__name__} gives {shape}, not a feature map (B, C, h, w): "
+                             "Grad-CAM needs a layer before the pooling, e.g. model.cam_target_layers()")
 
 
 def _map_sizes(model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module], reshape_transform) -> list:
@@ -222,10 +257,19 @@ def load_photos(root: Optional[PathLike] = None) -> list[dict]:
 def prepare(image, size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, np.ndarray]:
     """A PIL image resized (shorter side to ``size``) and centre-cropped to ``size x size``:
     the normalised tensor ``(3, size, size)`` and the RGB picture ``(size, size, 3)`` in [0, 1]."""
+    from PIL import Image
     from torchvision import transforms as T
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+    if not isinstance(image, Image.Image):
+        hint = (": open it with PIL.Image.open(path).convert('RGB') (or use load_photos)"
+                if isinstance(image, (str, Path)) or hasattr(image, "__fspath__") else "")
+        raise ValueError(f"image must be a PIL image, got {type(image).__name__}{hint}")
+    if image.mode != "RGB":
+        raise ValueError(f"image must be an RGB image, got mode {image.mode!r}: convert with image.convert('RGB')")
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need one value per channel (3), got {len(mean)} and {len(std)}")
     crop = T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.ToTensor()])(image)
     return T.Normalize(mean, std)(crop), crop.permute(1, 2, 0).numpy()
 
@@ -249,15 +293,25 @@ def query_attention(attn: torch.Tensor, query: tuple[int, int], size: tuple[int,
     Keys outside the query's window get 0; weight on padded keys is not drawn (the map then
     sums to less than 1).
     """
-    H, W = size
-    qi, qj = query
+    if not isinstance(attn, torch.Tensor) or attn.dim() != 4:
+        raise ValueError(f"attn must be a kept attention map (B, heads, N, N), got "
+                         f"{tuple(attn.shape) if isinstance(attn, torch.Tensor) else type(attn).__name__}")
+    try:
+        (H, W), (qi, qj) = size, query
+    except (TypeError, ValueError):
+        raise ValueError(f"size and query must be pairs (H, W) and (row, column), got {size!r} and {query!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (H, W, qi, qj)) or H < 1 or W < 1:
+        raise ValueError(f"size and query must be pairs of integers (H, W >= 1), got {size!r} and {query!r}")
     if not (0 <= qi < H and 0 <= qj < W):
         raise ValueError(f"query {query} lies outside the {H}x{W} map: rows 0..{H - 1}, columns 0..{W - 1}")
     if window_size is not None and (isinstance(window_size, bool) or not isinstance(window_size, int)
                                     or window_size < 1):
         raise ValueError(f"window_size must be a positive integer or None (global attention), got {window_size!r}")
-    n_images = attn.shape[0] if window_size is None else None
-    if n_images is not None and not 0 <= batch_index < n_images:
+    if window_size is not None and layout not in WINDOW_LAYOUTS:
+        raise ValueError(f"layout must be one of {WINDOW_LAYOUTS}, got {layout!r}")
+    n_windows = 1 if window_size is None else -(-H // window_size) * -(-W // window_size)
+    n_images = attn.shape[0] // n_windows
+    if isinstance(batch_index, bool) or not isinstance(batch_index, int) or not 0 <= batch_index < n_images:
         raise ValueError(f"batch_index must be in [0, {n_images - 1}], got {batch_index!r}")
     q = qi * W + qj
     if window_size is None:
@@ -297,6 +351,9 @@ def model_block_attention(model: nn.Module, block: nn.Module, x: torch.Tensor, q
 
     if not any(m is block for m in model.modules()):
         raise ValueError(f"block ({type(block).__name__}) is not a submodule of the model")
+    if not attention_modules(block):
+        raise ValueError(f"block ({type(block).__name__}) has no attention: pass an iRMB with has_attn=True, a MoSA "
+                         "or a Mobile Transformer Block")
     mosa = block.attn if isinstance(block, MobileTransformerBlock) else block
     holder = mosa if isinstance(mosa, MoSA) else block  # its attention core (``.attn``) keeps the map
     keep = holder.attn.keep_attn

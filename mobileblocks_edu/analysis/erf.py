@@ -55,8 +55,11 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
     A module ``fn`` is measured in eval mode and given its own modes back afterwards.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        hint = ": add a batch dimension with x.unsqueeze(0)" if isinstance(x, torch.Tensor) and x.dim() == 3 else ""
         raise ValueError(f"x must be a non-empty batch (B, C, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}{hint}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be floating-point (gradients flow only through floats), got {x.dtype}")
     with eval_mode(fn):
         x = x.detach().clone().requires_grad_(True)
         if layer is None:
@@ -89,8 +92,8 @@ def effective_receptive_field(fn: Callable[[torch.Tensor], torch.Tensor], x: tor
 def erf_area(erf: torch.Tensor, mass: float = 0.9) -> int:
     """The number of pixels that hold ``mass`` of the ERF's total (largest first): a
     centre-free size of the effective receptive field."""
-    if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
+    if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not 0 < mass <= 1:
+        raise ValueError(f"mass must be a number in (0, 1], got {mass!r}")
     v = erf.flatten().double().sort(descending=True).values
     total = v.sum()
     if total <= 0:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..blocks.attention import WINDOW_LAYOUTS, window_partition, window_reverse
 from ..blocks.layers import eval_mode
-from ..env import check_positive
+from ..env import check_bool, check_positive
 
 OP_KINDS = ("conv", "window", "global")
 
@@ -150,7 +150,10 @@ def module_layer(name: str, kernel_size: int = 3, window_size: int = 7, layout: 
 
 
 def _size2(size: Union[int, Sequence[int]]) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    try:
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be an int or a pair (height, width), got {size!r}") from None
     check_positive("height", h, int)
     check_positive("width", w, int)
     return h, w
@@ -166,9 +169,14 @@ def reach(layer: Layer, size: Union[int, Sequence[int]], n_layers: int,
     reverse order.
     """
     H, W = _size2(size)
-    if n_layers < 0:
-        raise ValueError(f"n_layers must be >= 0, got {n_layers}")
-    i, j = source if source is not None else (H // 2, W // 2)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
+        raise ValueError(f"n_layers must be an integer >= 0, got {n_layers!r}")
+    try:
+        i, j = source if source is not None else (H // 2, W // 2)
+    except (TypeError, ValueError):
+        raise ValueError(f"source must be a pair (row, column), got {source!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (i, j)):
+        raise ValueError(f"source must be a pair of integers (row, column), got {source!r}")
     if not (0 <= i < H and 0 <= j < W):
         raise ValueError(f"source {source} lies outside the {H}x{W} map")
     m = torch.zeros(1, 1, H, W)
@@ -193,6 +201,7 @@ def max_path_length(layer: Layer, size: Union[int, Sequence[int]], separable: bo
     """
     H, W = _size2(size)
     layer = _ops(layer)
+    check_bool("separable", separable)
     if not separable:
         return _mpl_2d(layer, H, W)
     return max(_mpl_2d(layer, 1, H), _mpl_2d(layer, 1, W))
@@ -214,10 +223,12 @@ def dependency(module: Callable[[torch.Tensor], torch.Tensor], in_chs: int, size
     """
     H, W = _size2(size)
     check_positive("in_chs", in_chs, int)
+    if not callable(module):
+        raise ValueError(f"module must be a module or function (B, C, H, W) -> (B, C', H, W), got {module!r}")
     N = H * W
     if x is None:
         x = torch.randn(1, in_chs, H, W)
-    elif x.dim() != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != (in_chs, H, W):
+    elif not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != (in_chs, H, W):
         raise ValueError(f"x must have shape (1, {in_chs}, {H}, {W}), got {tuple(x.shape)}")
     xs = x.detach().expand(N, -1, -1, -1).clone().requires_grad_(True)
     with eval_mode(module):

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..env import check_divisible, check_positive
-from .layers import DropPath, LayerFactory, LayerNorm2d, check_input, is_symbolic
+from ..env import check_bool, check_divisible, check_positive, check_rate, check_ratio
+from .layers import DropPath, LayerFactory, LayerNorm2d, check_factory, check_input, is_symbolic
 
 WINDOW_LAYOUTS = ("block", "grid")
 
@@ -221,6 +221,10 @@ class WindowAttention(nn.Module):
         tokens_last: bool = False,
     ):
         super().__init__()
+        check_positive("num_heads", num_heads, int)
+        check_positive("dim_head", dim_head, int)
+        check_bool("fused", fused)
+        check_bool("tokens_last", tokens_last)
         if window_size is not None:
             check_window(window_size, window_layout)
         elif window_layout not in WINDOW_LAYOUTS:
@@ -318,6 +322,7 @@ class MHSA(nn.Module):
     ):
         super().__init__()
         check_positive("dim", dim, int)
+        check_bool("qkv_bias", qkv_bias)
         num_heads = resolve_heads(dim, num_heads, dim_head)
         self.dim, self.num_heads = dim, num_heads
         self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)  # [W_q; W_k; W_v]
@@ -338,8 +343,13 @@ class FFN(nn.Module):
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, act_layer: LayerFactory = nn.GELU, bias: bool = True):
         super().__init__()
-        check_positive("mlp_ratio", mlp_ratio)
+        check_positive("dim", dim, int)
+        check_ratio("mlp_ratio", mlp_ratio, why="the hidden width is round(mlp_ratio x dim)")
+        check_factory("act_layer", act_layer)
+        check_bool("bias", bias)
         hidden = round(dim * mlp_ratio)
+        if hidden < 1:
+            raise ValueError(f"mlp_ratio={mlp_ratio} leaves no hidden channels at dim={dim}")
         self.dim = dim
         self.fc1 = nn.Conv2d(dim, hidden, 1, bias=bias)  # (B, C, H, W) -> (B, λC, H, W)
         self.act = act_layer() if act_layer is not None else nn.Identity()
@@ -371,6 +381,8 @@ class TransformerBlock(nn.Module):
         fused: bool = True,
     ):
         super().__init__()
+        check_factory("norm_layer", norm_layer)
+        check_rate("drop_path_rate", drop_path_rate)
         self.norm1 = norm_layer(dim)
         self.attn = MHSA(dim, num_heads, window_size=window_size, window_layout=window_layout, fused=fused)
         self.norm2 = norm_layer(dim)
@@ -405,6 +417,9 @@ def set_attention(
 
     Returns ``model``. Raises ``ValueError`` when the model has no attention module.
     """
+    for name, value in (("fused", fused), ("keep_attn", keep_attn), ("reference_order", reference_order)):
+        if value is not None:
+            check_bool(name, value)
     attn = attention_modules(model)
     if not attn:
         raise ValueError(f"{type(model).__name__} has no attention module")

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..env import check_positive
+from ..env import check_number, check_positive
 from .layers import check_input
 
 DYRELU_MODES = ("a", "b")
@@ -86,10 +86,15 @@ class DyReLU(nn.Module):
         check_positive("reduction", reduction, int)
         if mode not in DYRELU_MODES:
             raise ValueError(f"mode must be one of {DYRELU_MODES}, got {mode!r}")
+        check_number("lambda_a", lambda_a, 0, why="the range of the residual slopes")
+        check_number("lambda_b", lambda_b, 0, why="the range of the residual intercepts")
         init_a = [1.0] + [0.0] * (k - 1) if init_a is None else list(init_a)
         init_b = [0.0] * k if init_b is None else list(init_b)
         if len(init_a) != k or len(init_b) != k:
             raise ValueError(f"init_a and init_b need k={k} values each, got {len(init_a)} and {len(init_b)}")
+        for name, values in (("init_a", init_a), ("init_b", init_b)):
+            for i, v in enumerate(values):
+                check_number(f"{name}[{i}]", v)
         self.chs, self.k, self.reduction, self.mode = chs, k, reduction, mode
         self.lambda_a, self.lambda_b = float(lambda_a), float(lambda_b)
         self.coef_chs = chs if mode == "b" else 1  # C'

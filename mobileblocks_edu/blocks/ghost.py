@@ -23,8 +23,17 @@ import math
 import torch
 from torch import nn
 
-from ..env import check_positive
-from .layers import ConvNormAct, DropPath, LayerFactory, SqueezeExcite, check_input, make_divisible
+from ..env import check_number, check_positive, check_rate
+from .layers import (
+    ConvNormAct,
+    DropPath,
+    LayerFactory,
+    SqueezeExcite,
+    check_factory,
+    check_input,
+    check_kernel,
+    make_divisible,
+)
 
 
 class GhostModule(nn.Module):
@@ -59,7 +68,9 @@ class GhostModule(nn.Module):
         super().__init__()
         check_positive("in_chs", in_chs, int)
         check_positive("out_chs", out_chs, int)
-        check_positive("dw_size", dw_size, int)
+        check_kernel("dw_size", dw_size)
+        check_factory("act_layer", act_layer)
+        check_factory("norm_layer", norm_layer)
         if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 2:
             raise ValueError(f"ratio must be an int >= 2, got {ratio!r}")
         self.in_chs, self.out_chs = in_chs, out_chs
@@ -86,6 +97,7 @@ class GhostModule(nn.Module):
 def ghost_se(chs: int, se_ratio: float = 0.25, act_layer: LayerFactory = nn.ReLU) -> SqueezeExcite:
     """GhostNet's squeeze-excitation: reduce to ``make_divisible(chs · se_ratio, 4)`` channels,
     ReLU, expand, hard-sigmoid gate ``relu6(x + 3) / 6``."""
+    check_number("se_ratio", se_ratio, 0, why="the reduced width is se_ratio x chs, rounded to a multiple of 4")
     return SqueezeExcite(chs, make_divisible(chs * se_ratio, 4), act_layer=act_layer, gate_layer=nn.Hardsigmoid)
 
 
@@ -124,11 +136,14 @@ class GhostBottleneck(nn.Module):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
-        if stride not in (1, 2):
+        for name, chs in (("in_chs", in_chs), ("mid_chs", mid_chs), ("out_chs", out_chs)):
+            check_positive(name, chs, int)
+        if isinstance(stride, bool) or stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-        check_positive("dw_kernel_size", dw_kernel_size, int)
-        if se_ratio < 0:
-            raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
+        check_kernel("dw_kernel_size", dw_kernel_size)
+        check_number("se_ratio", se_ratio, 0, why="0: no squeeze-excitation")
+        check_factory("act_layer", act_layer)
+        check_rate("drop_path_rate", drop_path_rate)
         self.in_chs, self.mid_chs, self.out_chs, self.stride = in_chs, mid_chs, out_chs, stride
         self.ghost1 = GhostModule(in_chs, mid_chs, act_layer=act_layer)  # (B, C_in, H, W) -> (B, hid, H, W)
         # (B, hid, H, W) -> (B, hid, H/2, W/2): the only place the main branch downsamples

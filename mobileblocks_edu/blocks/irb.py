@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..env import check_positive
-from .layers import ConvNormAct, DropPath, LayerFactory, check_input
+from ..env import check_bool, check_positive, check_rate, check_ratio
+from .layers import ConvNormAct, DropPath, LayerFactory, check_factory, check_input, check_kernel
 
 
 class InvertedResidual(nn.Module):
@@ -46,9 +46,16 @@ class InvertedResidual(nn.Module):
         has_skip: bool | None = None,
     ):
         super().__init__()
-        check_positive("exp_ratio", exp_ratio)
+        check_positive("in_chs", in_chs, int)
+        check_positive("out_chs", out_chs, int)
+        check_ratio("exp_ratio", exp_ratio, 1, "the hidden width is exp_ratio x in_chs")
         check_positive("stride", stride, int)
-        check_positive("dw_kernel_size", dw_kernel_size, int)
+        check_kernel("dw_kernel_size", dw_kernel_size)
+        check_factory("act_layer", act_layer)
+        check_factory("norm_layer", norm_layer)
+        check_rate("drop_path_rate", drop_path_rate)
+        if has_skip is not None:
+            check_bool("has_skip", has_skip)
         hidden = round(in_chs * exp_ratio)
         can_skip = stride == 1 and in_chs == out_chs
         if has_skip and not can_skip:

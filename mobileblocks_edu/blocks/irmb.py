@@ -57,8 +57,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..env import check_divisible, check_positive
+from ..env import check_bool, check_choice, check_divisible, check_number, check_positive, check_rate, check_ratio
 from .attention import (
+    WINDOW_LAYOUTS,
     WindowAttention,
     check_window,
     merge_heads,
@@ -68,7 +69,16 @@ from .attention import (
     window_partition,
     window_reverse,
 )
-from .layers import ConvNormAct, DropPath, LayerFactory, SqueezeExcite, check_input, is_symbolic
+from .layers import (
+    ConvNormAct,
+    DropPath,
+    LayerFactory,
+    SqueezeExcite,
+    check_factory,
+    check_input,
+    check_kernel,
+    is_symbolic,
+)
 
 OP_ORDERS = ("attn_dw", "dw_attn")
 
@@ -82,15 +92,23 @@ def _check_block_args(in_chs, out_chs, stride, exp_ratio, dw_kernel_size, v_grou
     check_positive("in_chs", in_chs, int)
     check_positive("out_chs", out_chs, int)
     check_positive("stride", stride, int)
-    check_positive("exp_ratio", exp_ratio)
-    check_positive("dw_kernel_size", dw_kernel_size, int)
+    check_ratio("exp_ratio", exp_ratio, 1, "the hidden width is exp_ratio x in_chs")
+    check_kernel("dw_kernel_size", dw_kernel_size)
     check_positive("v_groups", v_groups, int)
     if op_order not in OP_ORDERS:
         raise ValueError(f"op_order must be one of {OP_ORDERS}, got {op_order!r}")
-    if se_ratio < 0:
-        raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
+    check_number("se_ratio", se_ratio, 0, why="0: no squeeze-excitation")
     if stride > 1 and not has_dw:
         raise ValueError(f"stride={stride} needs the DW-conv (has_dw=True): it does the downsampling")
+
+
+def _check_switches(switches: dict, layers: dict) -> None:
+    """The boolean switches (``has_skip`` and ``dw_skip`` may also be ``None``: the default) and the layer factories."""
+    for name, value in switches.items():
+        if value is not None or name not in ("has_skip", "dw_skip"):
+            check_bool(name, value)
+    for name, layer in layers.items():
+        check_factory(name, layer)
 
 
 class iRMB(nn.Module):  # noqa: N801  (the paper's name)
@@ -166,7 +184,17 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         fused: bool = True,
     ):
         super().__init__()
+        _check_switches(dict(has_attn=has_attn, has_dw=has_dw, attn_before_mlp_e=attn_before_mlp_e, v_proj=v_proj,
+                             qk_bias=qk_bias, v_bias=v_bias, reference_order=reference_order, fused=fused,
+                             has_skip=has_skip, dw_skip=dw_skip),
+                        dict(norm_layer=norm_layer, act_layer=act_layer, dw_norm_layer=dw_norm_layer,
+                             dw_act_layer=dw_act_layer))
         _check_block_args(in_chs, out_chs, stride, exp_ratio, dw_kernel_size, v_groups, op_order, se_ratio, has_dw)
+        if window_size is not None:
+            check_window(window_size, window_layout)
+        else:
+            check_choice("window_layout", window_layout, WINDOW_LAYOUTS)
+        check_rate("drop_path_rate", drop_path_rate)
         hidden = int(in_chs * exp_ratio)
         can_skip = stride == 1 and in_chs == out_chs
         if has_skip and not can_skip:
@@ -256,6 +284,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
 
     @attn_before_mlp_e.setter
     def attn_before_mlp_e(self, value: bool) -> None:
+        check_bool("attn_before_mlp_e", value)
         self._check_orders(self.op_order, value, self.stride)
         self._attn_before_mlp_e = value
 

@@ -21,7 +21,7 @@ import torch.fx
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from ..env import check_positive
+from ..env import check_bool, check_divisible, check_positive, check_ratio
 
 LayerFactory = Optional[Callable[..., nn.Module]]
 
@@ -56,15 +56,38 @@ def check_input(module: nn.Module, x: torch.Tensor, channels: Optional[int] = No
     (skipped for a ``torch.fx`` proxy, see :func:`is_symbolic`)."""
     if is_symbolic(x):
         return
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{type(module).__name__} expects a tensor (B, C, H, W), got {type(x).__name__}")
     if x.dim() != 4:
+        hint = ": add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else ""
         raise ValueError(
-            f"{type(module).__name__} expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}"
+            f"{type(module).__name__} expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}{hint}"
         )
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
             f"{type(module).__name__} expects {channels} input channels, got {x.shape[1]} "
             f"(input shape {tuple(x.shape)})"
         )
+
+
+def check_factory(name: str, layer: LayerFactory) -> None:
+    """Raise a ``ValueError`` naming the argument unless ``layer`` is a layer factory (a class such
+    as ``nn.BatchNorm2d`` or a function returning a module) or ``None``."""
+    if layer is not None and (isinstance(layer, nn.Module) or not callable(layer)):
+        hint = (" (names such as 'bn' or 'gelu' are read by the models; a block takes the layer itself, "
+                "e.g. nn.BatchNorm2d)" if isinstance(layer, str) else "")
+        what = "a module instance" if isinstance(layer, nn.Module) else repr(layer)
+        raise ValueError(f"{name} must be a layer factory such as nn.BatchNorm2d or nn.GELU, or None, "
+                         f"got {what}{hint}")
+
+
+def check_kernel(name: str, kernel_size) -> None:
+    """Raise a ``ValueError`` naming the argument unless ``kernel_size`` is a positive odd int
+    (the default padding ``k // 2`` keeps the map's size only for odd kernels)."""
+    check_positive(name, kernel_size, int)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"{name}={kernel_size} is even: the padding kernel_size // 2 would make the map one "
+                         f"pixel larger; use an odd kernel size (1, 3, 5, ...)")
 
 
 def _make(layer: LayerFactory, *args, **kwargs) -> nn.Module:
@@ -95,6 +118,13 @@ class ConvNormAct(nn.Module):
         for name, v in (("in_chs", in_chs), ("out_chs", out_chs), ("kernel_size", kernel_size), ("stride", stride),
                         ("groups", groups)):
             check_positive(name, v, int)
+        check_divisible("in_chs", in_chs, "groups", groups)
+        check_divisible("out_chs", out_chs, "groups", groups)
+        check_bool("bias", bias)
+        check_factory("norm_layer", norm_layer)
+        check_factory("act_layer", act_layer)
+        if padding is not None and (isinstance(padding, bool) or not isinstance(padding, int) or padding < 0):
+            raise ValueError(f"padding must be an int >= 0 or None (kernel_size // 2), got {padding!r}")
         if padding is None and kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size} is even: the default padding kernel_size // 2 would make "
                              f"the map one pixel larger; use an odd kernel_size (1, 3, 5, ...) or pass padding")
@@ -117,6 +147,9 @@ class LayerNorm2d(nn.Module):
 
     def __init__(self, num_channels: int, eps: float = 1e-6, affine: bool = True):
         super().__init__()
+        check_positive("num_channels", num_channels, int)
+        check_ratio("eps", eps)
+        check_bool("affine", affine)
         self.norm = nn.LayerNorm(num_channels, eps=eps, elementwise_affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,6 +180,13 @@ class SqueezeExcite(nn.Module):
         gate_layer: LayerFactory = nn.Sigmoid,
     ):
         super().__init__()
+        check_positive("chs", chs, int)
+        if rd_chs is None:
+            check_ratio("rd_ratio", rd_ratio, why="the reduced width is round(chs x rd_ratio)")
+        else:
+            check_positive("rd_chs", rd_chs, int)
+        check_factory("act_layer", act_layer)
+        check_factory("gate_layer", gate_layer)
         rd_chs = rd_chs or max(1, round(chs * rd_ratio))
         self.conv_reduce = nn.Conv2d(chs, rd_chs, 1, bias=True)
         self.act = _make(act_layer)
@@ -242,6 +282,8 @@ __all__ = [
     "SqueezeExcite",
     "DropPath",
     "check_input",
+    "check_factory",
+    "check_kernel",
     "trunc_normal_init",
     "kaiming_init",
     "randomize_",

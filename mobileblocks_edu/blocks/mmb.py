@@ -39,10 +39,10 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..env import check_positive
+from ..env import check_bool, check_positive, check_rate, check_ratio
 from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .irb import InvertedResidual
-from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
+from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_factory, check_input, check_kernel
 
 OperatorFactory = Callable[[int], nn.Module]
 
@@ -66,6 +66,7 @@ class AttentionOperator(nn.Module):
         fused: bool = True,
     ):
         super().__init__()
+        check_bool("qk_bias", qk_bias)
         num_heads = resolve_heads(dim, num_heads, None)
         self.qk = nn.Conv2d(dim, 2 * dim, 1, bias=qk_bias)  # [W_q; W_k]
         self.attn = WindowAttention(num_heads, dim // num_heads, window_size, window_layout, fused)
@@ -107,8 +108,16 @@ class MetaMobileBlock(nn.Module):
     ):
         super().__init__()
         check_positive("dim", dim, int)
-        check_positive("exp_ratio", exp_ratio)
+        check_ratio("exp_ratio", exp_ratio, why="the hidden width is round(exp_ratio x dim)")
+        if operator is not None and (isinstance(operator, nn.Module) or not callable(operator)):
+            raise ValueError(f"operator must be a factory mid_chs -> module (or None), got {operator!r}")
+        check_factory("norm_layer", norm_layer)
+        check_factory("mlp_norm_layer", mlp_norm_layer)
+        check_bool("bias", bias)
+        check_rate("drop_path_rate", drop_path_rate)
         hidden = round(dim * exp_ratio)
+        if hidden < 1:
+            raise ValueError(f"exp_ratio={exp_ratio} leaves no hidden channels at dim={dim}")
         self.dim, self.exp_ratio, self.mid_chs = dim, exp_ratio, hidden
         self.norm = norm_layer(dim) if norm_layer is not None else nn.Identity()
         # MLP_e: (B, C, H, W) -> (B, λC, H, W); the identity when λ = 1 and nothing is learned
@@ -134,7 +143,7 @@ class MetaMobileBlock(nn.Module):
     def irb(cls, dim: int, exp_ratio: float = 6.0, dw_kernel_size: int = 3, act_layer: LayerFactory = nn.ReLU6,
             norm_layer: LayerFactory = nn.BatchNorm2d) -> "MetaMobileBlock":
         """MMB(λ = t, F = k x k DW-conv + BN + act): MobileNetV2's inverted residual block."""
-        check_positive("dw_kernel_size", dw_kernel_size, int)
+        check_kernel("dw_kernel_size", dw_kernel_size)
 
         def dw_conv(h: int) -> nn.Module:
             return ConvNormAct(h, h, dw_kernel_size, groups=h, norm_layer=norm_layer, act_layer=act_layer)

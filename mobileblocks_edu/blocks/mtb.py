@@ -52,10 +52,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..env import check_positive
+from ..env import check_bool, check_number, check_positive, check_rate
 from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .ghost import GhostModule, ghost_se
-from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input
+from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_input, check_kernel
 
 ATTN_LAYERS = ("mosa", "mhsa")
 FFN_LAYERS = ("moffn", "mlp")
@@ -91,7 +91,8 @@ class MoSA(nn.Module):
     ):
         super().__init__()
         check_positive("dim", dim, int)
-        check_positive("dw_kernel_size", dw_kernel_size, int)
+        check_kernel("dw_kernel_size", dw_kernel_size)
+        check_bool("out_proj", out_proj)
         num_heads = resolve_heads(dim, num_heads, None)
         self.dim, self.num_heads = dim, num_heads
         self.v = GhostModule(dim, dim, act_layer=act_layer)  # f_v = f_k = f_q (branch sharing)
@@ -133,8 +134,7 @@ class MoFFN(nn.Module):
         super().__init__()
         check_positive("dim", dim, int)
         check_positive("mid_chs", mid_chs, int)
-        if se_ratio < 0:
-            raise ValueError(f"se_ratio must be >= 0, got {se_ratio!r}")
+        check_number("se_ratio", se_ratio, 0, why="0: no squeeze-excitation")
         self.dim, self.mid_chs = dim, mid_chs
         self.ghost1 = GhostModule(dim, mid_chs, act_layer=act_layer)  # (B, C, H, W) -> (B, hid, H, W)
         self.se = ghost_se(mid_chs, se_ratio) if se_ratio > 0 else nn.Identity()
@@ -192,7 +192,9 @@ class MobileTransformerBlock(nn.Module):
             raise ValueError(f"ffn_layer must be one of {FFN_LAYERS}, got {ffn_layer!r}")
         if vanilla_norm not in VANILLA_NORMS:
             raise ValueError(f"vanilla_norm must be one of {sorted(VANILLA_NORMS)}, got {vanilla_norm!r}")
+        check_positive("dim", dim, int)
         check_positive("mid_chs", mid_chs, int)
+        check_rate("drop_path_rate", drop_path_rate)
         self.dim, self.attn_layer, self.ffn_layer = dim, attn_layer, ffn_layer
         norm = VANILLA_NORMS[vanilla_norm]
         if attn_layer == "mosa":

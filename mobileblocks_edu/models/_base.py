@@ -27,12 +27,36 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not is_symbolic(x) and (x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0):
-            raise ValueError(
-                f"{type(self).__name__} expects images of shape (B, 3, H, W) with B >= 1, "
-                f"got {tuple(x.shape)}"
-            )
+        if not is_symbolic(x):
+            self.check_images(x)
         return self.forward_head(self.forward_features(x))
+
+    def check_images(self, x) -> None:
+        """Raise a ``ValueError`` unless ``x`` is a non-empty batch of images ``(B, 3, H, W)`` with
+        the dtype and device of the model's weights (what ``forward`` checks)."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            hint = ": make one with torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""
+            raise ValueError(f"{name} expects a torch.Tensor of images (B, 3, H, W), got {type(x).__name__}{hint}")
+        if x.dim() == 3 and x.shape[0] == 3:
+            raise ValueError(f"{name} expects a batch of images (B, 3, H, W), got one image {tuple(x.shape)}: "
+                             "add a batch dimension with x.unsqueeze(0)")
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+            hint = ": channels last? use x.permute(0, 3, 1, 2)" if x.dim() == 4 and x.shape[-1] == 3 else ""
+            raise ValueError(f"{name} expects images of shape (B, 3, H, W) with B >= 1, got {tuple(x.shape)}{hint}")
+        w = next(self.parameters(), None)
+        if w is None:
+            return
+        if not x.is_floating_point():
+            raise ValueError(f"{name} expects floating-point images ({w.dtype}), got {x.dtype}: convert with "
+                             "x.float() (pixels in 0..255 also need scaling and normalising, as the data "
+                             "transforms do)")
+        if x.dtype != w.dtype:
+            raise ValueError(f"{name} expects {w.dtype} images (the dtype of its weights), got {x.dtype}: "
+                             f"convert with x.to({w.dtype})")
+        if x.device != w.device:
+            raise ValueError(f"{name}'s weights are on {w.device}, the images on {x.device}: "
+                             f"move them with x.to('{w.device}')")
 
     def reset_classifier(self, num_classes: int) -> None:
         raise NotImplementedError

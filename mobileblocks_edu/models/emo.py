@@ -21,10 +21,11 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..blocks.attention import WINDOW_LAYOUTS
 from ..blocks.irmb import OP_ORDERS, batchnorm2d, iRMB
-from ..blocks.layers import LayerFactory, LayerNorm2d, trunc_normal_init
+from ..blocks.layers import LayerFactory, LayerNorm2d, check_factory, check_kernel, trunc_normal_init
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
-from ..env import check_num_classes, check_positive, check_rate
+from ..env import check_bool, check_choice, check_divisible, check_num_classes, check_positive, check_rate, check_ratio
 from ._base import Classifier
 from .registry import register_model
 
@@ -51,6 +52,7 @@ def _layer(spec: Spec, table: dict, what: str) -> LayerFactory:
         if spec not in table:
             raise ValueError(f"{what} must be one of {sorted(table)} or a layer factory, got {spec!r}")
         return table[spec]
+    check_factory(what, spec)
     return spec
 
 
@@ -59,6 +61,23 @@ def _per_stage(name: str, value, n: int = 4) -> tuple:
     if len(value) != n:
         raise ValueError(f"{name} needs one value per stage ({n}), got {len(value)}: {value!r}")
     return value
+
+
+def _check_stages(st: dict) -> None:
+    """Check the per-stage settings (four values each) with their names, e.g. ``exp_ratios[2]``."""
+    for i in range(4):
+        for name in ("depths", "embed_dims", "stage_strides"):
+            check_positive(f"{name}[{i}]", st[name][i], int)
+        check_ratio(f"exp_ratios[{i}]", st["exp_ratios"][i], 1, "the hidden width is exp_ratio x dim")
+        check_kernel(f"dw_kernel_sizes[{i}]", st["dw_kernel_sizes"][i])
+        for name in ("attn_stages", "dw_stages"):
+            check_bool(f"{name}[{i}]", st[name][i])
+        window = st["window_sizes"][i]
+        if window is not None:
+            check_positive(f"window_sizes[{i}]", window, int)
+        if st["attn_stages"][i]:
+            check_positive(f"dim_heads[{i}]", st["dim_heads"][i], int)
+            check_divisible(f"embed_dims[{i}]", st["embed_dims"][i], f"dim_heads[{i}]", st["dim_heads"][i])
 
 
 def _stage_blocks(stage: dict, in_chs: int, drop_path_rates: Sequence[float], attn_kwargs: dict,
@@ -183,8 +202,14 @@ class EMO(Classifier):
                          dw_kernel_sizes=dw_kernel_sizes, stage_strides=stage_strides,
                          norm_layers=norm_layers, act_layers=act_layers)
         st = {name: _per_stage(name, value) for name, value in per_stage.items()}  # name -> 4 values
-        for i, d in enumerate(st["depths"]):
-            check_positive(f"depths[{i}]", d, int)
+        _check_stages(st)
+        check_positive("stem_chs", stem_chs, int)
+        check_positive("stem_stride", stem_stride, int)
+        check_choice("window_layout", window_layout, WINDOW_LAYOUTS)
+        check_positive("v_groups", v_groups, int)
+        for name, value in (("attn_before_mlp_e", attn_before_mlp_e), ("qk_bias", qk_bias),
+                            ("reference_order", reference_order), ("fused", fused), ("channels_last", channels_last)):
+            check_bool(name, value)
         check_rate("drop_path_rate", drop_path_rate)
         check_num_classes(num_classes)
         st["norm_layers"] = [_layer(n, NORM_LAYERS, "norm_layers") for n in st["norm_layers"]]

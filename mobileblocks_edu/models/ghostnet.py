@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from ..blocks.ghost import GhostBottleneck
-from ..blocks.layers import ConvNormAct, kaiming_init, make_divisible
+from ..blocks.layers import ConvNormAct, check_kernel, kaiming_init, make_divisible
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
-from ..env import check_num_classes, check_positive, check_rate
+from ..env import check_num_classes, check_number, check_positive, check_rate, check_ratio
 from ._base import Classifier
 from .registry import register_model
 
@@ -78,6 +78,18 @@ def small_input_stages(stages: Sequence[Sequence[BlockCfg]] = GHOSTNET_STAGES) -
     return tuple(out)
 
 
+def _check_row(where: str, cfg: BlockCfg) -> None:
+    """Check one row of the stages: an odd kernel, positive widths, se_ratio >= 0, stride 1 or 2."""
+    check_kernel(f"{where}.kernel", cfg.kernel)
+    check_positive(f"{where}.hidden", cfg.hidden, int)
+    check_positive(f"{where}.out", cfg.out, int)
+    check_number(f"{where}.se_ratio", cfg.se_ratio, 0, why="0: no squeeze-excitation")
+    if isinstance(cfg.stride, bool) or cfg.stride not in (1, 2):
+        raise ValueError(f"{where}.stride must be 1 or 2, got {cfg.stride!r}")
+    if not isinstance(cfg.block, str):
+        raise ValueError(f"{where}.block must be a block name such as 'ghost' or 'mtb', got {cfg.block!r}")
+
+
 class GhostNet(Classifier):
     """GhostNet.
 
@@ -106,7 +118,7 @@ class GhostNet(Classifier):
         block_fn: BlockFn = ghost_block,
     ):
         super().__init__()
-        check_positive("width", width)
+        check_ratio("width", width, why="the channel multiplier")
         check_num_classes(num_classes)
         check_positive("stem_stride", stem_stride, int)
         check_positive("num_features", num_features, int)
@@ -120,6 +132,11 @@ class GhostNet(Classifier):
                              f"got {stages!r}") from None
         if not self.stage_cfgs or not all(self.stage_cfgs):
             raise ValueError("stages must hold at least one stage, each with at least one block")
+        for s, cfgs in enumerate(self.stage_cfgs):
+            for b, cfg in enumerate(cfgs):
+                _check_row(f"stages[{s}][{b}]", cfg)
+        if not callable(block_fn):
+            raise ValueError(f"block_fn must be a block factory (see BlockFn), got {block_fn!r}")
         stem_chs = make_divisible(STEM_CHS * width, 4)
         self.stem = ConvNormAct(3, stem_chs, 3, stem_stride)  # (B, 3, H, W) -> (B, 16w, H/2, W/2)
         n_blocks = sum(len(s) for s in self.stage_cfgs)

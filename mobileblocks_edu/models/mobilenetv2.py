@@ -14,7 +14,7 @@ from torch import nn
 from ..blocks.irb import InvertedResidual
 from ..blocks.layers import ConvNormAct, kaiming_init, make_divisible
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
-from ..env import check_num_classes, check_positive, check_rate
+from ..env import check_num_classes, check_positive, check_rate, check_ratio
 from ._base import Classifier
 from .registry import register_model
 
@@ -53,13 +53,17 @@ class MobileNetV2(Classifier):
     ):
         super().__init__()
         check_num_classes(num_classes)
-        check_positive("width", width)
+        check_ratio("width", width, why="the channel multiplier")
         check_positive("stem_stride", stem_stride, int)
         check_rate("drop_rate", drop_rate)
         check_rate("drop_path_rate", drop_path_rate)
         rows = [tuple(r) for r in stages]
         if not rows or not all(len(r) == 4 and all(isinstance(v, (int, float)) and v > 0 for v in r) for r in rows):
             raise ValueError(f"stages must be rows (t, c, n, s) of positive numbers, got {stages!r}")
+        for i, (t, c, n, s) in enumerate(rows):
+            check_ratio(f"stages[{i}] t", t, 1, "the expansion ratio of the row's blocks")
+            for name, v in (("c", c), ("n", n), ("s", s)):
+                check_positive(f"stages[{i}] {name}", v, int)
         stem_chs = make_divisible(32 * width, 8)
         self.num_features = make_divisible(1280 * max(1.0, width), 8)
         self.num_classes, self.width = num_classes, width

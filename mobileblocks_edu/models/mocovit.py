@@ -30,9 +30,9 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..blocks.mtb import MobileTransformerBlock, MoSA
+from ..blocks.mtb import ATTN_LAYERS, FFN_LAYERS, VANILLA_NORMS, MobileTransformerBlock, MoSA
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
-from ..env import check_positive
+from ..env import check_bool, check_choice, check_positive
 from .ghostnet import GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, ghost_block, small_input_stages
 from .registry import register_model
 
@@ -47,7 +47,7 @@ def mtb_stages(
     same width, hidden width and squeeze-excitation. ``mtb_stage=5`` is MoCoViT (Table 2);
     1-4 are the placements of the paper's Table 6.
     """
-    if mtb_stage not in range(1, len(stages) + 1):
+    if isinstance(mtb_stage, bool) or not isinstance(mtb_stage, int) or mtb_stage not in range(1, len(stages) + 1):
         raise ValueError(f"mtb_stage must be in 1..{len(stages)}, got {mtb_stage!r}")
     out, in_out = [], STEM_CHS
     for s, cfgs in enumerate(stages, start=1):
@@ -106,6 +106,11 @@ class MoCoViT(GhostNet):
         **kwargs,
     ):
         check_positive("num_heads", num_heads, int)
+        check_bool("out_proj", out_proj)
+        check_bool("fused", fused)
+        check_choice("attn_layer", attn_layer, ATTN_LAYERS)
+        check_choice("ffn_layer", ffn_layer, FFN_LAYERS)
+        check_choice("vanilla_norm", vanilla_norm, tuple(VANILLA_NORMS))
         block_fn = partial(mocovit_block, num_heads=num_heads, out_proj=out_proj, fused=fused, attn_layer=attn_layer,
                            ffn_layer=ffn_layer, vanilla_norm=vanilla_norm)
         super().__init__(num_classes, width, stages, block_fn=block_fn, **kwargs)

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..blocks.dyrelu import DyReLU
+from ..blocks.dyrelu import DYRELU_MODES, DyReLU
 from ..blocks.layers import ConvNormAct, SqueezeExcite
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
+from ..env import check_choice, check_positive
 from .ghostnet import small_input_stages
 from .mocovit import MOCOVIT_STAGES, MoCoViT
 from .registry import register_model
@@ -72,6 +73,9 @@ class MoCoViTD(MoCoViT):
     """
 
     def __init__(self, *args, dyrelu_k: int = 2, dyrelu_reduction: int = 4, dyrelu_mode: str = "b", **kwargs):
+        check_positive("dyrelu_k", dyrelu_k, int)
+        check_positive("dyrelu_reduction", dyrelu_reduction, int)
+        check_choice("dyrelu_mode", dyrelu_mode, DYRELU_MODES)
         super().__init__(*args, **kwargs)
         self.dyrelu_cfg = {"k": dyrelu_k, "reduction": dyrelu_reduction, "mode": dyrelu_mode}
         self.num_dyrelu = replace_relu(self, **self.dyrelu_cfg)

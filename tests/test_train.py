@@ -148,8 +148,10 @@ def test_checkpoints_load_with_weights_only(toy_root, tmp_path, recipe, state_ke
     assert torch.equal(torch.get_rng_state(), ck["rng"]["torch"])
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == res.best["epoch"]
-    # the usual loader finds the model weights in a training checkpoint
-    _assert_same(load_checkpoint(TinyNet(), tmp_path / "last.pt").state_dict(), res.model.state_dict())
+    # the usual loader finds the weights the run evaluated in a training checkpoint (the EMA's),
+    # and the raw weights on request
+    _assert_same(load_checkpoint(TinyNet(), tmp_path / "last.pt").state_dict(), res.ema.module.state_dict())
+    _assert_same(load_checkpoint(TinyNet(), tmp_path / "last.pt", ema=False).state_dict(), res.model.state_dict())
     # exported weights: the EMA's by default, optionally in half precision
     train.export_weights(tmp_path / "last.pt", tmp_path / "w.pt")
     _assert_same(load_checkpoint(TinyNet(), tmp_path / "w.pt").state_dict(), res.ema.module.state_dict())

@@ -317,6 +317,10 @@ def test_config_values_are_checked():
         train.TrainConfig(device="gpu0").resolved(8)
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
         train.TrainConfig(momentum=1.0).resolved(8)
+    with pytest.raises(ValueError, match="ema must be True or False, got 'no'"):
+        train.TrainConfig(ema="no").resolved(8)  # a non-empty string would count as true
+    with pytest.raises(ValueError, match=r"channels_last must be True or False, got 'False' \(a string"):
+        train.TrainConfig(channels_last="False").resolved(8)
 
 
 def test_count_flops_keeps_a_frozen_batchnorm_frozen():
@@ -463,8 +467,7 @@ def test_evaluate_refuses_labels_beyond_the_outputs():
 
 
 def test_summarize_names_the_metrics(tmp_path, monkeypatch):
-    exp = E.Experiment("toy", "emo_1m_cifar", seeds=(0,))
-    monkeypatch.setitem(E.EXPERIMENTS, "toy", exp)
-    (tmp_path / "toy_seed0.json").write_text(json.dumps({"seed": 0, "final": {"top1": 50.0, "top5": 90.0}}))
-    with pytest.raises(ValueError, match=r"metric 'acc' is not in the final evaluation .* \['top1', 'top5'\]"):
-        E.summarize("toy", tmp_path, metric="acc")
+    committed = env.results_dir() / "cifar10_emo_1m_seed0.json"
+    shutil.copy(committed, tmp_path / committed.name)
+    with pytest.raises(ValueError, match=r"metric 'acc' is not in the final evaluation .* one of \[.*'top1', 'top5'\]"):
+        E.summarize("cifar10_emo_1m", tmp_path, metric="acc")

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..env import check_device, check_positive  # check_device: re-exported, the one device resolver
+from ..env import check_bool, check_device, check_positive  # check_device: re-exported, the one device resolver
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,8 @@ class TrainConfig:
         if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs={self.warmup_epochs!r} is longer than the run (epochs={self.epochs}); "
                              f"use a value in [0, {self.epochs}]")
+        for name in ("ema", "channels_last", "progress"):
+            check_bool(name, getattr(self, name))
         check_device(self.device)
 
 

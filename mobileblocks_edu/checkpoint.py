@@ -298,8 +298,25 @@ def _prefix_hint(own: Mapping[str, Any], sd: Mapping[str, Any]) -> str:
     return f"; first checkpoint keys {list(sd)[:3]}, first model keys {list(own)[:3]}"
 
 
+def output_problem(path: PathLike) -> Optional[str]:
+    """Why a report cannot be written at ``path``, or ``None`` when it can: the path is a folder,
+    a file stands where its folder would be made, or the folder cannot be written to."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; name a JSON file"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, so the folder of {path} cannot be made"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}"
+    return None
+
+
 __all__ = [
     "CheckpointError",
+    "output_problem",
     "WriteError",
     "atomic_write",
     "write_json",

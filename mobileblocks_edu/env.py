@@ -13,6 +13,7 @@ names through :mod:`mobileblocks_edu.lab`, which re-exports them next to its not
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import importlib.metadata
@@ -22,7 +23,7 @@ import platform
 import random
 import sys
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -228,10 +229,40 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
+# --- the same checks as argparse types (the command lines name the option in the error) ------------
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def argument_type(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse ``type`` from a check that raises ``ValueError`` (e.g. :func:`check_device`)."""
+
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return parse
+
+
 __all__ = [
     "repo_root", "data_dir", "results_dir", "checkpoints_dir",
     "PathLike", "check_device", "seed_everything", "machine", "environment", "torch_threads",
     "machine_of",
     "check_positive", "check_rate", "check_num_classes", "check_divisible",
-    "check_number", "check_ratio", "check_bool", "check_choice",
+    "check_number", "check_ratio", "check_bool", "check_choice", "int_at_least", "argument_type",
 ]

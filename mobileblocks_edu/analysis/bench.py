@@ -40,8 +40,8 @@ from torch import nn
 
 from .. import env
 from ..blocks.attention import set_attention
-from ..checkpoint import write_json
-from ..env import PathLike
+from ..checkpoint import output_problem, write_json
+from ..env import int_at_least
 from ..models.registry import create_model, model_cfg
 from .timing import time_interleaved
 
@@ -65,36 +65,6 @@ def keep_freed_memory() -> bool:
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def int_at_least(low: int):
-    """An argparse type: an integer >= ``low`` (argparse names the option in the error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
-        return value
-
-    return parse
-
-
-def output_problem(path: PathLike) -> Optional[str]:
-    """Why a report cannot be written at ``path``, or ``None`` when it can: the path is a folder,
-    a file stands where its folder would be made, or the folder cannot be written to."""
-    path = Path(path)
-    if path.is_dir():
-        return f"{path} is a folder; name a JSON file"
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, so the folder of {path} cannot be made"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write in {folder}"
-    return None
 
 
 def parse_setting(text: str) -> tuple[int, int]:

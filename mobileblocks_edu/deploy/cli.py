@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..analysis.bench import int_at_least, output_problem
-from ..checkpoint import write_json
+from ..checkpoint import output_problem, write_json
+from ..env import argument_type, int_at_least
 from ..models.registry import model_cfg
 from .latency import MIN_SIZE, SETTINGS, run_latency
 from .quantize import QUANT_EXPERIMENTS, check_experiment, run_quantization
@@ -27,25 +27,13 @@ def _results_path(filename: str) -> Path:
     return Path("runs") / filename
 
 
-def _argument(check):
-    """An argparse type from a check that raises ``ValueError`` (argparse names the option)."""
-    def parse(text: str) -> str:
-        try:
-            check(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-
-    return parse
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobileblocks_edu.deploy",
                                      description="Batch-1 CPU latency (eager, folded, onnxruntime) "
                                                  "and int8 quantization.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     lat = sub.add_parser("latency", help="batch-1 latency of the ImageNet-size models")
-    lat.add_argument("--models", nargs="+", default=None, type=_argument(model_cfg),
+    lat.add_argument("--models", nargs="+", default=None, type=argument_type(model_cfg),
                      help="registered names (default: every 224x224 model)")
     lat.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     lat.add_argument("--size", type=int_at_least(MIN_SIZE), default=224, help=f"input size (>= {MIN_SIZE})")
@@ -57,8 +45,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     lat.add_argument("--threads", type=int_at_least(1), default=1, help="PyTorch threads")
     lat.add_argument("--fast", action="store_true", help="three models, five rounds (a quick look)")
     q = sub.add_parser("quantize", help="int8 quantization of the Imagenette-trained EMO-1M and GhostNet-1.0x")
-    q.add_argument("--experiments", nargs="+", default=list(QUANT_EXPERIMENTS), type=_argument(check_experiment),
-                   help="experiments trained on Imagenette")
+    q.add_argument("--experiments", nargs="+", default=list(QUANT_EXPERIMENTS),
+                   type=argument_type(check_experiment), help="experiments trained on Imagenette")
     q.add_argument("--calib-per-class", type=int_at_least(1), default=10)
     q.add_argument("--eval-per-class", type=int_at_least(1), default=None, help="default: every validation image")
     q.add_argument("--rounds", type=int_at_least(1), default=15)

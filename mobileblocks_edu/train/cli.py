@@ -20,6 +20,7 @@ import torch
 from .. import env
 from ..checkpoint import CheckpointError, WriteError
 from ..data.datasets import DATASETS
+from ..env import argument_type, int_at_least
 from . import distributed
 from .loop import FitResult, fit, read_training_checkpoint
 from .recipes import CHOICES, LIMITS, RESUME_MAY_CHANGE, UNIT, Interval, TrainConfig, check_device, get_recipe
@@ -62,28 +63,19 @@ def default_options() -> dict:
     return asdict(RunOptions()) | {option_name(k): v for k, v in asdict(TrainConfig()).items()}
 
 
-def _within(interval: Interval, kind: type = float):
-    """An argparse type: a finite number (``kind=int``: an integer) in ``interval``."""
-    what = f"an integer >= {interval.low:g}" if kind is int else f"a finite number in {interval}"
+def _within(interval: Interval):
+    """An argparse type: a finite number in ``interval``."""
 
-    def parse(text: str):
+    def parse(text: str) -> float:
         try:
-            value = kind(text)
+            value = float(text)
         except ValueError:
             value = None
         if value is None or value not in interval:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text!r}")
         return value
 
     return parse
-
-
-def _device(text: str) -> str:
-    try:
-        check_device(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
 
 
 class _ShowDefaults(argparse.RawDescriptionHelpFormatter):
@@ -112,21 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                "that spin while waiting for a busy core can make two threads slower than one.",
         formatter_class=_ShowDefaults,
     )
-    at_least_1 = _within(Interval(1), int)
     p.add_argument("--model", help="registered model name, e.g. mobilenetv2_100_cifar (required for a new run)")
     p.add_argument("--data", choices=tuple(sorted(DATASETS)),
                    help="dataset (imagefolder: any tree --data-dir/{train,val}/<class>/)")
     p.add_argument("--out", help="output folder (default: runs/<model>_<data>_seed<seed>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt, with its settings")
-    p.add_argument("--batch-size", type=at_least_1,
+    p.add_argument("--batch-size", type=int_at_least(1),
                    help="training batch size (the global batch, shared by the processes of torchrun)")
-    p.add_argument("--subset", type=at_least_1, help="use only this many training images per class (fast runs)")
-    p.add_argument("--eval-subset", type=at_least_1, help="use only this many evaluation images per class")
+    p.add_argument("--subset", type=int_at_least(1), help="use only this many training images per class (fast runs)")
+    p.add_argument("--eval-subset", type=int_at_least(1), help="use only this many evaluation images per class")
 
     g = p.add_argument_group("training (what is not given comes from --recipe; its lr is scaled linearly to the "
                              "batch size)")
-    g.add_argument("--epochs", type=_within(LIMITS["epochs"], int), help="training epochs")
+    g.add_argument("--epochs", type=int_at_least(1), help="training epochs")
     g.add_argument("--recipe", choices=CHOICES["recipe"], help="emo: AdamW + warm-up + cosine + label smoothing + "
                    "RandAugment; mocovit/ghostnet: SGD + cosine")
     g.add_argument("--opt", choices=CHOICES["opt"], help="optimizer (default: the recipe's)")
@@ -149,9 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "else fp16; off on the CPU)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory format for the model and the batches")
-    g.add_argument("--seed", type=_within(LIMITS["seed"], int),
+    g.add_argument("--seed", type=int_at_least(0),
                    help="seed of the model init, data order, augmentation and dropout")
-    g.add_argument("--device", type=_device, help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
+    g.add_argument("--device", type=argument_type(check_device), help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bars")
 
     h = p.add_argument_group("model, data and machine")
@@ -159,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RandAugment(2, 9) on training images (default: the recipe's)")
     h.add_argument("--drop-path", type=_within(UNIT),
                    help="stochastic depth rate given to the model (drop_path_rate; default: the recipe's)")
-    h.add_argument("--img-size", type=_within(Interval(8), int),
+    h.add_argument("--img-size", type=int_at_least(8),
                    help="training/evaluation resolution (default: the model's input size)")
     h.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra keyword argument KEY=VALUE "
                    "for the model factory (VALUE read as JSON if it parses), repeatable")
-    h.add_argument("--workers", type=_within(Interval(0), int), help="DataLoader worker processes")
-    h.add_argument("--threads", type=at_least_1, help="torch CPU threads (default: torch's choice)")
+    h.add_argument("--workers", type=int_at_least(0), help="DataLoader worker processes")
+    h.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (default: torch's choice)")
     h.add_argument("--data-dir", help="data directory (default: $MBE_DATA, else data/ of the repository)")
     download = h.add_mutually_exclusive_group()
     download.add_argument("--download", action="store_const", const=True, help="download the dataset if it is "

@@ -44,9 +44,10 @@ class Classifier(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
             hint = ": channels last? use x.permute(0, 3, 1, 2)" if x.dim() == 4 and x.shape[-1] == 3 else ""
             raise ValueError(f"{name} expects images of shape (B, 3, H, W) with B >= 1, got {tuple(x.shape)}{hint}")
-        w = next(self.parameters(), None)
-        if w is None:
+        weights = list(self.parameters())  # not next(): torch.export cannot trace it on torch 2.2
+        if not weights:
             return
+        w = weights[0]
         if not x.is_floating_point():
             raise ValueError(f"{name} expects floating-point images ({w.dtype}), got {x.dtype}: convert with "
                              "x.float() (pixels in 0..255 also need scaling and normalising, as the data "

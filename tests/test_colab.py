@@ -97,7 +97,7 @@ def test_lessons_run_the_colab_way(colab):
     assert _freeze(COLAB_PYTHON) == after_01
 
     # the library found the clone's committed results and checkpoints, with no data folder
-    check = ("from mobileblocks_edu import lab, experiments; r = lab.repo_root(); "
+    check = ("from mobileblocks_edu import lab; from mobileblocks_edu.train import experiments; r = lab.repo_root(); "
              "assert r is not None and lab.results_dir().is_dir() and lab.checkpoints_dir().is_dir(), r; "
              "assert not lab.data_dir().exists(), lab.data_dir(); "
              "experiments.load_trained('cifar10_emo_1m'); print(r)")

@@ -27,7 +27,7 @@ COLAB_VENV    ?= .venv-colab
 COLAB_STACK   := torch==2.11.0 torchvision==0.26.0 ipython==7.34.0 ipywidgets==7.7.1 ipykernel==6.17.1 \
                  numpy matplotlib tqdm pillow opencv-python scikit-learn scipy nbclient nbformat
 
-.PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons
+.PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons student
 
 install: $(VENV)/.installed
 
@@ -85,6 +85,10 @@ test-colab: install $(COLAB_VENV)/.installed
 # After a version bump or a change of repository URL: every lesson's badge and install block.
 sync-lessons:
 	$(PYTHON) tools/sync_lessons.py
+
+# The student version: every lesson without its solutions and self-check bodies, in _build/student.
+student:
+	$(PYTHON) tools/student.py --out _build/student
 
 clean:
 	rm -rf _build

@@ -1,0 +1,215 @@
+"""The book as a course: every lesson closes with a summary, self-checks come after the solution they
+check (folded in the HTML), no lesson code cell is long, and the student version strips what it must."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import student  # noqa: E402
+import sync_lessons  # noqa: E402
+
+MAX_CELL_LINES = 40
+
+
+def _toc_lessons() -> list[Path]:
+    """The numbered lessons of ``_toc.yml`` (``lessons/NN...``), not the reference pages."""
+    entries = re.findall(r"^\s*- file:\s*(lessons/\d\S*)", (ROOT / "_toc.yml").read_text(), re.M)
+    return [ROOT / f"{e}.ipynb" for e in entries]
+
+
+TOC_LESSONS = _toc_lessons()
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_the_toc_lists_the_lessons():
+    assert len(TOC_LESSONS) >= 19 and all(p.is_file() for p in TOC_LESSONS)
+
+
+def summary_problems(cells: list[dict]) -> list[str]:
+    """What is wrong with a lesson's summary: a ``## Summary`` section of 3-6 bullets, after which
+    only the exercises (with their solutions and self-checks) and the run-time cell may follow."""
+    marks = [(i, m) for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+             for m in re.finditer(r"^## (.+)$", _source(c), re.M)]
+    at = [k for k, (_, m) in enumerate(marks) if m.group(1).strip() == "Summary"]
+    if len(at) != 1:
+        return [f"{len(at)} '## Summary' headings (one expected)"]
+    i, m = marks[at[0]]
+    after = [h.group(1).strip() for _, h in marks[at[0] + 1:]]
+    problems = [f"'## {h}' after the summary" for h in after if not re.fullmatch(r"Exercises?", h)]
+    body = _source(cells[i])[m.end():]
+    body = re.split(r"^## ", body, flags=re.M)[0]
+    if not body.strip() and i + 1 < len(cells) and cells[i + 1]["cell_type"] == "markdown":
+        body = re.split(r"^## ", _source(cells[i + 1]), flags=re.M)[0]
+    bullets = re.findall(r"^[*-] ", body, re.M)
+    if not 3 <= len(bullets) <= 6:
+        problems.append(f"the summary has {len(bullets)} bullets (3 to 6)")
+    return problems
+
+
+def test_summary_rule_rejects_a_lesson_without_one():
+    md = lambda s: {"cell_type": "markdown", "source": s}  # noqa: E731
+    good = [md("# T"), md("## Summary\n\n* a\n* b\n* c"), md("## Exercises\n\n1. x")]
+    assert summary_problems(good) == []
+    assert summary_problems([md("# T"), md("## Exercises")]) == ["0 '## Summary' headings (one expected)"]
+    assert summary_problems([md("## Summary\n\n* a\n* b"), md("## Exercises")]) == [
+        "the summary has 2 bullets (3 to 6)"]
+    assert "'## More' after the summary" in summary_problems([md("## Summary\n\n* a\n* b\n* c\n\n## More")])
+
+
+@pytest.mark.parametrize("path", TOC_LESSONS, ids=lambda p: p.stem)
+def test_every_lesson_ends_with_a_summary(path):
+    assert summary_problems(_cells(path)) == [], path.name
+
+
+SOLUTION = re.compile(r"<details><summary>Solutions?</summary>")
+
+
+def is_self_check(cell) -> bool:
+    return cell["cell_type"] == "code" and _source(cell).lstrip().startswith("# Self-check")
+
+
+@pytest.mark.parametrize("path", TOC_LESSONS, ids=lambda p: p.stem)
+def test_self_checks_follow_the_solution_and_are_folded(path):
+    cells = _cells(path)
+    solutions = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and SOLUTION.search(_source(c))]
+    checks = [i for i, c in enumerate(cells) if is_self_check(c)]
+    if checks:
+        assert solutions, "self-checks without a folded solution"
+        early = [i for i in checks if i < solutions[-1]]
+        assert not early, f"self-check cells {early} come before the solution (cell {solutions[-1]}) they give away"
+    for i in checks:
+        tags = cells[i].get("metadata", {}).get("tags", [])
+        assert {"hide-input", "self-check"} <= set(tags), f"cell {i}: tag it hide-input and self-check"
+    tagged = [i for i, c in enumerate(cells) if "self-check" in c.get("metadata", {}).get("tags", [])]
+    assert tagged == checks, "the self-check tag is only for cells that start with '# Self-check'"
+
+
+def lesson_cell_lines(cell) -> int:
+    """Lines of a code cell, without the install block that ``tools/sync_lessons.py`` writes at the
+    top of every setup cell (the same in every lesson, and not the lesson's code)."""
+    text = _source(cell)
+    block = sync_lessons.install_block()
+    if text.startswith(block):
+        text = text[len(block):]
+    return len(text.strip("\n").splitlines())
+
+
+def test_cell_length_ignores_only_the_install_block():
+    block = sync_lessons.install_block()
+    assert lesson_cell_lines({"source": block + "x = 1\ny = 2\n"}) == 2
+    assert lesson_cell_lines({"source": "a\n" * 41}) == 41
+
+
+# No lesson code cell is longer than this: plotting belongs in mobileblocks_edu.viz, counting in the
+# library. The cells listed here are over the limit for now, each for a named reason; the list
+# may only shrink.
+LONG_CELLS_ALLOWED = {  # (lesson, first line): why it is still long
+    ("02_inverted_residual", "lams = [1, 2, 3, 4, 6, 8]"): "Figure 2.1's plotting, to move into viz",
+    ("02_inverted_residual", "n_points = lab.pick(1500, 500)"): "the spiral experiment and its figure",
+    ("03_attention_ffn", "tokens = [s * s for s in sizes]"): "a cost figure's plotting, to move into viz",
+    ("04_meta_mobile_block", "def label(m):"): "Figure 4.1, drawn from the modules (a viz diagram next)",
+    ("04_meta_mobile_block", "C, size = 64, 28"): "the MMB instances counted side by side",
+    ("06_emo", "setup"): "the setup cell's imports and the lesson's shared helpers",
+    ("06_emo", 'def module_of(name, op=""):'): "the per-stage FLOP table against the paper",
+    ("06_emo", 'm1 = mbe.create_model("emo_1m")'): "the difference table, to move to the appendix",
+    ("07_benchmark", 'profiled = [g for g in report["groups"] if "profile" in g]'): "the profile table and figure",
+    ("07_benchmark", "fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 3.6), squeeze=False)"):
+        "the throughput figure's plotting, to move into viz",
+    ("10_mocovit", "setup"): "the setup cell's imports and the lesson's shared helpers",
+    ("10_mocovit", "def se_pattern(which):"): "the budget that settles the SE placement",
+    ("13_ablations", "# every setting that has runs: top-1 per seed, its mean and standard deviation over the seeds"):
+        "the verdict table computed from the result files",
+    ("14_complexity_calculator", "SIZES = [7, 14, 21, 28, 42, 56, 84, 112]"): "the cost-curve figure's plotting",
+    ("15_receptive_fields", "from mobileblocks_edu.analysis import cam as mcam"): "the receptive-field figure",
+    ("15_receptive_fields", "# EMO Table 5's compositions: the training lab's EMO-1M ablations (lesson 13)"):
+        "the compositions' receptive fields and their figure",
+}
+
+
+def _cell_key(path: Path, cell) -> tuple[str, str]:
+    text = _source(cell)
+    if text.startswith(sync_lessons.install_block()):
+        return path.stem, "setup"
+    return path.stem, text.strip().splitlines()[0].strip()
+
+
+def _long_cells(path: Path) -> list[tuple[int, int, tuple[str, str]]]:
+    return [(i, lesson_cell_lines(c), _cell_key(path, c)) for i, c in enumerate(_cells(path))
+            if c["cell_type"] == "code" and lesson_cell_lines(c) > MAX_CELL_LINES]
+
+
+@pytest.mark.parametrize("path", TOC_LESSONS, ids=lambda p: p.stem)
+def test_no_long_code_cells(path):
+    long = [(i, n, key[1][:60]) for i, n, key in _long_cells(path) if key not in LONG_CELLS_ALLOWED]
+    assert not long, f"code cells over {MAX_CELL_LINES} lines (index, lines, first line): {long}"
+
+
+def test_the_allow_list_of_long_cells_only_shrinks():
+    """Every allowed long cell still exists and is still long: remove it from the list when it is fixed."""
+    present = {key for path in TOC_LESSONS for _, _, key in _long_cells(path)}
+    stale = set(LONG_CELLS_ALLOWED) - present
+    assert not stale, f"no longer long (or gone): remove from LONG_CELLS_ALLOWED: {sorted(stale)}"
+
+
+def test_student_version_strips_solutions_and_self_check_bodies(tmp_path):
+    written = student.write_student(TOC_LESSONS, tmp_path)
+    assert [p.name for p in written] == [p.name for p in TOC_LESSONS]
+    for original, path in zip(TOC_LESSONS, written):
+        before, after = _cells(original), json.loads(path.read_text())["cells"]
+        text = "\n".join(_source(c) for c in after)
+        assert not SOLUTION.search(text), f"{path.name}: a solution is left"
+        assert "Student version" in _source(after[0])
+        checks = [c for c in after if "self-check" in c.get("metadata", {}).get("tags", [])]
+        assert len(checks) == sum(is_self_check(c) for c in before)
+        for c in checks:
+            body = _source(c)
+            assert not re.search(r"^\s*assert\b", body, re.M), f"{path.name}: a self-check body is left"
+            assert body.startswith("# Self-check") and student.STUB.strip() in body
+            assert "hide-input" not in c["metadata"]["tags"]
+            compile(body, path.name, "exec")
+        # everything else is the lesson's: the same code cells in the same order
+        code = lambda cells: [_source(c) for c in cells if c["cell_type"] == "code" and not is_self_check(c)]  # noqa: E731
+        assert code(after) == code(before)
+        assert all(not c.get("outputs") for c in after if c["cell_type"] == "code")
+
+
+def test_student_version_of_one_cell():
+    md = "Exercise.\n\n<details><summary>Solution</summary>\n\n1. x\n</details>\n\nNext: lesson 2."
+    assert student.strip_solutions(md) == "Exercise.\n\nNext: lesson 2."
+    assert student.strip_solutions("<details><summary>Why</summary>kept</details>") == \
+        "<details><summary>Why</summary>kept</details>"
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# T\nrest"},
+                    {"cell_type": "markdown", "metadata": {},
+                     "source": "<details><summary>Solutions</summary>\nx\n</details>"},
+                    {"cell_type": "code", "metadata": {"tags": ["hide-input", "self-check"]}, "outputs": [],
+                     "execution_count": 3, "source": "# Self-check 1\nassert 1\n# Self-check 2\nassert 2\n"}]}
+    out = student.student_notebook(nb)
+    assert len(out["cells"]) == 2 and nb["cells"][2]["execution_count"] == 3
+    assert _source(out["cells"][1]) == f"# Self-check 1\n{student.STUB}\n# Self-check 2\n{student.STUB.rstrip()}"
+    assert out["cells"][1]["metadata"]["tags"] == ["self-check"] and out["cells"][1]["execution_count"] is None
+    with pytest.raises(ValueError, match="must start with '# Self-check'"):
+        student.stub_self_check("assert 1")
+
+
+def test_student_command_refuses_unknown_lessons(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        student.main(["--out", str(tmp_path), "99_nothing"])
+    assert "not a lesson of _toc.yml: 99_nothing" in capsys.readouterr().err
+    assert student.main(["--out", str(tmp_path), "02_inverted_residual"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["02_inverted_residual.ipynb"]
+
+
+def test_make_student_target():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^student:.*\n\t.*tools/student\.py", makefile, re.M)

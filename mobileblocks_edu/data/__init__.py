@@ -4,6 +4,8 @@
 * :mod:`.images`: ``ImageDataset`` (files or an in-memory array, augmentation seeded per sample)
   and the safe reading of image and CIFAR batch files.
 * :mod:`.download`: torchvision's downloaders, only when allowed and the host answers.
+* :mod:`.weights`: the published ImageNet weights (EMO, MobileNetV2, GhostNet): where they are,
+  the hub cache, and their mapping onto the library's layout (``create_model(name, pretrained=True)``).
 * :mod:`.constants`: the normalisation constants.
 
 ``from mobileblocks_edu.data import load_dataset`` and the other names below work as before.

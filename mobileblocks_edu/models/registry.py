@@ -34,10 +34,21 @@ class ModelCfg:
     paper: dict = field(default_factory=dict)
     source: str = ""
     notes: str = ""
+    task: str = "classification"
 
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}
+TASKS = ("classification", "detection", "segmentation")
+_SOURCES: list[str] = []  # packages above this one whose models register on first use (register_source)
+
+
+def register_source(module: str) -> None:
+    """Import ``module`` (a package that registers models, e.g. ``"mobileblocks_edu.dense"``) the first
+    time the registry is used. The layers above the models plug their models in this way, so the
+    models never import them."""
+    if module not in _SOURCES:
+        _SOURCES.append(module)
 
 
 def register_model(fn: Optional[Callable] = None, **cfg_kwargs):
@@ -51,6 +62,8 @@ def register_model(fn: Optional[Callable] = None, **cfg_kwargs):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         cfg = ModelCfg(name=name, **cfg_kwargs)
+        if cfg.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
 
         def build(*args, **kwargs) -> nn.Module:
             model = factory(*args, **kwargs)
@@ -64,10 +77,16 @@ def register_model(fn: Optional[Callable] = None, **cfg_kwargs):
     return wrap(fn) if fn is not None else wrap
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered models matching a shell-style ``pattern`` (``"emo_*"``), sorted."""
+def list_models(pattern: str = "*", task: Optional[str] = "classification") -> list[str]:
+    """Names of the registered models matching a shell-style ``pattern`` (``"emo_*"``), sorted.
+
+    ``task`` keeps the list to one task: the classifiers (the default), ``"detection"`` or
+    ``"segmentation"`` (the dense models of :mod:`mobileblocks_edu.dense`); ``None`` lists every model.
+    """
     _load_models()
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None (every task), got {task!r}")
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern) and task in (None, _CFGS[n].task))
 
 
 def model_cfg(name: str) -> ModelCfg:
@@ -77,15 +96,25 @@ def model_cfg(name: str) -> ModelCfg:
     return _CFGS[name]
 
 
-def create_model(name: str, num_classes: Optional[int] = None, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: Optional[int] = None, pretrained=False, **kwargs) -> nn.Module:
     """Build a registered model: ``create_model("mobilenetv2_100", num_classes=10)``.
 
     ``num_classes=None`` keeps the model's own default: 1000 (ImageNet) for the ImageNet
     layouts, 10 for the small-input ``*_cifar`` and ``*_imagenette`` variants. Extra keyword
     arguments go to the factory (for example ``drop_path_rate``).
+
+    ``pretrained=True`` loads the published ImageNet weights (EMO-1M/2M/5M/6M, ``mobilenetv2_100``,
+    ``ghostnet_100``), downloaded once into PyTorch's hub cache; a path or URL loads that copy of the
+    file instead (see :mod:`mobileblocks_edu.data.weights`). With another ``num_classes`` the
+    classifier stays new.
     """
     _load_models()
     _check_name(name)
+    if pretrained is not False and pretrained is not None:
+        from ..data import weights
+
+        weights.weight_file(name)  # a model without published weights says so before it is built
+        return weights.load_pretrained(create_model(name, num_classes, **kwargs), name, pretrained)
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
@@ -132,8 +161,13 @@ def _check_name(name: str) -> None:
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint} (list_models() shows all {len(_MODELS)})")
+        raise ValueError(f"unknown model {name!r}{hint} (list_models(task=None) shows all {len(_MODELS)})")
 
 
 def _load_models() -> None:
+    import importlib
+
     import mobileblocks_edu.models  # noqa: F401  (importing the package registers every model)
+
+    for module in _SOURCES:
+        importlib.import_module(module)

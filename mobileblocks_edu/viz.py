@@ -1,15 +1,23 @@
-"""Figure helpers shared by the lessons of Part V.
+"""Figure helpers shared by the lessons.
 
 * :func:`jshtml_slider`: a parameterised matplotlib figure as a slider that works without a
   kernel (``FuncAnimation(...).to_jshtml()``: one pre-rendered frame per value), so the static
   HTML book is interactive too.
 * :func:`cam_grid`: Grad-CAM overlays side by side, one column per model (EMO's Fig. 7 layout).
+* :func:`trace_block` and :func:`draw_block`: a block's diagram read from the module itself (its
+  layers in the order they run, their output shapes, the branches and the residual paths), drawn
+  in the style of the papers' block figures, so that the picture cannot drift from the code.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 def jshtml_slider(fig, draw: Callable[[object], None], values: Sequence, interval: int = 700):
@@ -67,4 +75,343 @@ def cam_grid(images: Sequence[np.ndarray], columns: dict, class_names: Sequence[
     return fig
 
 
-__all__ = ["jshtml_slider", "cam_grid"]
+
+
+# ---- block diagrams ---------------------------------------------------------------------------
+
+# The tensor operations that join two paths: each becomes a node of the diagram (⊕, ⊗, concat).
+_JOINS = {"add": "add", "__add__": "add", "__radd__": "add", "add_": "add", "__iadd__": "add",
+          "mul": "mul", "__mul__": "mul", "__rmul__": "mul", "mul_": "mul", "__imul__": "mul",
+          "cat": "cat", "concat": "cat", "concatenate": "cat"}
+_SYMBOL = {"add": "+", "mul": "×", "cat": "C"}
+
+
+def _units() -> tuple:
+    """The library's layer types drawn as one box each (their insides are one step of a block)."""
+    from .blocks.attention import WindowAttention
+    from .blocks.dyrelu import DyReLU
+    from .blocks.layers import ConvNormAct, LayerNorm2d, SqueezeExcite
+
+    return ConvNormAct, LayerNorm2d, SqueezeExcite, WindowAttention, DyReLU
+
+
+def _passes(m: nn.Module) -> bool:
+    """Layers that leave their input as it is in eval mode: not drawn."""
+    from .blocks.layers import DropPath
+
+    return isinstance(m, (nn.Identity, nn.Dropout, DropPath))
+
+
+@dataclass
+class DiagramNode:
+    """One step of a block: a layer (``kind="layer"``), the input, or a join (``"add"``, ``"mul"``,
+    ``"cat"``). ``preds`` index the nodes it reads; ``operands`` (joins only) the nodes each operand
+    comes from; ``leaves`` the module's leaf layers the box stands for."""
+
+    kind: str
+    label: str
+    shape: tuple
+    preds: tuple = ()
+    name: str = ""
+    leaves: tuple = ()
+    operands: tuple = ()
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class BlockDiagram:
+    """The steps of one forward pass of a block, in the order they ran (node 0 is the input)."""
+
+    title: str
+    nodes: list
+    output: int = 0
+
+    def leaves(self) -> set:
+        """The leaf layers (qualified names) that the drawn boxes stand for."""
+        return {leaf for n in self.nodes for leaf in n.leaves}
+
+    def labels(self) -> list:
+        return [n.label for n in self.nodes if n.kind == "layer"]
+
+    def ancestors(self, i: int) -> set:
+        seen, todo = set(), [i]
+        while todo:
+            for p in self.nodes[todo.pop()].preds:
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        return seen
+
+    def residuals(self) -> list:
+        """``(source, join)`` for every ⊕ that adds a node to a path that starts at that node: a skip."""
+        out = []
+        for j, n in enumerate(self.nodes):
+            if n.kind != "add" or len(n.operands) != 2:
+                continue
+            for a, b in (n.operands, n.operands[::-1]):
+                if len(a) == 1 and all(next(iter(a)) in self.ancestors(x) | {x} for x in b):
+                    out.append((next(iter(a)), j))
+                    break
+        return out
+
+    @property
+    def identity_skip(self) -> bool:
+        """True when the block's input itself is added to its output path (the block's residual)."""
+        return any(src == 0 for src, _ in self.residuals())
+
+
+def _tensors(obj) -> list:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+class _Tracer(TorchFunctionMode):
+    """Follows which drawn node every tensor comes from while the block runs eagerly: a unit
+    layer's hooks add a box, a join of two paths adds a join node, every other operation (reshape,
+    window partition, chunk, ...) passes its inputs' origins on."""
+
+    def __init__(self, diagram: BlockDiagram):
+        super().__init__()
+        self.d, self.depth, self.origin, self.stack = diagram, 0, {}, []
+
+    def sources(self, obj) -> list:
+        out = []
+        for t in _tensors(obj):
+            entry = self.origin.get(id(t))
+            if entry is not None and entry[0] is t and entry[1]:
+                out.append(entry[1])
+        return out
+
+    def mark(self, obj, origin: frozenset) -> None:
+        for t in _tensors(obj):
+            self.origin[id(t)] = (t, origin)  # the reference keeps the id from being reused
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.depth:
+            return out
+        ops = self.sources((args, kwargs))
+        kind = _JOINS.get(getattr(func, "__name__", ""))
+        if kind and len(set(ops)) >= 2 and isinstance(out, torch.Tensor):
+            preds = tuple(sorted(frozenset().union(*ops)))
+            self.d.nodes.append(DiagramNode(kind, _SYMBOL[kind], tuple(out.shape[1:]), preds, operands=tuple(ops)))
+            self.mark(out, frozenset({len(self.d.nodes) - 1}))
+        elif ops:
+            self.mark(out, frozenset().union(*ops))
+        return out
+
+    def before(self, module, args):
+        if self.depth == 0:
+            self.stack.append(self.sources(args))
+        self.depth += 1
+
+    def after(self, name: str, module, args, out):
+        self.depth -= 1
+        if self.depth:
+            return
+        ops = self.stack.pop()
+        leaves = tuple(sorted(f"{name}.{n}".strip(".") for n, m in module.named_modules()
+                              if not list(m.children()) and not _passes(m)))
+        shape = tuple(_tensors(out)[0].shape[1:])
+        info = _layer_info(module, args)
+        node = DiagramNode("layer", _layer_label(module), shape, tuple(sorted(frozenset().union(*ops))),
+                           name, leaves, info=info)
+        self.d.nodes.append(node)
+        self.mark(out, frozenset({len(self.d.nodes) - 1}))
+
+
+def _conv_label(c: nn.Conv2d) -> str:
+    k = "×".join(str(v) for v in c.kernel_size)
+    dw = c.groups == c.in_channels and c.groups > 1
+    kind = "DW-conv" if dw else ("PW-conv" if c.kernel_size == (1, 1) else "conv")
+    groups = f", {c.groups} groups" if 1 < c.groups and not dw else ""
+    stride = f", stride {c.stride[0]}" if c.stride[0] > 1 else ""
+    return f"{kind} {k}{groups}{stride}"
+
+
+def _layer_label(m: nn.Module) -> str:
+    """A short label from the layer's own settings: ``DW-conv 3×3, BN, ReLU6``, ``attention``, ``LN``."""
+    ConvNormAct, LayerNorm2d, SqueezeExcite, WindowAttention, DyReLU = _units()
+    short = {nn.BatchNorm2d: "BN", nn.LayerNorm: "LN", LayerNorm2d: "LN", nn.GroupNorm: "GN",
+             SqueezeExcite: "SE", nn.Linear: "linear"}
+    if isinstance(m, ConvNormAct):
+        parts = [_conv_label(m.conv)] + [_layer_label(x) for x in (m.norm, m.act) if not _passes(x)]
+        return ", ".join(parts)
+    if isinstance(m, nn.Conv2d):
+        return _conv_label(m)
+    if isinstance(m, WindowAttention):
+        return f"attention, {m.num_heads} head{'s' if m.num_heads > 1 else ''}"
+    return short.get(type(m), type(m).__name__)
+
+
+def _layer_info(m: nn.Module, args) -> dict:
+    """What a box shows beyond its label: heads and the window grid of an attention."""
+    WindowAttention = _units()[3]
+    if not isinstance(m, WindowAttention):
+        return {}
+    H, W = _tensors(args)[0].shape[-2:]
+    w = m.window_size
+    grid = (1, 1) if w is None else (math.ceil(H / w), math.ceil(W / w))
+    window = "global" if w is None else f"{w}×{w} windows"
+    return {"heads": m.num_heads, "grid": grid, "window": window, "map": (int(H), int(W))}
+
+
+def trace_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None) -> BlockDiagram:
+    """Run ``module`` once (eval mode, random input of ``input_shape``, batch included) and record
+    its steps: every library layer (:class:`~.blocks.layers.ConvNormAct`, norms, SE, attention)
+    and every leaf module is one box, every sum, product or concatenation of two paths a join;
+    reshapes and window partitions pass through. Returns a :class:`BlockDiagram`."""
+    from .blocks.layers import eval_mode
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
+    if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
+        raise ValueError(f"input_shape must be a tuple of positive ints (B, C, H, W), got {input_shape!r}")
+    diagram = BlockDiagram(title or type(module).__name__, [DiagramNode("input", "input", shape[1:])])
+    tracer = _Tracer(diagram)
+    units, hooks = _units(), []
+    for name, m in module.named_modules():
+        inside = any(name.startswith(u + ".") or u == "" for u in [h[0] for h in hooks]) and name != ""
+        if inside or _passes(m) or not (isinstance(m, units) or not list(m.children())):
+            continue
+        hooks.append((name, m.register_forward_pre_hook(tracer.before),
+                      m.register_forward_hook(lambda mod, a, o, name=name: tracer.after(name, mod, a, o))))
+    x = torch.randn(shape)
+    try:
+        with eval_mode(module), torch.no_grad(), tracer:
+            tracer.mark(x, frozenset({0}))
+            y = module(x)
+    finally:
+        for _, pre, post in hooks:
+            pre.remove()
+            post.remove()
+    origin = tracer.sources(y)
+    diagram.output = max(origin[0]) if origin else 0
+    return diagram
+
+
+_COLORS = {"PW-conv": "#cfe2f3", "conv": "#cfe2f3", "DW-conv": "#d9ead3", "attention": "#fce5cd",
+           "LN": "#fff2cc", "BN": "#fff2cc", "GN": "#fff2cc", "SE": "#e6d0f2", "linear": "#cfe2f3"}
+_BOX_W, _BOX_H, _GAP, _ROW = 3.6, 0.62, 0.35, 1.0
+
+
+def _layout(d: BlockDiagram) -> dict:
+    """Rows by the longest path from the input, branches side by side within a row."""
+    row = {0: 0}
+    for i, n in enumerate(d.nodes[1:], start=1):
+        row[i] = 1 + max((row[p] for p in n.preds), default=0)
+    by_row = {}
+    for i in range(len(d.nodes)):
+        by_row.setdefault(row[i], []).append(i)
+    pos = {}
+    for r, ids in by_row.items():
+        for j, i in enumerate(ids):
+            pos[i] = ((j - (len(ids) - 1) / 2) * (_BOX_W + _GAP), -r * _ROW)
+    return pos
+
+
+def _half_width(n: DiagramNode) -> float:
+    return _BOX_W / 2 if n.kind == "layer" else 0.2
+
+
+def _draw_node(ax, n: DiagramNode, x: float, y: float) -> None:
+    from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
+
+    shape = "×".join(str(v) for v in n.shape)
+    if n.kind == "input":
+        ax.text(x, y, f"input  {shape}", ha="center", va="center", fontsize=9, weight="bold")
+        return
+    if n.kind != "layer":
+        ax.add_patch(Circle((x, y), 0.2, facecolor="white", edgecolor="black", lw=1.1, zorder=3))
+        ax.text(x, y, n.label, ha="center", va="center", fontsize=11 if n.kind != "cat" else 9, zorder=4)
+        return
+    color = _COLORS.get(n.label.split(" ")[0].rstrip(","), "#eeeeee")
+    heads = n.info.get("heads", 1)
+    for s in range(min(heads, 4) - 1, 0, -1):  # one shadow per head (at most three): the heads run side by side
+        ax.add_patch(FancyBboxPatch((x - _BOX_W / 2 + 0.07 * s, y - _BOX_H / 2 + 0.07 * s), _BOX_W, _BOX_H,
+                                    boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=color,
+                                    edgecolor="#555555", lw=0.7, zorder=2))
+    ax.add_patch(FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
+                                boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=color, edgecolor="black",
+                                lw=1.0, zorder=3))
+    where = f"{n.name}  →  {shape}" if n.name else shape
+    dx = 0.25 if "grid" in n.info else 0.0  # room for the window grid
+    ax.text(x + dx, y + 0.1, n.label, ha="center", va="center", fontsize=8.5, zorder=4)
+    if "grid" in n.info:
+        where = f"{n.info['window']}  →  {shape}"
+        gy, gx = n.info["grid"]
+        g = 0.42 / max(gx, gy)  # the map cut into its windows, drawn at the box's left
+        for a in range(gy):
+            for b in range(gx):
+                ax.add_patch(Rectangle((x - _BOX_W / 2 + 0.1 + b * g, y - 0.21 + (gy - 1 - a) * g), g, g,
+                                       facecolor="white", edgecolor="#8a4b08", lw=0.6, zorder=4))
+    ax.text(x + dx, y - 0.15, where, ha="center", va="center", fontsize=6.5, color="#444444", zorder=4)
+
+
+def _draw_edges(ax, d: BlockDiagram, pos: dict, row_of: dict) -> None:
+    right = max(x + _half_width(d.nodes[i]) for i, (x, _) in pos.items())
+    long_edges = sorted(((p, i) for i, n in enumerate(d.nodes) for p in n.preds if row_of[i] - row_of[p] > 1),
+                        key=lambda e: row_of[e[1]] - row_of[e[0]])
+    lanes: list = []  # per lane, the row intervals it carries
+    arrow = dict(arrowstyle="-|>", color="black", lw=1.0, shrinkA=0, shrinkB=0, mutation_scale=9)
+    for i, n in enumerate(d.nodes):
+        for p in n.preds:
+            if (p, i) in long_edges:
+                continue
+            (x0, y0), (x1, y1) = pos[p], pos[i]
+            top = y1 + (_BOX_H / 2 if n.kind == "layer" else 0.2)
+            bottom = y0 - (_BOX_H / 2 if d.nodes[p].kind == "layer" else (0.2 if p else 0.15))
+            ax.annotate("", (x1, top), (x0, bottom), arrowprops=arrow, zorder=1)
+    for p, i in long_edges:
+        span = (row_of[p], row_of[i])
+        lane = next((k for k, used in enumerate(lanes) if all(b <= span[0] or a >= span[1] for a, b in used)), None)
+        if lane is None:
+            lanes.append([])
+            lane = len(lanes) - 1
+        lanes[lane].append(span)
+        xl = right + 0.35 + 0.35 * lane
+        (x0, y0), (x1, y1) = pos[p], pos[i]
+        start = x0 + (_half_width(d.nodes[p]) if p else 1.35)  # the input's label is about 2.5 units wide
+        ax.plot([start, xl, xl], [y0, y0, y1], color="black", lw=1.0, zorder=1)
+        ax.annotate("", (x1 + _half_width(d.nodes[i]), y1), (xl, y1), arrowprops=arrow, zorder=1)
+
+
+def draw_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None, scale: float = 0.55):
+    """Draw ``module`` as a block diagram read from the module (:func:`trace_block`): boxes for the
+    layers with their output shapes (C×H×W) and module names, ⊕ for a sum, ⊗ for a product, C for a
+    concatenation, skips and parallel branches routed at the right, heads as stacked boxes and the
+    windows as a grid on the attention box. ``scale``: inches per unit (a box is 3.6 units wide).
+    Returns the matplotlib figure (the diagram is in ``fig.block_diagram``)."""
+    import matplotlib.pyplot as plt
+
+    d = trace_block(module, input_shape, title)
+    pos = _layout(d)
+    row_of = {i: round(-y / _ROW) for i, (_, y) in pos.items()}
+    n_long = sum(1 for i, n in enumerate(d.nodes) for p in n.preds if row_of[i] - row_of[p] > 1)
+    x_min = min(x - _half_width(d.nodes[i]) for i, (x, _) in pos.items()) - 0.2
+    x_max = max(x + _half_width(d.nodes[i]) for i, (x, _) in pos.items()) + 0.6 + 0.35 * n_long
+    rows = max(row_of.values())
+    y_min, y_max = -(rows + 1) * _ROW + 0.2, 0.7
+    fig, ax = plt.subplots(figsize=(scale * (x_max - x_min), scale * (y_max - y_min)))
+    for i, n in enumerate(d.nodes):
+        _draw_node(ax, n, *pos[i])
+    _draw_edges(ax, d, pos, row_of)
+    xo, yo = pos[d.output]
+    ax.annotate("", (xo, -(rows + 0.75) * _ROW), (xo, yo - (_BOX_H / 2 if d.nodes[d.output].kind == "layer" else 0.2)),
+                arrowprops=dict(arrowstyle="-|>", color="black", lw=1.0, mutation_scale=9))
+    out_shape = "×".join(str(v) for v in d.nodes[d.output].shape)
+    ax.text(xo, -(rows + 0.9) * _ROW, f"output  {out_shape}", ha="center", va="center", fontsize=9, weight="bold")
+    ax.text(x_min, y_max - 0.1, d.title, ha="left", va="top", fontsize=10, weight="bold")
+    ax.set(xlim=(x_min, x_max), ylim=(y_min, y_max), aspect="equal")
+    ax.axis("off")
+    fig.block_diagram = d
+    return fig
+
+
+__all__ = ["jshtml_slider", "cam_grid", "trace_block", "draw_block", "BlockDiagram", "DiagramNode"]

@@ -275,3 +275,20 @@ def test_small_input_variants():
     assert imnette.num_classes == 10 and imnette.cfg.input_size == (3, 128, 128)
     assert count_params(imnette) == 4_032_078
     assert [r["input"][0] for r in architecture_table(imnette, 128) if r["operator"] == "MTB"] == [4] * 4
+
+
+def test_norm_ahead_moves_the_norm_out_of_mosa_and_moffn():
+    """The paper's Table 8: "BN inside" (MoCoViT) against one pre-norm ahead of each part."""
+    from mobileblocks_edu.blocks.layers import LayerNorm2d
+
+    inside = MobileTransformerBlock(32, 64)
+    ahead = MobileTransformerBlock(32, 64, norm_position="ahead")
+    bn_ahead = MobileTransformerBlock(32, 64, norm_position="ahead", vanilla_norm="bn")
+    assert isinstance(inside.norm1, nn.Identity) and isinstance(ahead.norm1, LayerNorm2d)
+    assert isinstance(bn_ahead.norm2, nn.BatchNorm2d)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ahead.attn.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ahead.ffn.modules())
+    assert all(m.bias is not None for m in ahead.modules() if isinstance(m, nn.Conv2d))  # no norm: a bias
+    assert ahead(torch.randn(2, 32, 4, 4)).shape == (2, 32, 4, 4)
+    with pytest.raises(ValueError, match="norm_position"):
+        MobileTransformerBlock(32, 64, norm_position="after")

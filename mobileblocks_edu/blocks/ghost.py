@@ -48,7 +48,8 @@ class GhostModule(nn.Module):
         stride: stride of the primary convolution.
         act_layer: activation after both convolutions (``None``: a linear Ghost module, as in
             the projection of a Ghost bottleneck).
-        norm_layer: normalisation after both convolutions.
+        norm_layer: normalisation after both convolutions (``None``: none, and the convolutions
+            get a bias).
 
     Both convolutions have no bias and are followed by the norm, as in the reference GhostNet.
     When ``out_chs`` is odd, the last ghost map is computed and dropped.
@@ -77,11 +78,12 @@ class GhostModule(nn.Module):
         init_chs = math.ceil(out_chs / ratio)  # m intrinsic maps
         new_chs = init_chs * (ratio - 1)  # ghosts: s - 1 per intrinsic map
         # (B, C, H, W) -> (B, m, H/stride, W/stride)
+        bias = norm_layer is None  # without a norm after it, a convolution keeps its bias
         self.primary_conv = ConvNormAct(in_chs, init_chs, kernel_size, stride, norm_layer=norm_layer,
-                                        act_layer=act_layer)
+                                        act_layer=act_layer, bias=bias)
         # (B, m, H', W') -> (B, m(s-1), H', W'), one d x d filter per ghost
         self.cheap_operation = ConvNormAct(
-            init_chs, new_chs, dw_size, 1, groups=init_chs, norm_layer=norm_layer, act_layer=act_layer
+            init_chs, new_chs, dw_size, 1, groups=init_chs, norm_layer=norm_layer, act_layer=act_layer, bias=bias
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,9 @@ the vanilla block has ("LayerNorm is applied before every block", Sec. 3.1):
 ``X' = X + MHSA(LN(X))`` with separate Q, K, V projections (1x1 convolutions with bias) and an
 output projection, and ``Y = X' + MLP(LN(X'))`` with two 1x1 convolutions and GELU at the MoFFN's
 hidden width (no squeeze-excitation). ``vanilla_norm="bn"`` puts a BatchNorm there instead
-(the paper's Table 8 "BN ahead"). The MoSA and MoFFN parts keep their BN inside.
+(the paper's Table 8 "BN ahead"). The MoSA and MoFFN parts keep their BN inside, unless
+``norm_position="ahead"``: then their convolutions lose the BN (and get a bias) and one
+``vanilla_norm`` pre-norm sits ahead of each part, the other two columns of the paper's Table 8.
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_inpu
 ATTN_LAYERS = ("mosa", "mhsa")
 FFN_LAYERS = ("moffn", "mlp")
 VANILLA_NORMS = {"ln": LayerNorm2d, "bn": nn.BatchNorm2d}
+NORM_POSITIONS = ("inside", "ahead")
 
 
 class MoSA(nn.Module):
@@ -72,6 +75,8 @@ class MoSA(nn.Module):
         out_proj: apply a linear Ghost module ``C -> C`` after the attention (see the module
             docstring); ``False`` returns ``softmax(V Vᵀ/√d) V + DW(V)`` as in Eq. 3.
         act_layer: activation after the V projection (``None``: linear, the default).
+        norm_layer: the norm inside the Ghost modules and after the refiner (``None``: none, for a
+            norm ahead of the block, the paper's Table 8).
         fused: use ``F.scaled_dot_product_attention`` (one kernel, no N x N map stored) or the
             readable softmax path. ``set_attention(mosa, keep_attn=True)`` (see
             :func:`~mobileblocks_edu.blocks.attention.set_attention`) keeps the last attention map
@@ -88,6 +93,7 @@ class MoSA(nn.Module):
         out_proj: bool = True,
         act_layer: LayerFactory = None,
         fused: bool = True,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
     ):
         super().__init__()
         check_positive("dim", dim, int)
@@ -95,10 +101,12 @@ class MoSA(nn.Module):
         check_bool("out_proj", out_proj)
         num_heads = resolve_heads(dim, num_heads, None)
         self.dim, self.num_heads = dim, num_heads
-        self.v = GhostModule(dim, dim, act_layer=act_layer)  # f_v = f_k = f_q (branch sharing)
+        # f_v = f_k = f_q (branch sharing)
+        self.v = GhostModule(dim, dim, act_layer=act_layer, norm_layer=norm_layer)
         self.attn = WindowAttention(num_heads, dim // num_heads, window_size=None, fused=fused)
-        self.refine = ConvNormAct(dim, dim, dw_kernel_size, groups=dim, act_layer=None)  # DW(V)
-        self.proj = GhostModule(dim, dim, act_layer=None) if out_proj else nn.Identity()
+        self.refine = ConvNormAct(dim, dim, dw_kernel_size, groups=dim, act_layer=None, norm_layer=norm_layer,
+                                  bias=norm_layer is None)  # DW(V)
+        self.proj = GhostModule(dim, dim, act_layer=None, norm_layer=norm_layer) if out_proj else nn.Identity()
 
     def attend(self, v: torch.Tensor) -> torch.Tensor:
         """``softmax(V Vᵀ/√d) V`` over the H·W tokens of ``v: (B, C, H, W)`` -> ``(B, C, H, W)``.
@@ -125,20 +133,23 @@ class MoFFN(nn.Module):
         se_ratio: squeeze-excitation after the up-projection when > 0 (GhostNet's: reduce to
             ``make_divisible(mid_chs · se_ratio, 4)``, ReLU, hard-sigmoid gate).
         act_layer: activation of the up-projection (ReLU, not the MLP's GELU).
+        norm_layer: the norm inside both Ghost modules (``None``: none, see :class:`MoSA`).
 
     The same layers as a stride-1 Ghost bottleneck without its shortcut: 160,880 parameters at
     C = 160, mid_chs 960 (622,880 with SE).
     """
 
-    def __init__(self, dim: int, mid_chs: int, se_ratio: float = 0.0, act_layer: LayerFactory = nn.ReLU):
+    def __init__(self, dim: int, mid_chs: int, se_ratio: float = 0.0, act_layer: LayerFactory = nn.ReLU,
+                 norm_layer: LayerFactory = nn.BatchNorm2d):
         super().__init__()
         check_positive("dim", dim, int)
         check_positive("mid_chs", mid_chs, int)
         check_number("se_ratio", se_ratio, 0, why="0: no squeeze-excitation")
         self.dim, self.mid_chs = dim, mid_chs
-        self.ghost1 = GhostModule(dim, mid_chs, act_layer=act_layer)  # (B, C, H, W) -> (B, hid, H, W)
+        # (B, C, H, W) -> (B, hid, H, W)
+        self.ghost1 = GhostModule(dim, mid_chs, act_layer=act_layer, norm_layer=norm_layer)
         self.se = ghost_se(mid_chs, se_ratio) if se_ratio > 0 else nn.Identity()
-        self.ghost2 = GhostModule(mid_chs, dim, act_layer=None)  # (B, hid, H, W) -> (B, C, H, W)
+        self.ghost2 = GhostModule(mid_chs, dim, act_layer=None, norm_layer=norm_layer)  # (B, hid, H, W) -> (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.dim)
@@ -168,6 +179,9 @@ class MobileTransformerBlock(nn.Module):
         ffn_layer: ``"moffn"`` (MoCoViT) or ``"mlp"`` (vanilla MLP with GELU and a pre-norm).
         vanilla_norm: the pre-norm of the vanilla parts: ``"ln"`` (LayerNorm over channels, as in
             the vanilla Transformer block) or ``"bn"`` (BatchNorm).
+        norm_position: where MoSA and MoFFN normalise (the paper's Table 8): ``"inside"`` (BN after
+            every convolution inside them, MoCoViT's choice) or ``"ahead"`` (one ``vanilla_norm``
+            pre-norm ahead of each, none inside: "LN ahead" or "BN ahead").
     """
 
     def __init__(
@@ -184,6 +198,7 @@ class MobileTransformerBlock(nn.Module):
         attn_layer: str = "mosa",
         ffn_layer: str = "moffn",
         vanilla_norm: str = "ln",
+        norm_position: str = "inside",
     ):
         super().__init__()
         if attn_layer not in ATTN_LAYERS:
@@ -192,20 +207,25 @@ class MobileTransformerBlock(nn.Module):
             raise ValueError(f"ffn_layer must be one of {FFN_LAYERS}, got {ffn_layer!r}")
         if vanilla_norm not in VANILLA_NORMS:
             raise ValueError(f"vanilla_norm must be one of {sorted(VANILLA_NORMS)}, got {vanilla_norm!r}")
+        if norm_position not in NORM_POSITIONS:
+            raise ValueError(f"norm_position must be one of {NORM_POSITIONS}, got {norm_position!r}")
         check_positive("dim", dim, int)
         check_positive("mid_chs", mid_chs, int)
         check_rate("drop_path_rate", drop_path_rate)
         self.dim, self.attn_layer, self.ffn_layer = dim, attn_layer, ffn_layer
+        self.norm_position = norm_position
         norm = VANILLA_NORMS[vanilla_norm]
+        ahead = norm_position == "ahead"
+        inside = None if ahead else nn.BatchNorm2d  # the norm inside MoSA's and MoFFN's convolutions
         if attn_layer == "mosa":
-            self.norm1 = nn.Identity()  # BN lives inside MoSA's Ghost modules
-            self.attn = MoSA(dim, num_heads, dw_kernel_size, out_proj, fused=fused)
+            self.norm1 = norm(dim) if ahead else nn.Identity()  # BN lives inside MoSA's Ghost modules
+            self.attn = MoSA(dim, num_heads, dw_kernel_size, out_proj, fused=fused, norm_layer=inside)
         else:
             self.norm1 = norm(dim)
             self.attn = MHSA(dim, num_heads, fused=fused)  # W_q, W_k, W_v, W_o: 4(C + 1)C parameters
         if ffn_layer == "moffn":
-            self.norm2 = nn.Identity()
-            self.ffn = MoFFN(dim, mid_chs, se_ratio, act_layer)
+            self.norm2 = norm(dim) if ahead else nn.Identity()
+            self.ffn = MoFFN(dim, mid_chs, se_ratio, act_layer, norm_layer=inside)
         else:
             self.norm2 = norm(dim)
             self.ffn = FFN(dim, mid_chs / dim, nn.GELU)  # C -> mid_chs -> C, GELU
@@ -220,4 +240,4 @@ class MobileTransformerBlock(nn.Module):
         return f"dim={self.dim}, attn_layer={self.attn_layer!r}, ffn_layer={self.ffn_layer!r}"
 
 
-__all__ = ["MoSA", "MoFFN", "MobileTransformerBlock", "ATTN_LAYERS", "FFN_LAYERS", "VANILLA_NORMS"]
+__all__ = ["MoSA", "MoFFN", "MobileTransformerBlock", "ATTN_LAYERS", "FFN_LAYERS", "VANILLA_NORMS", "NORM_POSITIONS"]

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..blocks.mtb import ATTN_LAYERS, FFN_LAYERS, VANILLA_NORMS, MobileTransformerBlock, MoSA
+from ..blocks.mtb import ATTN_LAYERS, FFN_LAYERS, NORM_POSITIONS, VANILLA_NORMS, MobileTransformerBlock, MoSA
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
 from ..env import check_bool, check_choice, check_positive
 from .ghostnet import GHOSTNET_STAGES, STEM_CHS, BlockCfg, GhostNet, ghost_block, small_input_stages
@@ -90,6 +90,8 @@ class MoCoViT(GhostNet):
             ``"mosa"``/``"mhsa"`` (vanilla self-attention), ``"moffn"``/``"mlp"`` (vanilla MLP),
             and the vanilla parts' pre-norm ``"ln"``/``"bn"`` (see
             :class:`~mobileblocks_edu.blocks.mtb.MobileTransformerBlock`).
+        norm_position: ``"inside"`` (BN inside MoSA and MoFFN) or ``"ahead"`` (one ``vanilla_norm``
+            pre-norm ahead of each), the paper's Table 8.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class MoCoViT(GhostNet):
         attn_layer: str = "mosa",
         ffn_layer: str = "moffn",
         vanilla_norm: str = "ln",
+        norm_position: str = "inside",
         **kwargs,
     ):
         check_positive("num_heads", num_heads, int)
@@ -111,8 +114,9 @@ class MoCoViT(GhostNet):
         check_choice("attn_layer", attn_layer, ATTN_LAYERS)
         check_choice("ffn_layer", ffn_layer, FFN_LAYERS)
         check_choice("vanilla_norm", vanilla_norm, tuple(VANILLA_NORMS))
+        check_choice("norm_position", norm_position, NORM_POSITIONS)
         block_fn = partial(mocovit_block, num_heads=num_heads, out_proj=out_proj, fused=fused, attn_layer=attn_layer,
-                           ffn_layer=ffn_layer, vanilla_norm=vanilla_norm)
+                           ffn_layer=ffn_layer, vanilla_norm=vanilla_norm, norm_position=norm_position)
         super().__init__(num_classes, width, stages, block_fn=block_fn, **kwargs)
 
     def mosa_modules(self) -> list[MoSA]:

@@ -1,9 +1,8 @@
 """The named experiments of the training lab: each one a reproducible command.
 
 An :class:`Experiment` fixes the model, the dataset, the recipe, the epochs and the seeds; its
-run for one seed is exactly the command :meth:`Experiment.command` prints, written to
-``runs/<name>_seed<seed>/``. The lessons read the collected results from ``lessons/results``
-and small checkpoints from ``lessons/checkpoints``::
+run for one seed is exactly the command :meth:`Experiment.command` prints, written to ``runs/<name>_seed<seed>/``.
+The lessons read the collected results from ``lessons/results`` and small checkpoints from ``lessons/checkpoints``::
 
     python -m mobileblocks_edu.experiments list                 # every command
     python -m mobileblocks_edu.experiments run cifar10_emo_1m --seed 0
@@ -12,8 +11,8 @@ and small checkpoints from ``lessons/checkpoints``::
 ``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
 run's ``result.json`` (history included), checked and atomically, to ``lessons/results/<name>_seed<seed>.json``
 and, with ``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
-weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best
-test accuracy; choosing it by the test set would flatter the model, so the lessons use the last.)
+weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best test accuracy;
+choosing it by the test set would flatter the model, so the lessons use the last.)
 """
 from __future__ import annotations
 
@@ -78,8 +77,7 @@ class Experiment:
         if self.data not in ("cifar10", "imagenette"):
             raise ValueError(f"Experiment {self.name}: data must be 'cifar10' or 'imagenette', got {self.data!r}")
         if self.recipe not in ("emo", "mocovit", "ghostnet"):
-            raise ValueError(f"Experiment {self.name}: recipe must be 'emo', 'mocovit' or 'ghostnet', "
-                             f"got {self.recipe!r}")
+            raise ValueError(f"Experiment {self.name}: recipe must be emo, mocovit or ghostnet, got {self.recipe!r}")
         if not all(isinstance(o, str) for o in self.options):
             raise ValueError(f"Experiment {self.name}: options must be strings, got {self.options!r}")
 
@@ -164,6 +162,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                note="MoCoViT Table 7: vanilla self-attention (LayerNorm ahead) + MoFFN"),
     Experiment("ablation_mocovit_050", "mocovit_050_cifar", **_MOCOVIT_ABL,
                note="MoCoViT Table 7: MoSA + MoFFN (MoCoViT 0.5x)"),
+    Experiment("ablation_mocovit_050_ln", "mocovit_050_cifar", **_MOCOVIT_ABL, model_args=(("norm_position", "ahead"),),
+               note="MoCoViT Table 8: LayerNorm ahead of MoSA and MoFFN, no BN inside them"),
 ]}
 # The learning-rate sweep behind EMO_LR and SGD_LR: 100 training and 30 test images per class,
 # 8 epochs, one seed (a check of which rates learn at all in a few dozen steps, not a tuning).

@@ -213,3 +213,68 @@ def test_student_command_refuses_unknown_lessons(tmp_path, capsys):
 def test_make_student_target():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^student:.*\n\t.*tools/student\.py", makefile, re.M)
+
+
+INSTRUCTORS = ROOT / "book" / "instructors.md"
+
+
+def _page() -> str:
+    return INSTRUCTORS.read_text()
+
+
+def _section(text: str, heading: str) -> str:
+    m = re.search(rf"^## {heading}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert m, f"no '## {heading}' section"
+    return m.group(1)
+
+
+def test_instructors_page_is_in_the_toc_and_names_every_part():
+    assert "book/instructors" in re.findall(r"^\s*- file:\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
+    objectives, questions = _section(_page(), "Learning objectives"), _section(_page(), "Concept questions")
+    for caption, _ in student_parts():
+        part = caption.split(":")[0]  # "Part IV"
+        assert f"**{caption}**" in objectives, f"no learning objectives for {caption}"
+        m = re.search(rf"^### {part}\n(.*?)(?=^### |\Z)", questions, re.M | re.S)
+        assert m, f"no concept questions for {part}"
+        asked = re.findall(r"^\*\*\d+\.\*\*", m.group(1), re.M)
+        answers = re.findall(r"^```\{admonition\} Answer\n:class: dropdown$", m.group(1), re.M)
+        assert 5 <= len(asked) <= 8, f"{part}: {len(asked)} questions (5 to 8)"
+        assert len(answers) == len(asked), f"{part}: {len(asked)} questions, {len(answers)} folded answers"
+
+
+def student_parts():
+    import study_time
+
+    return study_time.toc_parts()
+
+
+def test_instructors_page_myst_is_well_formed():
+    text = _page()
+    assert text.startswith("---\nfile_format: mystnb\n")
+    fences = re.findall(r"^(```+)(.*)$", text, re.M)
+    assert len(fences) % 2 == 0
+    opening = [rest for i, (_, rest) in enumerate(fences) if i % 2 == 0]
+    assert all(rest in ("{code-cell} ipython3", "{admonition} Answer") for rest in opening), opening
+    assert all(rest == "" for i, (_, rest) in enumerate(fences) if i % 2 == 1)
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#+) ", re.sub(r"```.*?```", "", text, flags=re.S), re.M)]
+    assert levels[0] == 1 and levels.count(1) == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:]))
+    for target in re.findall(r"\{doc\}`([^`]+)`", text):
+        assert (INSTRUCTORS.parent / f"{target}.md").is_file() or (INSTRUCTORS.parent / f"{target}.ipynb").is_file()
+
+
+def test_instructors_page_runs(monkeypatch):
+    """The page's code cells run in order from book/ (what the build executes) and every plan
+    covers the lessons of the table of contents."""
+    pytest.importorskip("IPython")
+    monkeypatch.chdir(INSTRUCTORS.parent)
+    namespace: dict = {}
+    for code in re.findall(r"^```\{code-cell\} ipython3\n(?::tags:[^\n]*\n)?(.*?)^```$", _page(), re.M | re.S):
+        exec(compile(code, str(INSTRUCTORS), "exec"), namespace)
+    toc = {s for _, stems in student_parts() for s in stems}
+    for weeks, plan in namespace["PLANS"].items():
+        assert len(plan) == weeks
+        planned = [s for week in plan for s in week]
+        assert len(planned) == len(set(planned)), f"{weeks}-week plan lists a lesson twice"
+        if weeks > 3:
+            assert toc <= set(planned), f"{weeks}-week plan misses {sorted(toc - set(planned))}"
+    assert len(namespace["ROWS"]) == len(toc)

@@ -145,6 +145,38 @@ def on_meta(factory: Union[str, Callable[..., torch.nn.Module]], *args, **kwargs
 
 
 
+def imagenet_weights(name: str, instead: str, **kwargs) -> Optional[torch.nn.Module]:
+    """``create_model(name, pretrained=True)`` in eval mode, when the published ImageNet weights can
+    be had (downloaded once into the hub cache, or already there); else ``None``. One printed line
+    says which weights the cell shows: these, or ``instead`` (what the cell falls back to)."""
+    from .data.weights import WeightsUnavailable, describe_weights
+    from .models.registry import create_model
+
+    try:
+        model = create_model(name, pretrained=True, **kwargs).eval()
+    except WeightsUnavailable as e:
+        print(f"{name}: no ImageNet weights here ({str(e).split(': fetch')[0].split('(', 1)[-1].rstrip(')')}); "
+              f"this cell shows {instead} instead")
+        return None
+    print(f"{name}: {describe_weights(model)}")
+    return model
+
+
+def weights_tag(model: torch.nn.Module) -> str:
+    """A short name for the weights ``model`` holds, for figure titles."""
+    info = getattr(model, "weights_info", None)
+    if info is None:
+        return "training lab"
+    return "TEST weights (random)" if info["test"] else "ImageNet-1k weights"
+
+
+def imagenet_classes() -> list[str]:
+    """The 1,000 ImageNet-1k class names in the order of the models' outputs (torchvision's list)."""
+    from torchvision.models import MobileNet_V2_Weights
+
+    return list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     """``max |a - b|`` as a Python float."""
     return (a - b).abs().max().item()

@@ -111,10 +111,10 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained=False,
     _load_models()
     _check_name(name)
     if pretrained is not False and pretrained is not None:
-        from ..data import weights
+        from ..data.weights import load_pretrained, weight_file
 
-        weights.weight_file(name)  # a model without published weights says so before it is built
-        return weights.load_pretrained(create_model(name, num_classes, **kwargs), name, pretrained)
+        weight_file(name)  # a model without published weights says so before it is built
+        return load_pretrained(create_model(name, num_classes, **kwargs), name, pretrained)
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")

@@ -11,8 +11,10 @@ created by name::
 """
 from .analysis.complexity import count_flops, count_params
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .models.registry import create_model, list_models, model_cfg, register_model
+from .models.registry import create_model, list_models, model_cfg, register_model, register_source
 from .version import __version__
+
+register_source("mobileblocks_edu.dense")  # the detectors and segmenters, built on first use
 
 __all__ = [
     "__version__",

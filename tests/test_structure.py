@@ -107,7 +107,7 @@ def test_lessons_use_only_public_names(path):
 
 # -- the layout: the book's architecture in the folder names ---------------------------------------
 
-PACKAGES = ("blocks", "models", "analysis", "data", "train", "deploy")
+PACKAGES = ("blocks", "models", "analysis", "data", "train", "deploy", "dense")
 TOP = {"__init__", "version", "env", "checkpoint", "lab", "viz",
        "bench", "experiments"}  # the last two: only the commands python -m mobileblocks_edu.bench|experiments
 
@@ -135,6 +135,7 @@ ALLOWED = {
     "analysis": {"blocks", "models", "data"},
     "train": {"blocks", "models", "data", "analysis"},
     "deploy": {"blocks", "models", "data", "analysis", "train"},
+    "dense": {"blocks", "models", "data", "analysis"},  # the detectors and segmenters on the models
 }
 BASE = {"mobileblocks_edu.env", "mobileblocks_edu.checkpoint", "mobileblocks_edu.version"}
 

@@ -1,0 +1,95 @@
+"""A few steps of training for the dense models, small enough to watch in a lesson.
+
+:func:`train_steps` runs AdamW (the optimizer both papers switch their detection and segmentation
+libraries to) for a number of steps over a dataset of :mod:`.data`, and returns the loss of every
+step: the sum of torchvision's losses for a detector (box regression and classification), the
+cross-entropy of the upsampled logits (plus 0.4 x the auxiliary head's) for a segmenter.
+:func:`freeze_backbone` keeps a pretrained backbone fixed so that only the new head learns.
+:func:`mean_iou` and :func:`detect` read the results.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..env import check_positive
+from .data import collate
+
+
+def is_detector(model: nn.Module) -> bool:
+    return hasattr(model, "anchor_generator")
+
+
+def freeze_backbone(model: nn.Module) -> int:
+    """Stop the gradients of the backbone's (classifier's) weights and keep its BatchNorms in eval
+    mode; the number of parameters frozen."""
+    body = model.backbone
+    frozen = 0
+    for name, p in body.named_parameters():
+        if not name.startswith(("extra", "fpn")):  # SSDLite's extra blocks and the FPN are new
+            p.requires_grad_(False)
+            frozen += p.numel()
+    return frozen
+
+
+def segmentation_loss(model: nn.Module, images: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+    out = model(images)
+    loss = F.cross_entropy(out["out"], semantic)
+    if "aux" in out:
+        loss = loss + 0.4 * F.cross_entropy(out["aux"], semantic)
+    return loss
+
+
+def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size: int = 4, lr: float = 1e-3,
+                weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+    """Train ``model`` for ``steps`` batches of ``dataset`` (cycling through it) and return the losses."""
+    check_positive("steps", steps, int)
+    check_positive("batch_size", batch_size, int)
+    if batch_size < 2 and not is_detector(model):
+        raise ValueError("a segmenter trains with batch_size >= 2 (its image-pooling BatchNorm needs two values)")
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator,
+                        drop_last=len(dataset) >= batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses = []
+    for images, targets in itertools.islice(itertools.cycle(loader), steps):
+        if is_detector(model):
+            loss = sum(model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]).values())
+        else:
+            loss = segmentation_loss(model, torch.stack(images), torch.stack([t["semantic"] for t in targets]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def mean_iou(model: nn.Module, dataset: Dataset, num_classes: int) -> float:
+    """Mean intersection over union of a segmenter's predictions over ``dataset`` (classes present)."""
+    model.eval()
+    inter, union = torch.zeros(num_classes), torch.zeros(num_classes)
+    for i in range(len(dataset)):
+        image, target = dataset[i]
+        pred = model(image[None])["out"].argmax(1)[0]
+        for c in range(num_classes):
+            p, t = pred == c, target["semantic"] == c
+            inter[c] += (p & t).sum()
+            union[c] += (p | t).sum()
+    present = union > 0
+    return float((inter[present] / union[present]).mean())
+
+
+@torch.no_grad()
+def detect(model: nn.Module, images: list, score: float = 0.3) -> list[dict]:
+    """The detections of a detector (eval mode) with a score of at least ``score``."""
+    model.eval()
+    out = model(images)
+    return [{k: v[d["scores"] >= score] for k, v in d.items()} for d in out]

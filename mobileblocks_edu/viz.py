@@ -261,21 +261,26 @@ def _layer_info(m: nn.Module, args) -> dict:
     return {"heads": m.num_heads, "grid": grid, "window": window, "map": (int(H), int(W))}
 
 
-def trace_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None) -> BlockDiagram:
+def trace_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None,
+                collapse: Sequence[type] = ()) -> BlockDiagram:
     """Run ``module`` once (eval mode, random input of ``input_shape``, batch included) and record
     its steps: every library layer (:class:`~.blocks.layers.ConvNormAct`, norms, SE, attention)
     and every leaf module is one box, every sum, product or concatenation of two paths a join;
-    reshapes and window partitions pass through. Returns a :class:`BlockDiagram`."""
+    reshapes and window partitions pass through. ``collapse``: further module types drawn as one
+    box each (``GhostModule`` inside a larger block). Returns a :class:`BlockDiagram`."""
     from .blocks.layers import eval_mode
 
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+    collapse = tuple(collapse)
+    if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in collapse):
+        raise TypeError(f"collapse must be nn.Module types, got {collapse!r}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
     if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
         raise ValueError(f"input_shape must be a tuple of positive ints (B, C, H, W), got {input_shape!r}")
     diagram = BlockDiagram(title or type(module).__name__, [DiagramNode("input", "input", shape[1:])])
     tracer = _Tracer(diagram)
-    units, hooks = _units(), []
+    units, hooks = _units() + collapse, []
     for name, m in module.named_modules():
         inside = any(name.startswith(u + ".") or u == "" for u in [h[0] for h in hooks]) and name != ""
         if inside or _passes(m) or not (isinstance(m, units) or not list(m.children())):
@@ -298,7 +303,7 @@ def trace_block(module: nn.Module, input_shape: Sequence[int], title: Optional[s
 
 _COLORS = {"PW-conv": "#cfe2f3", "conv": "#cfe2f3", "DW-conv": "#d9ead3", "attention": "#fce5cd",
            "LN": "#fff2cc", "BN": "#fff2cc", "GN": "#fff2cc", "SE": "#e6d0f2", "linear": "#cfe2f3"}
-_BOX_W, _BOX_H, _GAP, _ROW = 3.6, 0.62, 0.35, 1.0
+_BOX_W, _BOX_H, _GAP, _ROW = 3.9, 0.62, 0.35, 1.0
 
 
 def _layout(d: BlockDiagram) -> dict:
@@ -342,7 +347,7 @@ def _draw_node(ax, n: DiagramNode, x: float, y: float) -> None:
                                 lw=1.0, zorder=3))
     where = f"{n.name}  →  {shape}" if n.name else shape
     dx = 0.25 if "grid" in n.info else 0.0  # room for the window grid
-    ax.text(x + dx, y + 0.1, n.label, ha="center", va="center", fontsize=8.5, zorder=4)
+    ax.text(x + dx, y + 0.1, n.label, ha="center", va="center", fontsize=9, zorder=4)
     if "grid" in n.info:
         where = f"{n.info['window']}  →  {shape}"
         gy, gx = n.info["grid"]
@@ -351,57 +356,71 @@ def _draw_node(ax, n: DiagramNode, x: float, y: float) -> None:
             for b in range(gx):
                 ax.add_patch(Rectangle((x - _BOX_W / 2 + 0.1 + b * g, y - 0.21 + (gy - 1 - a) * g), g, g,
                                        facecolor="white", edgecolor="#8a4b08", lw=0.6, zorder=4))
-    ax.text(x + dx, y - 0.15, where, ha="center", va="center", fontsize=6.5, color="#444444", zorder=4)
+    ax.text(x + dx, y - 0.15, where, ha="center", va="center", fontsize=7, color="#444444", zorder=4)
 
 
-def _draw_edges(ax, d: BlockDiagram, pos: dict, row_of: dict) -> None:
+def _draw_edges(ax, d: BlockDiagram, pos: dict, row_of: dict) -> tuple:
+    """Edges between neighbouring rows are straight arrows; a longer edge (a skip, or a branch that
+    rejoins later) taps the path just below its source and runs in a lane at the side: at the right,
+    or at the left when its source has a neighbour to the right. Returns the x range of the lanes."""
     right = max(x + _half_width(d.nodes[i]) for i, (x, _) in pos.items())
+    left = min(x - _half_width(d.nodes[i]) for i, (x, _) in pos.items())
     long_edges = sorted(((p, i) for i, n in enumerate(d.nodes) for p in n.preds if row_of[i] - row_of[p] > 1),
                         key=lambda e: row_of[e[1]] - row_of[e[0]])
-    lanes: list = []  # per lane, the row intervals it carries
     arrow = dict(arrowstyle="-|>", color="black", lw=1.0, shrinkA=0, shrinkB=0, mutation_scale=9)
+
+    def bottom(i):
+        return pos[i][1] - (_BOX_H / 2 if d.nodes[i].kind == "layer" else (0.2 if i else 0.15))
+
     for i, n in enumerate(d.nodes):
         for p in n.preds:
-            if (p, i) in long_edges:
-                continue
-            (x0, y0), (x1, y1) = pos[p], pos[i]
-            top = y1 + (_BOX_H / 2 if n.kind == "layer" else 0.2)
-            bottom = y0 - (_BOX_H / 2 if d.nodes[p].kind == "layer" else (0.2 if p else 0.15))
-            ax.annotate("", (x1, top), (x0, bottom), arrowprops=arrow, zorder=1)
+            if (p, i) not in long_edges:
+                (x0, _), (x1, y1) = pos[p], pos[i]
+                top = y1 + (_BOX_H / 2 if n.kind == "layer" else 0.2)
+                ax.annotate("", (x1, top), (x0, bottom(p)), arrowprops=arrow, zorder=1)
+    lanes = {"right": [], "left": []}  # per side, per lane, the row intervals it carries
+    lo, hi = left, right
     for p, i in long_edges:
+        (x0, _), (x1, y1) = pos[p], pos[i]
+        side = "left" if any(row_of[j] == row_of[p] and pos[j][0] > x0 for j in pos) else "right"
         span = (row_of[p], row_of[i])
-        lane = next((k for k, used in enumerate(lanes) if all(b <= span[0] or a >= span[1] for a, b in used)), None)
-        if lane is None:
-            lanes.append([])
-            lane = len(lanes) - 1
-        lanes[lane].append(span)
-        xl = right + 0.35 + 0.35 * lane
-        (x0, y0), (x1, y1) = pos[p], pos[i]
-        start = x0 + (_half_width(d.nodes[p]) if p else 1.35)  # the input's label is about 2.5 units wide
-        ax.plot([start, xl, xl], [y0, y0, y1], color="black", lw=1.0, zorder=1)
-        ax.annotate("", (x1 + _half_width(d.nodes[i]), y1), (xl, y1), arrowprops=arrow, zorder=1)
+        used = lanes[side]
+        lane = next((k for k, iv in enumerate(used) if all(b < span[0] or a > span[1] for a, b in iv)), len(used))
+        if lane == len(used):
+            used.append([])
+        used[lane].append(span)
+        sign = 1 if side == "right" else -1
+        xl = (right if side == "right" else left) + sign * (0.35 + 0.35 * lane)
+        lo, hi = min(lo, xl), max(hi, xl)
+        ty = bottom(p) - 0.13  # the tap, on the path just below the source
+        ax.plot([x0, xl, xl], [ty, ty, y1], color="black", lw=1.0, zorder=1)
+        ax.plot([x0], [ty], "o", color="black", ms=2.5, zorder=2)
+        ax.annotate("", (x1 + sign * _half_width(d.nodes[i]), y1), (xl, y1), arrowprops=arrow, zorder=1)
+    return lo, hi
 
 
-def draw_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None, scale: float = 0.55):
+def draw_block(module: nn.Module, input_shape: Sequence[int], title: Optional[str] = None, scale: float = 0.55,
+               collapse: Sequence[type] = ()):
     """Draw ``module`` as a block diagram read from the module (:func:`trace_block`): boxes for the
     layers with their output shapes (C×H×W) and module names, ⊕ for a sum, ⊗ for a product, C for a
-    concatenation, skips and parallel branches routed at the right, heads as stacked boxes and the
-    windows as a grid on the attention box. ``scale``: inches per unit (a box is 3.6 units wide).
+    concatenation, skips and branches that rejoin later routed in lanes at the side, heads as stacked boxes and the
+    windows as a grid on the attention box. ``scale``: inches per unit (a box is 3.9 units wide);
+    ``collapse``: module types drawn as one box (see :func:`trace_block`).
     Returns the matplotlib figure (the diagram is in ``fig.block_diagram``)."""
     import matplotlib.pyplot as plt
 
-    d = trace_block(module, input_shape, title)
+    d = trace_block(module, input_shape, title, collapse)
     pos = _layout(d)
     row_of = {i: round(-y / _ROW) for i, (_, y) in pos.items()}
-    n_long = sum(1 for i, n in enumerate(d.nodes) for p in n.preds if row_of[i] - row_of[p] > 1)
-    x_min = min(x - _half_width(d.nodes[i]) for i, (x, _) in pos.items()) - 0.2
-    x_max = max(x + _half_width(d.nodes[i]) for i, (x, _) in pos.items()) + 0.6 + 0.35 * n_long
     rows = max(row_of.values())
     y_min, y_max = -(rows + 1) * _ROW + 0.2, 0.7
-    fig, ax = plt.subplots(figsize=(scale * (x_max - x_min), scale * (y_max - y_min)))
+    fig, ax = plt.subplots()
+    fig.subplots_adjust(0, 0, 1, 1)  # the axes fill the figure: ``scale`` inches per unit
     for i, n in enumerate(d.nodes):
         _draw_node(ax, n, *pos[i])
-    _draw_edges(ax, d, pos, row_of)
+    lo, hi = _draw_edges(ax, d, pos, row_of)
+    x_min, x_max = min(lo, pos[0][0] - 1.5) - 0.3, max(hi, pos[0][0] + 1.5) + 0.3
+    fig.set_size_inches(scale * (x_max - x_min), scale * (y_max - y_min))
     xo, yo = pos[d.output]
     ax.annotate("", (xo, -(rows + 0.75) * _ROW), (xo, yo - (_BOX_H / 2 if d.nodes[d.output].kind == "layer" else 0.2)),
                 arrowprops=dict(arrowstyle="-|>", color="black", lw=1.0, mutation_scale=9))

@@ -129,6 +129,15 @@ def test_the_irmb_cascade_attention_then_dw_with_its_inner_skip(one_thread):
     assert len(inner) == int(block.dw_skip)
 
 
+def test_collapsed_modules_are_one_box_each(one_thread):
+    block = MobileTransformerBlock(C, 2 * C, se_ratio=0.25)
+    full, short = viz.trace_block(block, SHAPE), viz.trace_block(block, SHAPE, collapse=(GhostModule,))
+    ghosts = [n for n in short.nodes if n.label == "GhostModule"]
+    assert [n.name for n in ghosts] == ["attn.v", "attn.proj", "ffn.ghost1", "ffn.ghost2"]
+    assert short.leaves() == full.leaves() and len(short.nodes) < len(full.nodes)
+    assert short.identity_skip and len(short.residuals()) == 2
+
+
 def test_bad_input_is_refused():
     with pytest.raises(TypeError, match="nn.Module"):
         viz.trace_block("irb", SHAPE)
@@ -136,3 +145,5 @@ def test_bad_input_is_refused():
         viz.trace_block(InvertedResidual(C, C), (1, C, 0, S))
     with pytest.raises(ValueError, match="input_shape"):
         viz.trace_block(InvertedResidual(C, C), "1x32x14x14")
+    with pytest.raises(TypeError, match="collapse"):
+        viz.trace_block(InvertedResidual(C, C), SHAPE, collapse=("GhostModule",))

@@ -267,3 +267,25 @@ def test_a_detector_and_a_segmenter_train_on_the_shapes(one_thread):
 def test_the_module_docs_name_the_torchvision_parts():
     assert "SSDLiteHead" in detection.__doc__ and "RetinaNetHead" in detection.__doc__
     assert "DeepLabHead" in segmentation.__doc__
+
+
+# ---- export and latency (Part VI's terms) ---------------------------------------------------------------
+@pytest.mark.parametrize("name, size", [("ssdlite320_emo_1m", (128, 128)), ("deeplabv3_emo_1m", (96, 128))])
+def test_the_trunk_exports_to_onnx_and_matches_onnxruntime(name, size, one_thread):
+    pytest.importorskip("onnxruntime")
+    from mobileblocks_edu.dense.export import check_trunk_export
+
+    torch.manual_seed(0)
+    model = mbe.create_model(name).eval()
+    result = check_trunk_export(model, size)
+    assert result["outputs"] == (2 if name.startswith("ssdlite") else 1)
+    assert result["max_abs_diff"] <= 1e-4 * max(1.0, result["max_abs_output"])
+
+
+def test_latency_rows_carry_flops_and_both_runtimes(one_thread, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from mobileblocks_edu.dense import export
+
+    monkeypatch.setattr(export, "model_cfg", lambda name: mbe.model_cfg(name).__class__(name, input_size=(3, 64, 64)))
+    (row,) = export.dense_latency(["ssdlite320_emo_1m"], rounds=1, inner=1)
+    assert row["input"] == "64x64" and row["flops"] > 0 and row["eager_ms"] > 0 and row["onnxruntime_ms"] > 0

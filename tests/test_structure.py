@@ -135,7 +135,7 @@ ALLOWED = {
     "analysis": {"blocks", "models", "data"},
     "train": {"blocks", "models", "data", "analysis"},
     "deploy": {"blocks", "models", "data", "analysis", "train"},
-    "dense": {"blocks", "models", "data", "analysis"},  # the detectors and segmenters on the models
+    "dense": {"blocks", "models", "data", "analysis", "deploy"},  # the detectors and segmenters on the models
 }
 BASE = {"mobileblocks_edu.env", "mobileblocks_edu.checkpoint", "mobileblocks_edu.version"}
 

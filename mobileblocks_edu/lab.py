@@ -81,17 +81,32 @@ def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> Lab:
     return lab
 
 
-def show_source(obj, lines: Optional[tuple[int, int]] = None):
+def show_source(obj, lines: Optional[tuple[int, int]] = None, folded: bool = True):
     """Display the source code of a library object in the page (so prose and library never drift).
 
-    ``lines=(a, b)`` shows only lines a..b (1-based, inclusive) of the object's source.
+    ``lines=(a, b)`` shows only lines a..b (1-based, inclusive) of the object's source. The listing
+    is folded by default (an HTML ``<details>`` block, "Source of X (n lines)", that opens on a
+    click, in Jupyter, Colab and the book alike); ``folded=False`` shows it open. ``.data`` holds
+    the source text.
     """
     from IPython.display import Code
 
     src = inspect.getsource(obj)
     if lines is not None:
         src = "\n".join(src.splitlines()[lines[0] - 1 : lines[1]])
-    return Code(src, language="python")
+    if not folded:
+        return Code(src, language="python")
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+    class FoldedCode(Code):
+        def _repr_html_(self):
+            from html import escape
+
+            n = len(self.data.strip("\n").splitlines())
+            return (f"<details><summary>Source of <code>{escape(name)}</code> ({n} lines): click to show"
+                    f"</summary>\n{super()._repr_html_()}\n</details>")
+
+    return FoldedCode(src, language="python")
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence], caption: Optional[str] = None) -> str:

@@ -122,7 +122,6 @@ LONG_CELLS_ALLOWED = {  # (lesson, first line): why it is still long
     ("04_meta_mobile_block", "C, size = 64, 28"): "the MMB instances counted side by side",
     ("06_emo", "setup"): "the setup cell's imports and the lesson's shared helpers",
     ("06_emo", 'def module_of(name, op=""):'): "the per-stage FLOP table against the paper",
-    ("06_emo", 'm1 = mbe.create_model("emo_1m")'): "the difference table, to move to the appendix",
     ("07_benchmark", 'profiled = [g for g in report["groups"] if "profile" in g]'): "the profile table and figure",
     ("07_benchmark", "fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 3.6), squeeze=False)"):
         "the throughput figure's plotting, to move into viz",
@@ -278,3 +277,63 @@ def test_instructors_page_runs(monkeypatch):
         if weeks > 3:
             assert toc <= set(planned), f"{weeks}-week plan misses {sorted(toc - set(planned))}"
     assert len(namespace["ROWS"]) == len(toc)
+
+
+def test_show_source_is_folded_by_default():
+    pytest.importorskip("IPython")
+    from mobileblocks_edu import lab
+    from mobileblocks_edu.blocks.irb import InvertedResidual
+
+    folded = lab.show_source(InvertedResidual.forward)
+    html = folded._repr_html_()
+    n = len(folded.data.strip("\n").splitlines())
+    assert html.startswith("<details><summary>Source of <code>InvertedResidual.forward</code>")
+    assert f"({n} lines)" in html and html.rstrip().endswith("</details>")
+    assert folded.data.lstrip().startswith("def forward")
+    opened = lab.show_source(InvertedResidual.forward, folded=False)
+    assert "<details>" not in opened._repr_html_() and opened.data == folded.data
+
+
+def test_study_time_reads_the_toc_words_and_results(tmp_path):
+    import study_time as st
+
+    parts = st.toc_parts()
+    assert parts[0][0].startswith("Part I:") and parts[0][1][0] == "01_how_to_use"
+    assert "10b_mocovit_d" in dict(parts)[next(c for c, _ in parts if c.startswith("Part III"))]
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": "# A title\n\nOne two [three](../far/away.md) four."},
+        {"cell_type": "code", "source": "not counted at all"}]}))
+    assert st.markdown_words(nb) == 6 and st.lesson_title(nb) == "A title"
+    assert st.reading_minutes(nb, wpm=3) == 2
+    with pytest.raises(ValueError, match="words per minute"):
+        st.reading_minutes(nb, wpm=0)
+    runs = st.training_runs("13_ablations")
+    assert runs and all(r["wall_time_s"] > 0 and r["device"] for r in runs)
+    assert st.training_runs("02_inverted_residual") == []
+
+
+def test_study_time_collects_a_builds_execution_table(tmp_path):
+    import pickle
+    import types
+
+    import study_time as st
+
+    env = types.SimpleNamespace(nb_metadata={
+        "lessons/02_inverted_residual": {"exec_data": {"runtime": 61.24, "succeeded": True}},
+        "lessons/03_attention_ffn": {"exec_data": {"runtime": 5.0, "succeeded": False}},
+        "book/instructors": {"exec_data": {"runtime": 4.0, "succeeded": True}}})
+    (tmp_path / "environment.pickle").write_bytes(pickle.dumps(env))
+    assert st.collect(tmp_path) == {"02_inverted_residual": 61.2}
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        st.collect(tmp_path / "nothing")
+    out = tmp_path / "times.json"
+    st._write({"02_inverted_residual": 61.2}, "collect", "python tools/study_time.py collect", False, out)
+    rec = st.read_times(out)
+    assert rec["lessons"] == {"02_inverted_residual": 61.2} and rec["fast"] is False and rec["machine"]
+    rows = {r["stem"]: r for r in st.study_rows(rec)}
+    assert rows["02_inverted_residual"]["run_s"] == 61.2 and rows["03_attention_ffn"]["run_s"] is None
+    out.write_text("[]")
+    with pytest.raises(ValueError, match="not a lesson-times file"):
+        st.read_times(out)
+    assert st.read_times(tmp_path / "absent.json") is None

@@ -7,6 +7,9 @@
 * :func:`trace_block` and :func:`draw_block`: a block's diagram read from the module itself (its
   layers in the order they run, their output shapes, the branches and the residual paths), drawn
   in the style of the papers' block figures, so that the picture cannot drift from the code.
+* :func:`profile_bars`, :func:`speed_scatter` and :func:`similarity_figure`: the plots of the
+  benchmark lesson (CPU time per kind of operator; throughput against FLOPs) and of the feature
+  similarity of lesson 15, kept here so that the lessons' cells stay short.
 """
 from __future__ import annotations
 
@@ -433,4 +436,89 @@ def draw_block(module: nn.Module, input_shape: Sequence[int], title: Optional[st
     return fig
 
 
-__all__ = ["jshtml_slider", "cam_grid", "trace_block", "draw_block", "BlockDiagram", "DiagramNode"]
+def profile_bars(groups: Sequence[dict], kinds: Sequence[str], title: str):
+    """Stacked bars of CPU seconds per training step by kind of operator, readable path against fast
+    path, one panel per benchmark group (``group["profile"]`` of a ``bench`` report: ``{"model",
+    "readable": {kind: s}, "fast": {kind: s}}``, with ``group["size"]`` and ``group["batch"]``).
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if not groups:
+        raise ValueError("profile_bars needs at least one group with a profile")
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.2), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        prof = g["profile"]
+        for i, path in enumerate(("readable", "fast")):
+            left = 0.0
+            for j, kind in enumerate(kinds):
+                t = prof[path].get(kind, 0.0)
+                ax.barh(i, t, left=left, color=f"C{j}", label=kind if i == 0 else None)
+                left += t
+        ax.set(yticks=[0, 1], yticklabels=["readable", "fast"], xlabel="CPU seconds per training step",
+               title=f"{prof['model']}, training, {g['size']}² × {g['batch']}")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def speed_scatter(groups: Sequence[dict], sizes: Sequence[int], models: Sequence[str], flops: dict):
+    """Throughput of the fast path against FLOPs per image, one panel per input size, circles for
+    training and squares for inference. ``groups``: a ``bench`` report's groups (``mode``, ``size``,
+    ``runs["<model>/fast"]["img_per_s"]``); ``flops[(model, size)]``: FLOPs per image. Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 3.6), squeeze=False)
+    for ax, s in zip(axes[0], sizes):
+        for mode, marker in (("train", "o"), ("eval", "s")):
+            g = next((g for g in groups if g["size"] == s and g["mode"] == mode), None)
+            if g is None:
+                continue
+            for i, m in enumerate(models):
+                x_, y_ = flops[(m, s)] / 1e6, g["runs"][f"{m}/fast"]["img_per_s"]
+                ax.scatter(x_, y_, color=f"C{i}", marker=marker, s=50, label=f"{m}, {mode}")
+                ax.annotate(f"{m} ({mode})", (x_, y_), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.set(xlabel="FLOPs per image (M, fvcore)", ylabel="images / s (fast path)", title=f"{s}×{s} input")
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.25)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_figure(sims: dict, curves: dict, trained: dict, side: int, title: str):
+    """Feature similarity of several models: one matrix per model (``sims[label]``, cosine similarity
+    between the pixels of the map's diagonal, annotated), then the mean similarity against the
+    distance between pixels (``curves[label] = (distances, values)``) in a last panel. ``trained[label]``
+    says whether the weights were trained (else the title says UNTRAINED); ``side`` is the map's side.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sims) + 1, figsize=(3.3 * (len(sims) + 1), 3.2), layout="constrained")
+    im = None
+    for ax, (label, s) in zip(axes, sims.items()):
+        im = ax.imshow(s, cmap="viridis", vmin=0, vmax=1)
+        ax.set(title=f"{label}\n({'trained' if trained[label] else 'UNTRAINED'})",
+               xticks=range(len(s)), yticks=range(len(s)))
+        ax.title.set_fontsize(9)
+        ax.grid(False)
+        for i in range(len(s)):
+            for j in range(len(s)):
+                ax.text(j, i, f"{s[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if s[i, j] < 0.6 else "black")
+    if im is not None:
+        fig.colorbar(im, ax=axes[len(sims) - 1], shrink=0.8, label="cosine similarity")
+    bx = axes[-1]
+    for label, (ds, vals) in curves.items():
+        bx.plot(ds, vals, "o-", label=label)
+    bx.set(xlabel=f"distance (pixels of the {side}×{side} map)", ylabel="mean cosine similarity",
+           title="all pixel pairs")
+    bx.title.set_fontsize(9)
+    bx.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+__all__ = ["jshtml_slider", "cam_grid", "trace_block", "draw_block", "BlockDiagram", "DiagramNode",
+           "profile_bars", "speed_scatter", "similarity_figure"]

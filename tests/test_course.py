@@ -122,17 +122,11 @@ LONG_CELLS_ALLOWED = {  # (lesson, first line): why it is still long
     ("04_meta_mobile_block", "C, size = 64, 28"): "the MMB instances counted side by side",
     ("06_emo", "setup"): "the setup cell's imports and the lesson's shared helpers",
     ("06_emo", 'def module_of(name, op=""):'): "the per-stage FLOP table against the paper",
-    ("07_benchmark", 'profiled = [g for g in report["groups"] if "profile" in g]'): "the profile table and figure",
-    ("07_benchmark", "fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 3.6), squeeze=False)"):
-        "the throughput figure's plotting, to move into viz",
     ("10_mocovit", "setup"): "the setup cell's imports and the lesson's shared helpers",
     ("10_mocovit", "def se_pattern(which):"): "the budget that settles the SE placement",
     ("13_ablations", "# every setting that has runs: top-1 per seed, its mean and standard deviation over the seeds"):
         "the verdict table computed from the result files",
     ("14_complexity_calculator", "SIZES = [7, 14, 21, 28, 42, 56, 84, 112]"): "the cost-curve figure's plotting",
-    ("15_receptive_fields", "from mobileblocks_edu.analysis import cam as mcam"): "the receptive-field figure",
-    ("15_receptive_fields", "# EMO Table 5's compositions: the training lab's EMO-1M ablations (lesson 13)"):
-        "the compositions' receptive fields and their figure",
 }
 
 
@@ -337,3 +331,29 @@ def test_study_time_collects_a_builds_execution_table(tmp_path):
     with pytest.raises(ValueError, match="not a lesson-times file"):
         st.read_times(out)
     assert st.read_times(tmp_path / "absent.json") is None
+
+
+def test_the_lessons_plots_draw_from_plain_data():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mobileblocks_edu import viz
+
+    prof = {"model": "emo_1m", "readable": {"conv": 2.0, "other": 1.0}, "fast": {"conv": 1.0}}
+    fig = viz.profile_bars([{"profile": prof, "size": 224, "batch": 8}], ["conv", "other"], "t")
+    assert len(fig.axes[0].patches) == 4
+    with pytest.raises(ValueError, match="at least one group"):
+        viz.profile_bars([], ["conv"], "t")
+    groups = [{"mode": m, "size": 64, "runs": {"a/fast": {"img_per_s": 10.0}, "b/fast": {"img_per_s": 5.0}}}
+              for m in ("train", "eval")]
+    fig2 = viz.speed_scatter(groups, [64], ["a", "b"], {("a", 64): 1e6, ("b", 64): 3e6})
+    assert len(fig2.axes[0].collections) == 4
+    sims = {"x": np.eye(3), "y": np.ones((3, 3))}
+    curves = {"x": ([0, 1, 2], [1.0, 0.5, 0.2]), "y": ([0, 1, 2], [1.0, 1.0, 1.0])}
+    fig3 = viz.similarity_figure(sims, curves, {"x": True, "y": False}, 3, "t")
+    assert "UNTRAINED" in fig3.axes[1].get_title() and len(fig3.axes[2].lines) == 2
+    plt.close("all")

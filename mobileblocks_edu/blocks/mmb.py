@@ -31,6 +31,10 @@ Where the unification is only approximate, precisely:
   block is two MMBs in a row (attention, then FFN).
 * **IRB.** Exact, including MobileNetV2's first block (λ = 1: MLP_e is the identity), as long as
   the block has a residual (stride 1, C_in = C_out); the MMB always adds its input.
+
+Beyond the paper's three: :meth:`MetaMobileBlock.mbv3` (MobileNetV3's block: F = DW-conv + SE,
+exact) and :meth:`MetaMobileBlock.uib` (MobileNetV4's universal inverted bottleneck: exact only
+with its optional first DW-conv in the pre-norm's place, and its layer scale folded into MLP_s).
 """
 from __future__ import annotations
 
@@ -42,7 +46,16 @@ from torch import nn
 from ..env import check_bool, check_positive, check_rate, check_ratio
 from .attention import FFN, MHSA, WindowAttention, resolve_heads
 from .irb import InvertedResidual
-from .layers import ConvNormAct, DropPath, LayerFactory, LayerNorm2d, check_factory, check_input, check_kernel
+from .layers import (
+    ConvNormAct,
+    DropPath,
+    LayerFactory,
+    LayerNorm2d,
+    SqueezeExcite,
+    check_factory,
+    check_input,
+    check_kernel,
+)
 
 OperatorFactory = Callable[[int], nn.Module]
 
@@ -175,6 +188,65 @@ class MetaMobileBlock(nn.Module):
         if not qkv_bias:  # W_v has no bias either; W_o keeps its bias
             block.mlp_e.conv.bias = None
         return block
+
+    # ---- beyond Fig. 2: MobileNetV3's block and MobileNetV4's universal inverted bottleneck ----
+
+    @classmethod
+    def mbv3(cls, dim: int, mid_chs: int, dw_kernel_size: int = 3, act_layer: LayerFactory = nn.Hardswish,
+             se_chs: Optional[int] = None, norm_layer: LayerFactory = nn.BatchNorm2d) -> "MetaMobileBlock":
+        """MMB(λ = mid_chs / C, F = k x k DW-conv + BN + act, then SE): MobileNetV3's inverted residual
+        block with its shortcut (Howard et al., ICCV 2019, arXiv:1905.02244).
+
+        ``se_chs``: the squeeze width of its squeeze-excitation (ReLU inside, hard-sigmoid gate),
+        ``None`` for none; ``mid_chs == dim`` drops the expansion convolution, as MobileNetV3 does.
+        The squeeze-excitation is part of F: it reads only the depthwise convolution's output.
+        """
+        check_positive("mid_chs", mid_chs, int)
+        check_kernel("dw_kernel_size", dw_kernel_size)
+        if se_chs is not None:
+            check_positive("se_chs", se_chs, int)
+
+        def dw_se(h: int) -> nn.Module:
+            dw = ConvNormAct(h, h, dw_kernel_size, groups=h, norm_layer=norm_layer, act_layer=act_layer)
+            if se_chs is None:
+                return dw
+            return nn.Sequential(dw, SqueezeExcite(h, se_chs, act_layer=nn.ReLU, gate_layer=nn.Hardsigmoid))
+
+        block = cls(dim, mid_chs / dim, dw_se, norm_layer=None, act_layer=act_layer, mlp_norm_layer=norm_layer,
+                    bias=False)
+        if mid_chs == dim:  # no expansion convolution
+            block.mlp_e = nn.Identity()
+        return block
+
+    @classmethod
+    def uib(cls, dim: int, mid_chs: int, start_dw_kernel_size: int = 0, middle_dw_kernel_size: int = 3,
+            act_layer: LayerFactory = nn.ReLU, norm_layer: LayerFactory = nn.BatchNorm2d) -> "MetaMobileBlock":
+        """MobileNetV4's universal inverted bottleneck with its shortcut (Qin et al., 2024,
+        arXiv:2404.10518) as an MMB: an optional DW-conv *before* the expansion (BN, no activation),
+        the expansion (BN, act), an optional DW-conv after it (BN, act), the projection (BN).
+
+        Kernel size 0 leaves a DW-conv out: ``(0, k)`` is the IRB, ``(k, 0)`` the ConvNext-like
+        block, ``(k, k)`` ExtraDW, ``(0, 0)`` the FFN. The middle DW-conv is F. The start DW-conv
+        has no place in Eq. 1: it works on the C input channels before MLP_e, so it takes the place
+        of the MMB's pre-norm (a norm is a per-pixel layer there; this one mixes neighbours). The
+        UIB's layer scale is not built: a per-channel scale after MLP_s's BatchNorm folds into that
+        BatchNorm's weight and bias.
+        """
+        check_positive("mid_chs", mid_chs, int)
+        for name, k in (("start_dw_kernel_size", start_dw_kernel_size),
+                        ("middle_dw_kernel_size", middle_dw_kernel_size)):
+            if k != 0:
+                check_kernel(name, k)
+
+        def start_dw(c: int) -> nn.Module:
+            return ConvNormAct(c, c, start_dw_kernel_size, groups=c, norm_layer=norm_layer, act_layer=None)
+
+        def middle_dw(h: int) -> nn.Module:
+            return ConvNormAct(h, h, middle_dw_kernel_size, groups=h, norm_layer=norm_layer, act_layer=act_layer)
+
+        return cls(dim, mid_chs / dim, middle_dw if middle_dw_kernel_size else None,
+                   norm_layer=start_dw if start_dw_kernel_size else None, act_layer=act_layer,
+                   mlp_norm_layer=norm_layer, bias=False)
 
     @classmethod
     def from_module(cls, module: nn.Module, norm: Optional[nn.Module] = None) -> "MetaMobileBlock":

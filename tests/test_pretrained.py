@@ -114,6 +114,15 @@ def test_a_new_number_of_classes_keeps_the_backbone_and_a_new_head(tmp_path):
     assert model.weights_info["new_head"] and "a new classifier" in weights.describe_weights(model)
 
 
+def test_no_classifier_gives_the_pooled_features(tmp_path):
+    path = tmp_path / "net.pth"
+    sd = write_file("emo_1m", path)
+    model = mbe.create_model("emo_1m", num_classes=0, pretrained=path).eval()
+    assert "head.weight" not in model.state_dict() and model.weights_info["new_head"]
+    assert torch.equal(model.state_dict()["norm.norm.weight"], sd["norm.norm.weight"])
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 168)
+
+
 # ---- the download: loopback server, hub cache, offline -------------------------------------------
 
 

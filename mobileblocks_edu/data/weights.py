@@ -313,10 +313,11 @@ def load_pretrained(model: torch.nn.Module, name: str, pretrained: Union[bool, s
     sd = to_library_layout(name, sd)
     _fill_counters(model, sd)
     own = model.state_dict()
-    new_head = [k for k in w.head if k in own and k in sd and own[k].shape != sd[k].shape]
-    for k in new_head:
+    new_head = [k for k in w.head if k in sd and (k not in own or own[k].shape != sd[k].shape)]
+    for k in new_head:  # another number of classes (0: none): the model keeps its own classifier
         del sd[k]
-        sd[k] = own[k]
+        if k in own:
+            sd[k] = own[k]
     check_state_dict(model, sd, source=path)
     model.load_state_dict(sd)
     model.weights_info = {"model": name, "publisher": w.publisher, "file": str(path), "test": test,

@@ -118,15 +118,6 @@ LONG_CELLS_ALLOWED = {  # (lesson, first line): why it is still long
     ("02_inverted_residual", "lams = [1, 2, 3, 4, 6, 8]"): "Figure 2.1's plotting, to move into viz",
     ("02_inverted_residual", "n_points = lab.pick(1500, 500)"): "the spiral experiment and its figure",
     ("03_attention_ffn", "tokens = [s * s for s in sizes]"): "a cost figure's plotting, to move into viz",
-    ("04_meta_mobile_block", "def label(m):"): "Figure 4.1, drawn from the modules (a viz diagram next)",
-    ("04_meta_mobile_block", "C, size = 64, 28"): "the MMB instances counted side by side",
-    ("06_emo", "setup"): "the setup cell's imports and the lesson's shared helpers",
-    ("06_emo", 'def module_of(name, op=""):'): "the per-stage FLOP table against the paper",
-    ("10_mocovit", "setup"): "the setup cell's imports and the lesson's shared helpers",
-    ("10_mocovit", "def se_pattern(which):"): "the budget that settles the SE placement",
-    ("13_ablations", "# every setting that has runs: top-1 per seed, its mean and standard deviation over the seeds"):
-        "the verdict table computed from the result files",
-    ("14_complexity_calculator", "SIZES = [7, 14, 21, 28, 42, 56, 84, 112]"): "the cost-curve figure's plotting",
 }
 
 

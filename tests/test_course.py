@@ -115,9 +115,6 @@ def test_cell_length_ignores_only_the_install_block():
 # library. The cells listed here are over the limit for now, each for a named reason; the list
 # may only shrink.
 LONG_CELLS_ALLOWED = {  # (lesson, first line): why it is still long
-    ("02_inverted_residual", "lams = [1, 2, 3, 4, 6, 8]"): "Figure 2.1's plotting, to move into viz",
-    ("02_inverted_residual", "n_points = lab.pick(1500, 500)"): "the spiral experiment and its figure",
-    ("03_attention_ffn", "tokens = [s * s for s in sizes]"): "a cost figure's plotting, to move into viz",
 }
 
 

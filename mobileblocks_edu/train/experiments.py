@@ -162,15 +162,15 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                note="MoCoViT Table 7: vanilla self-attention (LayerNorm ahead) + MoFFN"),
     Experiment("ablation_mocovit_050", "mocovit_050_cifar", **_MOCOVIT_ABL,
                note="MoCoViT Table 7: MoSA + MoFFN (MoCoViT 0.5x)"),
-    Experiment("ablation_mocovit_050_ln", "mocovit_050_cifar", **_MOCOVIT_ABL, model_args=(("norm_position", "ahead"),),
-               note="MoCoViT Table 8: LayerNorm ahead of MoSA and MoFFN, no BN inside them"),
+    *(Experiment(f"ablation_mocovit_050_{n}", "mocovit_050_cifar", **_MOCOVIT_ABL,
+                 model_args=(("norm_position", "ahead"),) + ((("vanilla_norm", n),) if n != "ln" else ()),
+                 note=f"MoCoViT Table 8: {n.upper()} ahead of MoSA and MoFFN, no BN inside") for n in ("ln", "bn")),
 ]}
 # The learning-rate sweep behind EMO_LR and SGD_LR: 100 training and 30 test images per class,
 # 8 epochs, one seed (a check of which rates learn at all in a few dozen steps, not a tuning).
 _SWEEP = dict(data="cifar10", epochs=8, seeds=(0,), group="lr_sweep")
 for _lr in ("3.75e-4", "1e-3", EMO_LR, "4e-3"):
-    EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(
-        f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo",
+    EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo",
         options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
         **_SWEEP, note=f"EMO recipe (AdamW) at lr {_lr}" + (" (the linear rule)" if _lr == "3.75e-4" else ""))
 for _lr in ("0.0625", SGD_LR):

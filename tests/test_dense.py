@@ -289,3 +289,11 @@ def test_latency_rows_carry_flops_and_both_runtimes(one_thread, monkeypatch):
     monkeypatch.setattr(export, "model_cfg", lambda name: mbe.model_cfg(name).__class__(name, input_size=(3, 64, 64)))
     (row,) = export.dense_latency(["ssdlite320_emo_1m"], rounds=1, inner=1)
     assert row["input"] == "64x64" and row["flops"] > 0 and row["eager_ms"] > 0 and row["onnxruntime_ms"] > 0
+
+
+def test_the_lesson_reads_pennfudan_online_and_generated_shapes_in_fast_mode(pennfudan_server, monkeypatch):
+    monkeypatch.setenv("MBE_DATA", str(pennfudan_server))
+    train, test, classes, line = data.lesson_data(fast=False, size=64)
+    assert classes == ("background", "pedestrian") and len(train) + len(test) == 3 and "Penn-Fudan" in line
+    train, test, classes, line = data.lesson_data(fast=True, size=64, n_shapes=4, held_out=2)
+    assert classes == data.SHAPE_CLASSES and (len(train), len(test)) == (4, 2) and line.startswith("Generated data")

@@ -45,16 +45,18 @@ def padded(size: Sequence[int], multiple: int = 32) -> tuple[int, int]:
     return tuple(int(math.ceil(s / multiple) * multiple) for s in size[-2:])
 
 
-def count_dense(name: str, size: Optional[Sequence[int]] = None, model: Optional[nn.Module] = None) -> dict:
+def count_dense(name: str, size: Optional[Sequence[int]] = None, model: Optional[nn.Module] = None,
+                flops: Optional[int] = None) -> dict:
     """Parameters and fvcore FLOPs of the registered dense model ``name`` at ``size`` (H, W; default:
-    its input size), with the paper's printed numbers when it has them."""
+    its input size), with the paper's printed numbers when it has them. ``model`` and ``flops``: the
+    model already built and its FLOPs already counted at that size (counted here when ``None``)."""
     cfg = model_cfg(name)
     if cfg.task == "classification":
         raise ValueError(f"{name} is a classifier; count_dense counts the detection and segmentation models")
     model = model if model is not None else create_model(name)
     hw = padded(size if size is not None else cfg.input_size)
     row = dict(model=name, input=f"{hw[0]}x{hw[1]}", params=count_params(model),
-               flops=count_flops(trunk(model), (1, 3, *hw), "fvcore"))
+               flops=flops if flops is not None else count_flops(trunk(model), (1, 3, *hw), "fvcore"))
     for key in ("params", "flops"):
         if key in cfg.paper:
             row[f"paper_{key}"] = cfg.paper[key]

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -25,12 +25,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..data.download import offline, url_reachable
-from ..env import check_positive, data_dir
+from ..env import PathLike, check_positive, data_dir
 
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 PENNFUDAN_FOLDER = "PennFudanPed"
 SHAPE_CLASSES = ("background", "rectangle", "ellipse")
-PathLike = Union[str, Path]
 
 
 def _target(masks: list[np.ndarray], labels: list[int], size: int) -> dict:
@@ -161,3 +160,22 @@ def collate(batch):
     """A list of images and a list of targets (torchvision's detectors take lists)."""
     images, targets = zip(*batch)
     return list(images), list(targets)
+
+
+def lesson_data(fast: bool, size: int = 256, n_shapes: int = 96, held_out: int = 8, seed: int = 0):
+    """The lesson's data: ``(train, test, classes, line)``. Penn-Fudan when not ``fast`` and it is here
+    or can be downloaded (:func:`load_pedestrians`); else :class:`ShapesDataset`, generated. ``line``
+    says in one sentence which it is."""
+    from torch.utils.data import Subset
+
+    peds = None if fast else load_pedestrians(size=size)
+    if peds is not None:
+        n = len(peds)
+        k = min(held_out, max(1, n // 5))
+        line = (f"Penn-Fudan pedestrians: {n - k} photos to train on and {k} held out, resized to {size}x{size} "
+                "(real data)")
+        return Subset(peds, range(n - k)), Subset(peds, range(n - k, n)), peds.classes, line
+    why = "fast mode" if fast else "Penn-Fudan is not here and cannot be downloaded"
+    line = (f"Generated data ({why}): {n_shapes} images of rectangles and ellipses at {size}x{size} with their "
+            f"boxes and masks, and {held_out} more held out; not photographs")
+    return (ShapesDataset(n_shapes, size, seed), ShapesDataset(held_out, size, seed + 1), ShapesDataset.classes, line)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..blocks.layers import eval_mode
 from ..env import check_positive
 from .data import collate
 
@@ -25,8 +26,8 @@ def is_detector(model: nn.Module) -> bool:
 
 
 def freeze_backbone(model: nn.Module) -> int:
-    """Stop the gradients of the backbone's (classifier's) weights and keep its BatchNorms in eval
-    mode; the number of parameters frozen."""
+    """Stop the gradients of the backbone's (classifier's) weights; the number of parameters frozen.
+    :func:`train_steps` keeps the BatchNorms whose weights are all frozen in eval mode."""
     body = model.backbone
     frozen = 0
     for name, p in body.named_parameters():
@@ -56,29 +57,32 @@ def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size:
                         drop_last=len(dataset) >= batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    model.train()
     losses = []
-    for images, targets in itertools.islice(itertools.cycle(loader), steps):
-        if is_detector(model):
-            loss = sum(model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]).values())
-        else:
-            loss = segmentation_loss(model, torch.stack(images), torch.stack([t["semantic"] for t in targets]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    model.eval()
+    with eval_mode(model):  # gives every module its own mode back afterwards
+        model.train()
+        for m in model.modules():  # a frozen BatchNorm keeps its statistics
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+        for images, targets in itertools.islice(itertools.cycle(loader), steps):
+            if is_detector(model):
+                loss = sum(model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]).values())
+            else:
+                loss = segmentation_loss(model, torch.stack(images), torch.stack([t["semantic"] for t in targets]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
     return losses
 
 
 @torch.no_grad()
 def mean_iou(model: nn.Module, dataset: Dataset, num_classes: int) -> float:
     """Mean intersection over union of a segmenter's predictions over ``dataset`` (classes present)."""
-    model.eval()
     inter, union = torch.zeros(num_classes), torch.zeros(num_classes)
     for i in range(len(dataset)):
         image, target = dataset[i]
-        pred = model(image[None])["out"].argmax(1)[0]
+        with eval_mode(model):
+            pred = model(image[None])["out"].argmax(1)[0]
         for c in range(num_classes):
             p, t = pred == c, target["semantic"] == c
             inter[c] += (p & t).sum()
@@ -90,6 +94,6 @@ def mean_iou(model: nn.Module, dataset: Dataset, num_classes: int) -> float:
 @torch.no_grad()
 def detect(model: nn.Module, images: list, score: float = 0.3) -> list[dict]:
     """The detections of a detector (eval mode) with a score of at least ``score``."""
-    model.eval()
-    out = model(images)
+    with eval_mode(model):
+        out = model(images)
     return [{k: v[d["scores"] >= score] for k, v in d.items()} for d in out]

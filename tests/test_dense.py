@@ -96,6 +96,10 @@ def test_bad_task_and_unknown_names_are_named():
         mbe.create_model("ssdlite320_emo1m")
     with pytest.raises(ValueError, match="num_classes"):
         mbe.create_model("ssdlite320_emo_1m", num_classes=0)
+    with pytest.raises(ValueError, match="bogus"):
+        mbe.create_model("ssdlite320_emo_1m", bogus=1)  # torchvision's transform would ignore it
+    with pytest.raises(ValueError, match="min_szie"):
+        mbe.create_model("retinanet_emo_5m", min_szie=64)
     with pytest.raises(ValueError, match="head must be one of"):
         mbe.create_model("deeplabv3_emo_1m", head="fcn")
     with pytest.raises(TypeError, match="detector or a segmenter"):

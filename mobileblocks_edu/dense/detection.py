@@ -64,6 +64,7 @@ def ssdlite(backbone_name: str, num_classes: int = COCO_CLASSES, size: int = 320
     from torchvision.models.detection.ssdlite import SSDLiteHead
 
     _check_classes(num_classes)
+    _check_kwargs(SSD, kwargs)
     backbone_model = create_model(backbone_name, num_classes=0, pretrained=pretrained_backbone)
     features = SSDLiteFeatures(FeatureBackbone(backbone_model, (16, 32)))
     anchors = DefaultBoxGenerator([[2, 3] for _ in features.out_channels], min_ratio=0.2, max_ratio=0.95)
@@ -103,6 +104,7 @@ def retinanet(backbone_name: str, num_classes: int = COCO_CLASSES, min_size: int
     from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 
     _check_classes(num_classes)
+    _check_kwargs(RetinaNet, kwargs)
     backbone_model = create_model(backbone_name, num_classes=0, pretrained=pretrained_backbone)
     fpn = FPNBackbone(FeatureBackbone(backbone_model, (8, 16, 32)))
     sizes = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512))
@@ -113,6 +115,17 @@ def retinanet(backbone_name: str, num_classes: int = COCO_CLASSES, min_size: int
                       image_std=list(cfg.std), anchor_generator=anchors, head=head, **kwargs)
     model.backbone_name = backbone_name
     return model
+
+
+def _check_kwargs(cls, kwargs: dict) -> None:
+    """torchvision's detectors pass unknown keyword arguments on to their transform, which ignores
+    them: refuse them here (``TypeError``, which ``create_model`` turns into a list of what is taken)."""
+    import inspect
+
+    known = {p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 def _check_classes(num_classes) -> None:

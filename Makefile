@@ -27,7 +27,7 @@ COLAB_VENV    ?= .venv-colab
 COLAB_STACK   := torch==2.11.0 torchvision==0.26.0 ipython==7.34.0 ipywidgets==7.7.1 ipykernel==6.17.1 \
                  numpy matplotlib tqdm pillow opencv-python scikit-learn scipy nbclient nbformat
 
-.PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons student
+.PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons student study-times
 
 install: $(VENV)/.installed
 
@@ -89,6 +89,11 @@ sync-lessons:
 # The student version: every lesson without its solutions and self-check bodies, in _build/student.
 student:
 	$(PYTHON) tools/student.py --out _build/student
+
+# After `make book`: the lessons' run times from its execution table, into lessons/results/lesson_times.json
+# (the instructors' page reads them; commit the file).
+study-times:
+	$(BIN)/python tools/study_time.py collect
 
 clean:
 	rm -rf _build

@@ -308,3 +308,23 @@ def test_benchmark_refuses_bad_settings():
 
     with pytest.raises(SystemExit):
         bench.main(["--settings", "224x32"])
+
+
+def test_columnar_vit_counts_emo_table3(one_thread):
+    """EMO's Table 3 (DeiT-Tiny 5.7M / 1258M; with iRMBs 4.9M / 1102M), counted on meta tensors."""
+    from mobileblocks_edu.models.emo import ColumnarViT
+
+    deit, with_irmb = ColumnarViT("transformer").to("meta"), ColumnarViT("irmb").to("meta")
+    assert count_params(deit) == 5_717_416 and count_flops(deit, (1, 3, 224, 224), "fvcore") == 1_258_411_200
+    assert count_params(with_irmb) == 4_922_152
+    assert abs(count_flops(with_irmb, (1, 3, 224, 224), "fvcore") / 1102e6 - 1) < 0.01
+    small = ColumnarViT("irmb", num_classes=10, depth=2, img_size=64).eval()
+    assert small(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+    with pytest.raises(ValueError, match="64, 64"):
+        small(torch.randn(2, 3, 32, 32))
+    tiny = ColumnarViT("transformer", num_classes=0, depth=1, img_size=32).eval()
+    assert tiny(torch.randn(1, 3, 32, 32)).shape == (1, 192)
+    with pytest.raises(ValueError, match="block"):
+        ColumnarViT("mlp")
+    with pytest.raises(ValueError, match="img_size"):
+        ColumnarViT(img_size=100)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..blocks.attention import WINDOW_LAYOUTS
+from ..blocks.attention import WINDOW_LAYOUTS, TransformerBlock
 from ..blocks.irmb import OP_ORDERS, batchnorm2d, iRMB
 from ..blocks.layers import LayerFactory, LayerNorm2d, check_factory, check_kernel, trunc_normal_init
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
@@ -367,3 +367,59 @@ def emo_1m_imagenette(num_classes: int = 10, **kwargs) -> EMO:
     also avoids padding, at 129.9M; 128 keeps the CPU training step cheaper.)
     """
     return _emo("emo_1m", num_classes, **{"window_sizes": 4, **kwargs})
+
+
+# ---- EMO's Table 3: the iRMB in a columnar ViT ---------------------------------------------------
+
+COLUMNAR_BLOCKS = ("transformer", "irmb")
+
+
+class ColumnarViT(nn.Module):
+    """DeiT-Tiny (Touvron et al., 2021) and the paper's Table 3 variant with iRMBs (λ = 4) in place
+    of its Transformer blocks, for counting: a 16x16 patch embedding to ``dim`` channels, ``depth``
+    blocks on the 14x14 tokens at 224x224, LayerNorm, a linear classifier.
+
+    * ``block="transformer"``: DeiT's two-residual blocks (global MHSA, MLP ratio 4) on the
+      sequence of the class token and the patches, held as a ``(B, C, 1, 1 + H·W)`` map (a 1x1
+      convolution on it is DeiT's linear layer), with learned position embeddings; the class
+      token feeds the classifier.
+    * ``block="irmb"``: the paper's sentence "we set λ to 4 and replace standard Transformer
+      structure" read as: one iRMB per Transformer block (global EW-MHSA in the efficient order,
+      3x3 DW-conv, LayerNorm), on the 14x14 map (a DW-conv needs the map, so no class token),
+      position embeddings kept, mean pooling before the classifier.
+    """
+
+    def __init__(self, block: str = "transformer", num_classes: int = 1000, dim: int = 192, depth: int = 12,
+                 num_heads: int = 3, img_size: int = 224, patch_size: int = 16):
+        super().__init__()
+        check_choice("block", block, COLUMNAR_BLOCKS)
+        check_num_classes(num_classes)
+        for name, v in (("dim", dim), ("depth", depth), ("num_heads", num_heads), ("patch_size", patch_size)):
+            check_positive(name, v, int)
+        check_divisible("img_size", img_size, "patch_size", patch_size)
+        side = img_size // patch_size
+        self.block, self.num_classes, self.img_size = block, num_classes, img_size
+        self.patch_embed = nn.Conv2d(3, dim, patch_size, patch_size)  # (B, 3, H, W) -> (B, C, H/16, W/16)
+        if block == "transformer":
+            self.cls_token = nn.Parameter(torch.zeros(1, dim, 1, 1))
+            self.pos_embed = nn.Parameter(torch.zeros(1, dim, 1, 1 + side * side))
+            self.blocks = nn.Sequential(*[TransformerBlock(dim, num_heads) for _ in range(depth)])
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, dim, side, side))
+            self.blocks = nn.Sequential(*[iRMB(dim, dim, exp_ratio=4.0, has_attn=True, num_heads=num_heads,
+                                               window_size=None, norm_layer=LayerNorm2d) for _ in range(depth)])
+        self.norm = LayerNorm2d(dim)
+        self.head = nn.Linear(dim, num_classes) if num_classes else nn.Identity()
+        trunc_normal_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[-2:]) != (self.img_size,) * 2:
+            raise ValueError(f"ColumnarViT expects images (B, 3, {self.img_size}, {self.img_size}) (its position "
+                             f"embeddings have a fixed size), got {getattr(x, 'shape', type(x).__name__)}")
+        x = self.patch_embed(x)
+        if self.block == "transformer":
+            tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1, -1), x.flatten(2).unsqueeze(2)], dim=3)
+            x = self.norm(self.blocks(tokens + self.pos_embed))
+            return self.head(x[:, :, 0, 0])  # the class token
+        x = self.norm(self.blocks(x + self.pos_embed))
+        return self.head(x.mean((2, 3)))

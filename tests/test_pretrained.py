@@ -259,3 +259,12 @@ def test_without_pretrained_nothing_is_loaded():
     model = mbe.create_model("emo_1m")
     assert not hasattr(model, "weights_info")
     assert weights.describe_weights(model).startswith("random initialisation")
+
+
+def test_what_is_recorded_of_each_file_is_said(tmp_path):
+    emo, timm = tmp_path / "net.pth", tmp_path / "model.safetensors"
+    write_file("emo_1m", emo)
+    write_file("ghostnet_100", timm)
+    assert mbe.create_model("emo_1m", pretrained=emo).weights_info["recorded"] == \
+        f"Git SHA-1 {weights.PUBLISHED['emo_1m'].git_blob}"
+    assert mbe.create_model("ghostnet_100", pretrained=timm).weights_info["recorded"] == weights.UNRECORDED

@@ -78,7 +78,9 @@ def _timm(name: str, tag: str) -> WeightFile:
                       f"timm (timm/{name}.{tag})", "timm", ("classifier.weight", "classifier.bias"), None)
 
 
-# top-1: the test results in the EMO authors' README (71.498, 75.134, 78.422, 78.988), rounded
+# top-1: the test results in the EMO authors' README (71.498, 75.134, 78.422, 78.988), rounded.
+# Size and SHA-256 of every file: UNRECORDED until a download with network has been checked; the EMO
+# files are checked against the Git SHA-1 of their repository's tree meanwhile, timm's by their structure.
 PUBLISHED: dict[str, WeightFile] = {w.model: w for w in (
     _emo("1M", "76c4282de548fa76eca6011720b29d8f80ffa784", 71.5),
     _emo("2M", "9ec7138d292ca9b2d07923aec05762f547db8cf2", 75.1),
@@ -320,8 +322,10 @@ def load_pretrained(model: torch.nn.Module, name: str, pretrained: Union[bool, s
             sd[k] = own[k]
     check_state_dict(model, sd, source=path)
     model.load_state_dict(sd)
+    checked = [f"{k} {v}" for k, v in (("size", w.size), ("SHA-256", w.sha256), ("Git SHA-1", w.git_blob)) if v]
     model.weights_info = {"model": name, "publisher": w.publisher, "file": str(path), "test": test,
-                          "top1": w.top1, "new_head": bool(new_head), "ema": ema}
+                          "top1": w.top1, "new_head": bool(new_head), "ema": ema,
+                          "recorded": ", ".join(checked) if checked else UNRECORDED}
     return model
 
 

@@ -180,6 +180,10 @@ def test_an_unreachable_host_fails_within_seconds(hub, monkeypatch):
     with pytest.raises(weights.WeightsUnavailable, match=re.escape(f"http://127.0.0.1:{port}/timm/")):
         mbe.create_model("mobilenetv2_100", pretrained=True)
     assert time.monotonic() - start < 10
+    start = time.monotonic()  # the next file on that host: no second wait
+    with pytest.raises(weights.WeightsUnavailable, match="did not answer earlier in this session"):
+        mbe.create_model("ghostnet_100", pretrained=True)
+    assert time.monotonic() - start < 1
 
 
 def test_a_missing_file_on_the_mirror_is_unavailable(mirror, hub):

@@ -97,6 +97,9 @@ NO_WEIGHTS = {  # shell patterns of registered names -> why there is nothing to 
 }
 
 
+_SILENT_HOSTS: set[str] = set()  # hosts that did not answer in this process
+
+
 class WeightsUnavailable(RuntimeError):
     """The published file cannot be had here (offline, host unreachable, download failed); the
     message names the URL and where to put a copy by hand."""
@@ -163,7 +166,11 @@ def fetch_weights(name: str, url: Optional[str] = None) -> Path:
         return Path(urlparse(url).path)
     if offline():
         raise _unavailable(name, url, "MBE_OFFLINE is set")
+    host = urlparse(url).netloc
+    if host in _SILENT_HOSTS:
+        raise _unavailable(name, url, f"{host} did not answer earlier in this session: offline?")
     if not url_reachable(url, timeout=5.0):
+        _SILENT_HOSTS.add(host)  # the next model on this host fails at once (a new session tries again)
         raise _unavailable(name, url, "no answer from the host within 5 s: offline?")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")

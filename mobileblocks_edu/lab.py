@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,33 @@ def table(header: Sequence[str], rows: Sequence[Sequence], caption: Optional[str
     display(HTML(html_table(header, rows, caption)))
 
 
+_PERCENT = re.compile(r"(?<![\w.,])([+\-\u2212\u00b1]?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s?(?:%|per ?cent\b)")
+
+
+def impossible_percentages(text: str) -> list[str]:
+    """The percentages in ``text`` that no share can be: an unsigned one above 100, or a signed one
+    (a change, written ``+x %`` or ``-x %``) outside -100 to +100 (a change of a positive quantity
+    is never below -100 %; one above +100 % is written as a factor, "2.5x"). A value printed 100
+    times too large, ``100 * share`` formatted again as a percentage, is what this catches."""
+    found = []
+    for m in _PERCENT.finditer(text):
+        value = float(m.group(2).replace(",", "") + (m.group(3) or ""))
+        if value > 100:
+            found.append(m.group(0).strip())
+    return found
+
+
 def say(text: str) -> None:
     """Show a sentence (Markdown and LaTeX) in the page as a cell output. Lessons write sentences
     that carry computed numbers this way, ``lab.say(f"... {n_params:,} parameters")``, so that
-    the number is the one the code just computed, in Jupyter and Colab as in the book."""
+    the number is the one the code just computed, in Jupyter and Colab as in the book.
+
+    A percentage that cannot be one (:func:`impossible_percentages`) raises ValueError."""
     from IPython.display import Markdown, display
 
+    bad = impossible_percentages(text)
+    if bad:
+        raise ValueError(f"lab.say: impossible percentage(s) {bad} in: {text[:200]!r}")
     display(Markdown(text))
 
 
@@ -177,6 +199,42 @@ def imagenet_weights(name: str, instead: str, **kwargs) -> Optional[torch.nn.Mod
     return model
 
 
+def download_sizes(names: Sequence[str]) -> str:
+    """One sentence for a lesson's header: what it downloads when online, and how large it is.
+
+    ``names``: ``"cifar10"``, ``"imagenette"`` (the 160px archive the lessons fetch), ``"pennfudan"``,
+    or a model with published ImageNet weights (its file's size is computed: the values of its state
+    dict, 4 bytes each, as the published float32 files hold them). Sizes come from where the library
+    records them (``data.DATASETS``, ``dense.data.PENNFUDAN_SIZE``), so no lesson types them."""
+    from .data.datasets import DATASETS
+    from .data.weights import PUBLISHED
+    from .dense.data import PENNFUDAN_SIZE
+    from .models.registry import create_model
+
+    if isinstance(names, str):
+        raise TypeError(f"names must be a sequence of names, got the string {names!r}")
+    parts, weights = [], []
+    for name in names:
+        if name in ("cifar10", "imagenette"):
+            info = DATASETS[name]
+            size = info.download_size.split(" / ")[0].replace(" (", ", ").rstrip(")")  # "95 MB, 160px"
+            parts.append(f"{info.title} ({size}, once, into the data directory)")
+        elif name == "pennfudan":
+            parts.append(f"the Penn-Fudan pedestrians ({PENNFUDAN_SIZE}, once, into the data directory)")
+        elif name in PUBLISHED:
+            state = create_model(name).state_dict().values()
+            mb = sum(t.numel() * 4 for t in state if t.is_floating_point() or t.dtype == torch.int64) / 1e6
+            weights.append(f"{name} ({mb:.1f} MB)")
+        else:
+            raise ValueError(f"unknown download {name!r}: expected cifar10, imagenette, pennfudan or one of "
+                             f"{', '.join(PUBLISHED)}")
+    if weights:
+        parts.append("the published ImageNet weights of " + ", ".join(weights) + " (once, into PyTorch's hub cache)")
+    if not parts:
+        return "nothing: everything this lesson shows is computed here or read from committed files."
+    return "; ".join(parts) + ". Offline, the lesson says in one line what it shows instead."
+
+
 def weights_tag(model: torch.nn.Module) -> str:
     """A short name for the weights ``model`` holds, for figure titles."""
     info = getattr(model, "weights_info", None)
@@ -198,6 +256,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 __all__ = [
+    "download_sizes",
     "is_fast",
     "pick",
     "repo_root",

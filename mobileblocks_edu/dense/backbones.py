@@ -155,6 +155,9 @@ class Trunk(nn.Module):
 
 def trunk(model: nn.Module) -> Trunk:
     """The part of a dense model that does the multiply-adds (see :class:`Trunk`)."""
+    if hasattr(model, "rpn"):
+        raise TypeError(f"{type(model).__name__} is a two-stage detector: its heads run on the proposals of each "
+                        "image, so it has no trunk up to fixed head outputs; count model.backbone instead")
     if not hasattr(model, "backbone") or not (hasattr(model, "head") or hasattr(model, "classifier")):
         raise TypeError(f"trunk() takes a detector or a segmenter of this library, got {type(model).__name__}")
     return Trunk(model)

@@ -53,6 +53,8 @@ def count_dense(name: str, size: Optional[Sequence[int]] = None, model: Optional
     cfg = model_cfg(name)
     if cfg.task == "classification":
         raise ValueError(f"{name} is a classifier; count_dense counts the detection and segmentation models")
+    if name.startswith("maskrcnn"):
+        raise ValueError(f"{name} is a two-stage detector: count its backbone (model.backbone.body), as its paper does")
     model = model if model is not None else create_model(name)
     hw = padded(size if size is not None else cfg.input_size)
     row = dict(model=name, input=f"{hw[0]}x{hw[1]}", params=count_params(model),

@@ -8,6 +8,9 @@ classes, SSDLite at 320x320, RetinaNet at a short side of 800 (long side up to 1
   64 to 320; torchvision's ``_extra_block``), six default boxes per position (aspect ratios 2 and 3,
   torchvision's ``DefaultBoxGenerator``) and torchvision's ``SSDLiteHead`` (a depthwise 3x3 and a 1x1
   convolution per map, for the 81 scores, background included, and the 4 box offsets).
+* **Mask R-CNN** (:func:`maskrcnn`, MoCoViT's Table 5): the maps at strides 4 to 32 into the FPN
+  with a max-pooled P6, and torchvision's two-stage ``MaskRCNN`` (region proposals, box and mask
+  heads). Its heads run on the proposals, so only its backbone is counted (as the paper does).
 * **RetinaNet** (:func:`retinanet`): the maps at strides 8, 16 and 32 into torchvision's
   ``FeaturePyramidNetwork`` (256 channels) with P6 and P7 from the stride-32 map
   (``LastLevelP6P7``, MMDetection's ``add_extra_convs="on_input"``), nine anchors per position and
@@ -79,17 +82,20 @@ def ssdlite(backbone_name: str, num_classes: int = COCO_CLASSES, size: int = 320
 
 
 class FPNBackbone(nn.Module):
-    """The backbone's maps at strides 8, 16, 32 through torchvision's ``FeaturePyramidNetwork`` with
-    ``LastLevelP6P7`` (P3 to P7, ``out_channels`` each); torchvision's ``BackboneWithFPN`` on a body
-    that is not a chain of named children."""
+    """The backbone's maps through torchvision's ``FeaturePyramidNetwork`` (``out_channels`` each), with
+    ``LastLevelP6P7`` (``extra="p6p7"``: RetinaNet's P6 and P7 from the last map) or ``LastLevelMaxPool``
+    (``extra="maxpool"``: Mask R-CNN's P6); torchvision's ``BackboneWithFPN`` on a body that is not a
+    chain of named children."""
 
-    def __init__(self, backbone: FeatureBackbone, out_channels: int = 256):
+    def __init__(self, backbone: FeatureBackbone, out_channels: int = 256, extra: str = "p6p7"):
         super().__init__()
-        from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
+        from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 
+        if extra not in ("p6p7", "maxpool"):
+            raise ValueError(f"extra must be 'p6p7' or 'maxpool', got {extra!r}")
         self.body = backbone
-        self.fpn = FeaturePyramidNetwork(backbone.channels, out_channels,
-                                         extra_blocks=LastLevelP6P7(backbone.channels[-1], out_channels))
+        last = LastLevelP6P7(backbone.channels[-1], out_channels) if extra == "p6p7" else LastLevelMaxPool()
+        self.fpn = FeaturePyramidNetwork(backbone.channels, out_channels, extra_blocks=last)
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
@@ -113,6 +119,24 @@ def retinanet(backbone_name: str, num_classes: int = COCO_CLASSES, min_size: int
     cfg = backbone_model.cfg
     model = RetinaNet(fpn, num_classes, min_size=min_size, max_size=max_size, image_mean=list(cfg.mean),
                       image_std=list(cfg.std), anchor_generator=anchors, head=head, **kwargs)
+    model.backbone_name = backbone_name
+    return model
+
+
+def maskrcnn(backbone_name: str, num_classes: int = COCO_CLASSES, min_size: int = 800, max_size: int = 1333,
+             pretrained_backbone=False, **kwargs) -> nn.Module:
+    """torchvision's ``MaskRCNN`` (FPN P2-P6 with 256 channels, its default RPN, box and mask heads) on the
+    maps of ``create_model(backbone_name)`` at strides 4, 8, 16 and 32; ``num_classes`` objects (a
+    background class is added)."""
+    from torchvision.models.detection.mask_rcnn import MaskRCNN
+
+    _check_classes(num_classes)
+    _check_kwargs(MaskRCNN, kwargs)
+    backbone_model = create_model(backbone_name, num_classes=0, pretrained=pretrained_backbone)
+    fpn = FPNBackbone(FeatureBackbone(backbone_model, (4, 8, 16, 32)), extra="maxpool")
+    cfg = backbone_model.cfg
+    model = MaskRCNN(fpn, num_classes + 1, min_size=min_size, max_size=max_size, image_mean=list(cfg.mean),
+                     image_std=list(cfg.std), **kwargs)
     model.backbone_name = backbone_name
     return model
 
@@ -196,3 +220,20 @@ def retinanet_mocovit_100(num_classes: int = COCO_CLASSES, **kwargs) -> nn.Modul
     """RetinaNet on MoCoViT 1.0x (800 x up to 1333; 80 classes): FPN on 40, 112, 960 channels."""
     return retinanet("mocovit_100", num_classes, **kwargs)
 
+
+_MOCO_MASK = ("MoCoViT paper, Table 5: Mask R-CNN on COCO (MMDetection); the FLOPs are the backbone's alone, "
+              "at 224x224")
+
+
+@register_model(task="detection", input_size=(3, 800, 1333), reference={"backbone_flops": 148e6},
+                paper={"backbone_flops": "148M", "AP_box": 28.4, "AP_mask": 27.0}, source=_MOCO_MASK)
+def maskrcnn_ghostnet_100(num_classes: int = COCO_CLASSES, **kwargs) -> nn.Module:
+    """Mask R-CNN on GhostNet 1.0x (800 x up to 1333; 80 classes): FPN on 24, 40, 112, 960 channels."""
+    return maskrcnn("ghostnet_100", num_classes, **kwargs)
+
+
+@register_model(task="detection", input_size=(3, 800, 1333), reference={"backbone_flops": 154e6},
+                paper={"backbone_flops": "154M", "AP_box": 30.6, "AP_mask": 28.9}, source=_MOCO_MASK)
+def maskrcnn_mocovit_100(num_classes: int = COCO_CLASSES, **kwargs) -> nn.Module:
+    """Mask R-CNN on MoCoViT 1.0x (800 x up to 1333; 80 classes): FPN on 24, 40, 112, 960 channels."""
+    return maskrcnn("mocovit_100", num_classes, **kwargs)

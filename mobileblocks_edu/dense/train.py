@@ -22,7 +22,13 @@ from .data import collate
 
 
 def is_detector(model: nn.Module) -> bool:
-    return hasattr(model, "anchor_generator")
+    return hasattr(model, "anchor_generator") or hasattr(model, "rpn")
+
+
+def _det_targets(model: nn.Module, targets: list[dict]) -> list[dict]:
+    masks = hasattr(model, "roi_heads") and model.roi_heads.has_mask()
+    keys = ("boxes", "labels", "masks") if masks else ("boxes", "labels")
+    return [{k: t[k] for k in keys} for t in targets]
 
 
 def freeze_backbone(model: nn.Module) -> int:
@@ -65,7 +71,7 @@ def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size:
                 m.eval()
         for images, targets in itertools.islice(itertools.cycle(loader), steps):
             if is_detector(model):
-                loss = sum(model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]).values())
+                loss = sum(model(images, _det_targets(model, targets)).values())
             else:
                 loss = segmentation_loss(model, torch.stack(images), torch.stack([t["semantic"] for t in targets]))
             opt.zero_grad()

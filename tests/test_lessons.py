@@ -118,3 +118,72 @@ def test_lesson_has_no_empty_or_dangling_cells(path):
     for i, cell in enumerate(cells[:-1]):  # "small functions for this page" must be followed by them
         if cell["cell_type"] == "markdown" and re.search(r"small functions? for this page", _source(cell)):
             assert "def " in _source(cells[i + 1]), f"cell {i} announces functions that cell {i + 1} lacks"
+
+
+# Readable before it runs: the notebooks are committed without outputs, so each one says where to
+# read it with its outputs, what it downloads, and cites what works outside the book.
+def _book_url() -> str:
+    section = re.search(r"^html:\n((?:[ \t]+.*\n)+)", (ROOT / "_config.yml").read_text(), re.M).group(1)
+    return re.search(r"^\s+baseurl:\s*(\S+)", section, re.M).group(1).rstrip("/") + "/"
+
+
+@pytest.mark.parametrize("path", _lesson_params())
+def test_lesson_links_to_its_page_and_says_what_it_downloads(path):
+    title = _source(json.loads(path.read_text())["cells"][0])
+    page = f"{_book_url()}lessons/{path.stem}.html"
+    assert f"Read this lesson with its outputs: [{page}]({page})" in title, "run `make sync-lessons`"
+    assert "**Downloads when online:**" in title and " MB" in title or "**Downloads when online:** nothing" in title
+
+
+@pytest.mark.parametrize("path", _lesson_params())
+def test_lesson_citations_work_outside_the_book(path):
+    cells = json.loads(path.read_text())["cells"]
+    dead = [i for i, cell in enumerate(cells)
+            if cell["cell_type"] == "markdown" and "../book/references.md" in _source(cell)]
+    assert not dead, f"cells {dead} link to ../book/references.md (dead on GitHub and Colab): run `make sync-lessons`"
+
+
+# What a lesson's code downloads when online, found in its source; each must be declared in the
+# notebook's metadata (mbe.downloads), from which its header line is written.
+_DOWNLOADS = [
+    (re.compile(r'load_dataset\(\s*"(cifar10|imagenette)"((?:[^()]|\([^()]*\))*)\)'), 1),
+    (re.compile(r'imagenet_weights\(\s*"(\w+)"'), 1),
+    (re.compile(r'create_model\(\s*"(\w+)"[^)]*pretrained=True'), 1),
+]
+
+
+def _downloads_in(code: str) -> set[str]:
+    found = {m.group(1) for rx, _ in _DOWNLOADS for m in rx.finditer(code)
+             if "download=False" not in (m.group(2) if m.re.groups > 1 else "")}
+    if re.search(r"download_pennfudan|PennFudan\(", code):
+        found.add("pennfudan")
+    return found
+
+
+def test_download_finder():
+    assert _downloads_in('try_load_dataset("cifar10", "test", transform=f(x))') == {"cifar10"}
+    assert _downloads_in('load_dataset("imagenette", "val", download=False)') == set()
+    assert _downloads_in('lab.imagenet_weights("emo_1m", "x")\ncreate_model("ghostnet_100", pretrained=True)') \
+        == {"emo_1m", "ghostnet_100"}
+
+
+@pytest.mark.parametrize("path", _lesson_params())
+def test_lesson_declares_what_it_downloads(path):
+    nb = json.loads(path.read_text())
+    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    declared = set(nb["metadata"].get("mbe", {}).get("downloads", []))
+    missing = sorted(_downloads_in(code) - declared)
+    assert not missing, f"add {missing} to the notebook metadata's mbe.downloads, then run `make sync-lessons`"
+
+
+def test_download_sizes_come_from_the_library():
+    from mobileblocks_edu import lab
+    from mobileblocks_edu.data import DATASETS
+
+    line = lab.download_sizes(["cifar10", "emo_1m"])
+    assert DATASETS["cifar10"].download_size in line and "emo_1m (5.5 MB)" in line  # its float32 state dict
+    assert lab.download_sizes([]).startswith("nothing")
+    with pytest.raises(ValueError, match="unknown download"):
+        lab.download_sizes(["mocovit_100"])
+    with pytest.raises(TypeError):
+        lab.download_sizes("cifar10")

@@ -25,7 +25,7 @@ OLDEST_VENV   ?= .venv-oldest
 COLAB_PYTHON  ?= $(call find_python,3.13)
 COLAB_VENV    ?= .venv-colab
 COLAB_STACK   := torch==2.11.0 torchvision==0.26.0 ipython==7.34.0 ipywidgets==7.7.1 ipykernel==6.17.1 \
-                 numpy matplotlib tqdm pillow opencv-python scikit-learn scipy nbclient nbformat
+                 numpy matplotlib tqdm safetensors pillow opencv-python scikit-learn scipy nbclient nbformat
 
 .PHONY: book test lint book-fast install data-link clean test-oldest test-colab sync-lessons student study-times
 
@@ -62,7 +62,7 @@ lint: install
 $(OLDEST_VENV)/.installed: requirements.txt pyproject.toml
 	rm -rf $(OLDEST_VENV)
 	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
-	sed -nE 's/^(torch|torchvision|numpy|matplotlib|tqdm|torchinfo|grad-cam|ipywidgets|onnx|onnxruntime|onnxscript)>=([^,;# ]+).*/\1==\2/p' \
+	sed -nE 's/^(torch|torchvision|numpy|matplotlib|tqdm|safetensors|torchinfo|grad-cam|ipywidgets|onnx|onnxruntime|onnxscript)>=([^,;# ]+).*/\1==\2/p' \
 		requirements.txt > $(OLDEST_VENV)/lowest.txt
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -r $(OLDEST_VENV)/lowest.txt pytest
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -58,17 +57,10 @@ def random_state_dict(name: str, seed: int = 0) -> "OrderedDict[str, torch.Tenso
 
 
 def save_safetensors(tensors: dict, path: Path, metadata: dict) -> Path:
-    """A ``.safetensors`` file as the ``safetensors`` package writes it (header padded to 8 bytes)."""
-    header, offset, blobs = {"__metadata__": metadata}, 0, []
-    for key, t in tensors.items():
-        data = t.contiguous().numpy().tobytes()
-        dtype = {torch.float32: "F32", torch.int64: "I64", torch.float16: "F16"}[t.dtype]
-        header[key] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    """A ``.safetensors`` file written by the ``safetensors`` package, as the hub serves them."""
+    from safetensors.torch import save_file
+
+    save_file({k: t.contiguous() for k, t in tensors.items()}, str(path), metadata=metadata)
     return path
 
 

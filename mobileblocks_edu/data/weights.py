@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -188,34 +187,16 @@ def fetch_weights(name: str, url: Optional[str] = None) -> Path:
 
 # ---- reading the files -----------------------------------------------------------------------------
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
-
-
 def read_safetensors(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a ``.safetensors`` file (an 8-byte little-endian header length, a
-    JSON header of name -> dtype, shape, byte offsets, then the bytes), read without the package."""
+    """``(tensors, metadata)`` of a ``.safetensors`` file, read with the ``safetensors`` package."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
-    data = path.read_bytes()
     try:
-        n = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or n > len(data) - 8:
-            raise ValueError("the header is longer than the file")
-        header = json.loads(data[8:8 + n])
-        meta = header.pop("__metadata__", None) or {}
-        out = {}
-        for key, info in header.items():
-            start, end = info["data_offsets"]
-            dtype = _DTYPES[info["dtype"]]
-            raw = bytearray(data[8 + n + start:8 + n + end])
-            if len(raw) != end - start:
-                raise ValueError(f"{key}: the file ends inside its data")
-            flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-            out[key] = flat.reshape(info["shape"])
-    except (ValueError, KeyError, TypeError, RuntimeError) as e:  # JSONDecodeError is a ValueError
+        with safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot read weights file {path}: not a complete safetensors file ({e})") from e
-    return out, meta
 
 
 def read_weights(path: Union[str, Path], ema: bool = False) -> tuple[dict[str, torch.Tensor], bool]:

@@ -30,6 +30,8 @@ from ..env import PathLike
 from . import results as _results
 from .results import FULL_DATASET_IMAGES, ResultFileError, UnfinishedRunError, describe_run_data, read_report, run_data
 
+ABLATION_CLAIMS, ABLATION_TABLES = _results.ABLATION_CLAIMS, _results.ABLATION_TABLES  # the papers' tables, re-exported
+
 if TYPE_CHECKING:
     import torch
 
@@ -478,86 +480,17 @@ def load_results(name: str, results: Optional[PathLike] = None) -> list[dict]:
 
 
 def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1") -> dict:
-    """Mean and standard deviation over the finished seeds (:func:`load_results`) of the final
-    evaluation's ``metric`` (and the params, MACs, wall time and training throughput of the runs)."""
+    """Mean and SD over the finished seeds of the final ``metric``, with params, MACs, times (``summarize_runs``)."""
     runs = load_results(name, results)
     if not runs:
         raise FileNotFoundError(f"no collected results for {name!r} in {results or env.results_dir()}")
     return _results.summarize_runs(name, runs, metric)
 
 
-# The papers' ablation tables that the training lab repeats: row -> (named experiment, the paper's ImageNet-1K
-# top-1, %). EMO's Table 5 was run on EMO-5M; the full operator's row is its 78.4, and the operator-order study
-# (rows marked *) reports the order DW-conv first 0.6 below it (EMO, Sec. 4.3). The full operator's experiment is
-# the main EMO-1M run; the two order rows are their own control pair (attention on the expanded values, another
-# head split in stage 4: lesson 13), so neither of them stands for EMO-1M.
-EMO_TABLE5 = {
-    "F = identity": ("ablation_emo_1m_identity", 73.5),
-    "F = DW-conv only": ("ablation_emo_1m_dw_only", 76.6),
-    "F = EW-MHSA only": ("ablation_emo_1m_attn_only", 77.6),
-    "F = EW-MHSA + DW-conv (EMO)": ("cifar10_emo_1m", 78.4),
-    "EW-MHSA, then DW-conv *": ("ablation_emo_1m_attn_dw", 78.4),
-    "DW-conv, then EW-MHSA *": ("ablation_emo_1m_dw_attn", 78.4 - 0.6),
-}
-# MoCoViT's Table 7 (0.5x, 180 epochs): row -> (named experiment, the paper's top-1, %).
-MOCOVIT_TABLE7 = {
-    "GhostNet 0.5x": ("ablation_ghostnet_050", 64.9),
-    "vanilla SA + vanilla MLP": ("ablation_mocovit_050_sa_mlp", 65.0),
-    "vanilla SA + MoFFN": ("ablation_mocovit_050_sa_moffn", 65.3),
-    "MoSA + MoFFN (MoCoViT)": ("ablation_mocovit_050", 65.4),
-}
-# Each claim: (table, the row the paper puts higher, the row it puts lower).
-ABLATION_CLAIMS = {
-    "emo_dw": ("EMO", "F = DW-conv only", "F = identity"),
-    "emo_attn": ("EMO", "F = EW-MHSA only", "F = identity"),
-    "emo_attn_vs_dw": ("EMO", "F = EW-MHSA only", "F = DW-conv only"),
-    "emo_both_vs_dw": ("EMO", "F = EW-MHSA + DW-conv (EMO)", "F = DW-conv only"),
-    "emo_both_vs_attn": ("EMO", "F = EW-MHSA + DW-conv (EMO)", "F = EW-MHSA only"),
-    "emo_order": ("EMO", "EW-MHSA, then DW-conv *", "DW-conv, then EW-MHSA *"),
-    "t7_sa": ("MoCoViT", "vanilla SA + vanilla MLP", "GhostNet 0.5x"),
-    "t7_moffn": ("MoCoViT", "vanilla SA + MoFFN", "vanilla SA + vanilla MLP"),
-    "t7_mosa": ("MoCoViT", "MoSA + MoFFN (MoCoViT)", "vanilla SA + MoFFN"),
-    "t7_mocovit": ("MoCoViT", "MoSA + MoFFN (MoCoViT)", "GhostNet 0.5x"),
-}
-ABLATION_TABLES = {"EMO": EMO_TABLE5, "MoCoViT": MOCOVIT_TABLE7}
-
-
-def pooled_std(summaries: dict) -> float:
-    """The seed-to-seed standard deviation pooled over the settings (``summarize`` results) with 2 or more seeds
-    (NaN when none has)."""
-    import math
-
-    num = sum((len(s["seeds"]) - 1) * s["std"] ** 2 for s in summaries.values() if len(s["seeds"]) > 1)
-    den = sum(len(s["seeds"]) - 1 for s in summaries.values() if len(s["seeds"]) > 1)
-    return math.sqrt(num / den) if den else float("nan")
-
-
 def ablation_claims(results: Optional[PathLike] = None) -> dict:
-    """Every claim of :data:`ABLATION_CLAIMS` judged on the runs in ``results`` (default: the committed ones):
-    the paper's difference, ours (difference of the seed means), its standard error (the standard deviation
-    pooled over all settings of the claim's table that have runs) and the verdict: "holds" beyond two standard
-    errors in the paper's direction, "reversed" beyond two against it, else "within noise" ("not run" without
-    runs). Lesson 13, the "which block" page and the claims ledger all read this one computation."""
-    import math
-
-    out = {}
-    for table_name, table in ABLATION_TABLES.items():
-        summaries = {row: summarize(name, results) for row, (name, _) in table.items() if load_results(name, results)}
-        sd = pooled_std(summaries)
-        for key, (t, better, worse) in ABLATION_CLAIMS.items():
-            if t != table_name:
-                continue
-            paper = table[better][1] - table[worse][1]
-            claim = {"claim": f"{better} > {worse}", "table": t, "better": table[better][0], "worse": table[worse][0],
-                     "paper": paper, "ours": float("nan"), "se": float("nan"), "sd": sd, "verdict": "not run"}
-            if better in summaries and worse in summaries:
-                a, b = summaries[better], summaries[worse]
-                diff = a["mean"] - b["mean"]
-                se = sd * math.sqrt(1 / len(a["seeds"]) + 1 / len(b["seeds"]))
-                word = "holds" if diff > 2 * se else "reversed" if diff < -2 * se else "within noise"
-                claim.update(ours=diff, se=se, verdict=word)
-            out[key] = claim
-    return out
+    """The papers' ablation claims judged on the runs in ``results`` (``results.judge_ablation_claims``)."""
+    names = [n for table in _results.ABLATION_TABLES.values() for n, _ in table.values() if load_results(n, results)]
+    return _results.judge_ablation_claims({n: summarize(n, results) for n in names})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -566,16 +499,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="print every experiment's commands and the state of its runs")
     ls.add_argument("--group")
-    ls.add_argument("--runs", default="runs")
     r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
     r.add_argument("name")
     r.add_argument("--seed", type=int)
-    r.add_argument("--runs", default="runs")
     r.add_argument("--threads", type=_positive_int)
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
     c.add_argument("name")
-    c.add_argument("--runs", default="runs")
     c.add_argument("--checkpoint", action="store_true")
+    for q in (ls, r, c):
+        q.add_argument("--runs", default="runs")
     args = p.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -596,29 +528,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if rc:
                     return rc
             return 0
-        ckpts = env.checkpoints_dir() if args.checkpoint else None
-        for path in collect(args.name, args.runs, checkpoints=ckpts):
-            print(path)
+        print(*collect(args.name, args.runs, checkpoints=env.checkpoints_dir() if args.checkpoint else None), sep="\n")
         return 0
     except (ValueError, CheckpointError, WriteError) as e:
         p.error(str(e))
 
 
 def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
+    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return v
+    return int(text)
 
 
-__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError",
-           "check_run_identity", "run_status", "run_experiment",
-           "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained", "load_trained_or_fresh",
-           "ResultFileError", "UnfinishedRunError", "read_result", "read_report", "load_results",
-           "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "main"]
+__all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError", "main",
+           "check_run_identity", "run_status", "run_experiment", "collect", "resolve_experiment", "checkpoint_path",
+           "build_model", "load_trained", "load_trained_or_fresh", "ResultFileError", "UnfinishedRunError",
+           "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data",
+           "summarize", "ablation_claims"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -113,3 +113,9 @@ def test_the_page_types_no_numbers_of_its_own():
     prose = re.sub(r"\b(?:Table|Fig\.|Sec\.|lesson|lessons|Part)\s+\d+", "", prose)
     prose = re.sub(r"\b[A-Za-z]+\d\w*", "", prose)  # names such as ADE20K
     assert not re.findall(r"\d", prose), re.findall(r".{0,30}\d.{0,30}", prose)
+
+
+def test_every_checked_row_names_its_library_call():
+    for c in cl.CLAIMS:
+        text = cl.call(c)
+        assert (text == "–") == (c.check[0] == "none"), (_id(c), text)

@@ -215,6 +215,38 @@ def _format(ours: Optional[float], claim: Claim) -> str:
     return f"{ours / scale:.2f}{suffix if suffix in counts.UNITS else ''}"
 
 
+def call(claim: Claim) -> str:
+    """The check of ``claim`` as the library call that makes it (for the page's "check" column)."""
+    kind, args = claim.check
+
+    def built(name, kwargs=()):
+        if name in BLOCKS:
+            factory, fargs, fkw, _ = BLOCKS[name]
+            parts = [repr(a) for a in fargs] + [f"{k}={v!r}" for k, v in fkw.items()]
+            return f"{factory.__name__}({', '.join(parts)})"
+        kw = "".join(f", {k}={v!r}" for k, v in dict(kwargs).items())
+        return f"on_meta({name!r}{kw})"
+
+    if kind == "params":
+        return f"count_params({built(*args)})"
+    if kind == "flops":
+        return f"count_flops({built(args[0], args[1])}, {args[2]!r}) at {args[3]}x{args[3]}"
+    if kind == "count_ratio":
+        what = "count_params" if args[0] == "params" else f"count_flops(·, {args[0]!r}) at {args[3]}x{args[3]}"
+        return f"{what}: {built(args[1])} over {built(args[2])}"
+    if kind == "dense":
+        return f"count_dense({args[0]!r})[{args[1]!r}]"
+    if kind == "formula":
+        return f"calculator.row({args[0]!r}, Settings())"
+    if kind == "ablation":
+        return f"experiments.ablation_claims()[{args[0]!r}]"
+    if kind == "latency":
+        return "read_report('latency_cpu'), eager medians"
+    if kind == "ratio":
+        return "the paper's own table: a ratio of two of its numbers"
+    return "–"
+
+
 def row(claim: Claim) -> dict:
     """Run one claim's check: the book's value, the verdict it gives and the relative difference reached."""
     ours = measure(claim)

@@ -305,7 +305,7 @@ IMAGENET = ("ImageNet-1K training for hundreds of epochs on several GPUs, as bot
             "CIFAR-10 and Imagenette subsets")
 COCO = "COCO/ADE20K training of the detector or segmenter; lesson 19 trains on small data instead"
 ABLATION = ("ImageNet-1K accuracy; lesson 13 reruns the comparison on a CIFAR-10 subset (the small-scale result "
-            "is in the next column)")
+            "is in the book column)")
 
 
 def _emo_claims() -> list[Claim]:

@@ -375,7 +375,7 @@ def _ablation_claims(paper: str, small_scale: dict) -> list[Claim]:
         where = "Table 7" if paper == "MoCoViT" else "Table 5 (text: order)" if key == "emo_order" else "Table 5"
         rows.append(Claim(paper, where, f"{better.rstrip(' *')} over {worse.rstrip(' *')}", "top-1 (%)", quoted,
                           ("ablation", (key,)), "13_ablations", UNTESTABLE, 0.0, ABLATION,
-                          small_scale=small_scale[key]))
+                          small_scale=small_scale.get(key, "")))
     return rows
 
 

@@ -29,7 +29,7 @@ from ..env import PathLike, check_positive, data_dir
 
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 PENNFUDAN_FOLDER = "PennFudanPed"
-PENNFUDAN_SIZE = "about 51 MB"  # the zip archive at PENNFUDAN_URL (170 PNG photos and their masks)
+PENNFUDAN_SIZE = "size not yet recorded"  # of the zip archive at PENNFUDAN_URL (170 PNG photos and their masks)
 SHAPE_CLASSES = ("background", "rectangle", "ellipse")
 
 

@@ -150,11 +150,11 @@ def say(text: str) -> None:
     the number is the one the code just computed, in Jupyter and Colab as in the book.
 
     A percentage that cannot be one (:func:`impossible_percentages`) raises ValueError."""
-    from IPython.display import Markdown, display
-
     bad = impossible_percentages(text)
     if bad:
         raise ValueError(f"lab.say: impossible percentage(s) {bad} in: {text[:200]!r}")
+    from IPython.display import Markdown, display
+
     display(Markdown(text))
 
 

@@ -328,3 +328,49 @@ def test_columnar_vit_counts_emo_table3(one_thread):
         ColumnarViT("mlp")
     with pytest.raises(ValueError, match="img_size"):
         ColumnarViT(img_size=100)
+
+
+def test_pyramid_vit_counts_emo_table3(one_thread):
+    """EMO's Table 3 (PVT-Tiny 13.2M / 1943M; with iRMBs 11.7M / 1845M), counted on meta tensors."""
+    from mobileblocks_edu.models.emo import PyramidViT
+
+    pvt, with_irmb = PyramidViT("transformer").to("meta"), PyramidViT("irmb").to("meta")
+    assert count_params(pvt) == 13_229_288 and count_flops(pvt, (1, 3, 224, 224), "fvcore") == 1_943_022_336
+    assert round(count_params(pvt) / 1e6, 1) == 13.2  # the paper's digits, and 1943M to the last one
+    # the iRMB variant (K and V from the reduced map): parameters within 3 % of 11.7M, FLOPs a quarter below 1845M
+    p1, f1 = count_params(with_irmb), count_flops(with_irmb, (1, 3, 224, 224), "fvcore")
+    assert p1 == 11_438_824 and f1 == 1_400_861_440
+    assert abs(p1 / 11.7e6 - 1) < 0.03 and abs(f1 / 1845e6 - 1) < 0.25
+    small = PyramidViT("irmb", num_classes=10, img_size=64, depths=(1, 1, 1, 1), sr_ratios=(4, 2, 1, 1)).eval()
+    assert small(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+    tiny = PyramidViT("transformer", num_classes=0, img_size=64, depths=(1, 1, 1, 1), sr_ratios=(4, 2, 1, 1)).eval()
+    assert tiny(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+    with pytest.raises(ValueError, match="64, 64"):
+        small(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="irmb_attention"):
+        PyramidViT("irmb", irmb_attention="local")
+
+
+def test_spatial_reduction_attention_shapes_and_errors():
+    from mobileblocks_edu.blocks.attention import MHSA, SpatialReductionAttention, TransformerBlock
+    from mobileblocks_edu.blocks.layers import LayerNorm2d
+
+    sra = SpatialReductionAttention(32, 2, sr_ratio=4).eval()
+    x = torch.randn(2, 32, 16, 12)
+    assert sra.reduce(x).shape == (2, 32, 4, 3) and sra(x).shape == (2, 32, 16, 12)
+    assert count_params(SpatialReductionAttention(32, 2)) == count_params(MHSA(32, 2)) == 4 * 33 * 32
+    assert count_params(sra) == 4 * 33 * 32 + 16 * 32 * 32 + 32 + 2 * 32
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sra(torch.randn(1, 32, 10, 12))
+    with pytest.raises(ValueError, match="sr_ratio"):
+        SpatialReductionAttention(32, 2, sr_ratio=0)
+    assert TransformerBlock(32, 2, sr_ratio=2)(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
+    with pytest.raises(ValueError, match="window_size"):
+        TransformerBlock(32, 2, window_size=7, sr_ratio=2)
+    blk = iRMB(32, 32, exp_ratio=4.0, has_attn=True, num_heads=2, window_size=None, norm_layer=LayerNorm2d,
+               sr_ratio=2).eval()
+    assert blk(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        blk(torch.randn(1, 32, 7, 8))
+    with pytest.raises(ValueError, match="sr_ratio > 1"):
+        iRMB(32, 32, has_attn=True, num_heads=2, window_size=7, sr_ratio=2)

@@ -335,6 +335,60 @@ class MHSA(nn.Module):
         return self.proj(self.attn(q, k, v))
 
 
+class SpatialReductionAttention(nn.Module):
+    """Spatial-reduction attention (SRA, PVT: Wang et al., ICCV 2021, arXiv:2102.12122, Sec. 3.3).
+
+    Global attention whose keys and values come from a smaller map: the input is reduced by a
+    ``R x R`` convolution of stride R (``sr``) and a LayerNorm (``sr_norm``), so the H·W queries
+    attend over ``H·W / R²`` keys, and the attention costs ``R²`` times less:
+
+    .. math::
+
+        \\mathrm{SR}(X) = \\mathrm{LN}(\\mathrm{Conv}_{R \\times R,\\,\\mathrm{stride}\\,R}(X)), \\qquad
+        \\mathrm{SRA}(X) = W_o\\,\\mathrm{MHSA}(Q = W_q X,\\; K = W_k\\,\\mathrm{SR}(X),\\; V = W_v\\,\\mathrm{SR}(X))
+
+    ``q`` (C channels) and ``kv`` (2C) are PVT's two linear layers as 1x1 convolutions; with
+    ``sr_ratio=1`` there is no reduction (no ``sr``/``sr_norm``) and SRA is plain MHSA with the
+    same parameters, ``4(C + 1)C``. With R > 1 the reduction adds ``R²C² + C`` weights and the
+    norm's ``2C``. H and W must be multiples of R (PVT's maps at 224x224 are).
+    """
+
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True,
+                 norm_layer: LayerFactory = LayerNorm2d, fused: bool = True):
+        super().__init__()
+        check_positive("dim", dim, int)
+        check_positive("sr_ratio", sr_ratio, int)
+        check_bool("qkv_bias", qkv_bias)
+        check_factory("norm_layer", norm_layer)
+        num_heads = resolve_heads(dim, num_heads, None)
+        self.dim, self.num_heads, self.sr_ratio = dim, num_heads, sr_ratio
+        self.q = nn.Conv2d(dim, dim, 1, bias=qkv_bias)  # W_q
+        self.kv = nn.Conv2d(dim, 2 * dim, 1, bias=qkv_bias)  # [W_k; W_v]
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio)  # (B, C, H, W) -> (B, C, H/R, W/R)
+            self.sr_norm = norm_layer(dim)
+        self.attn = WindowAttention(num_heads, dim // num_heads, None, fused=fused)
+        self.proj = nn.Conv2d(dim, dim, 1)  # W_o
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, C, H/R, W/R)``: the map the keys and values are computed from."""
+        if self.sr_ratio == 1:
+            return x
+        H, W = x.shape[-2:]
+        if not is_symbolic(x) and (H % self.sr_ratio or W % self.sr_ratio):
+            raise ValueError(f"{type(self).__name__} with sr_ratio={self.sr_ratio} needs H and W divisible by "
+                             f"{self.sr_ratio}, got a {H}x{W} map")
+        return self.sr_norm(self.sr(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.dim)
+        k, v = self.kv(self.reduce(x)).chunk(2, dim=1)  # 2 x (B, C, H/R, W/R)
+        return self.proj(self.attn(self.q(x), k, v))  # (B, C, H, W)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}, sr_ratio={self.sr_ratio}"
+
+
 class FFN(nn.Module):
     """The Transformer's feed-forward network: ``fc2(act(fc1(x)))`` on every token.
 
@@ -366,6 +420,9 @@ class TransformerBlock(nn.Module):
     .. math::
 
         X' = X + \\mathrm{MHSA}(\\mathrm{LN}(X)), \\qquad Y = X' + \\mathrm{FFN}(\\mathrm{LN}(X'))
+
+    With ``sr_ratio`` (an int, 1 included) the attention is PVT's
+    :class:`SpatialReductionAttention` instead of :class:`MHSA` (PVT's block).
     """
 
     def __init__(
@@ -379,12 +436,18 @@ class TransformerBlock(nn.Module):
         act_layer: LayerFactory = nn.GELU,
         drop_path_rate: float = 0.0,
         fused: bool = True,
+        sr_ratio: Optional[int] = None,
     ):
         super().__init__()
         check_factory("norm_layer", norm_layer)
         check_rate("drop_path_rate", drop_path_rate)
         self.norm1 = norm_layer(dim)
-        self.attn = MHSA(dim, num_heads, window_size=window_size, window_layout=window_layout, fused=fused)
+        if sr_ratio is None:
+            self.attn = MHSA(dim, num_heads, window_size=window_size, window_layout=window_layout, fused=fused)
+        elif window_size is not None:
+            raise ValueError("sr_ratio (spatial-reduction attention, global) and window_size exclude each other")
+        else:  # PVT's block
+            self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio, norm_layer=norm_layer, fused=fused)
         self.norm2 = norm_layer(dim)
         self.mlp = FFN(dim, mlp_ratio, act_layer)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
@@ -451,6 +514,7 @@ __all__ = [
     "merge_heads",
     "WindowAttention",
     "MHSA",
+    "SpatialReductionAttention",
     "FFN",
     "TransformerBlock",
     "attention_modules",

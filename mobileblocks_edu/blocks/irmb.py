@@ -55,6 +55,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..env import check_bool, check_choice, check_divisible, check_number, check_positive, check_rate, check_ratio
@@ -73,6 +74,7 @@ from .layers import (
     ConvNormAct,
     DropPath,
     LayerFactory,
+    LayerNorm2d,
     SqueezeExcite,
     check_factory,
     check_input,
@@ -148,6 +150,9 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         reference_order: the readable reference-order path (True) or the fast path (False); same function.
         fused: the attention kernel of the fast path: ``F.scaled_dot_product_attention`` (True) or
             the explicit softmax (False); the reference order always writes the softmax out.
+        sr_ratio: PVT's spatial reduction in EW-MHSA (global attention, efficient order only): keys
+            and values come from ``LN(Conv_{R x R, stride R}(norm(x)))`` (``sr``, ``sr_norm``), the
+            queries from every pixel, as in :class:`~.attention.SpatialReductionAttention`; 1: none.
 
     Parameters are identical for all values of ``attn_before_mlp_e``, ``op_order``,
     ``reference_order`` and ``fused``, so these switches can be flipped on a trained block.
@@ -182,8 +187,14 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         drop_path_rate: float = 0.0,
         reference_order: bool = False,
         fused: bool = True,
+        sr_ratio: int = 1,
     ):
         super().__init__()
+        check_positive("sr_ratio", sr_ratio, int)
+        if sr_ratio > 1 and not (has_attn and window_size is None and attn_before_mlp_e and op_order == "attn_dw"):
+            raise ValueError("sr_ratio > 1 needs has_attn=True, window_size=None (global attention), "
+                             "attn_before_mlp_e=True and op_order='attn_dw'")
+        self.sr_ratio = sr_ratio
         _check_switches(dict(has_attn=has_attn, has_dw=has_dw, attn_before_mlp_e=attn_before_mlp_e, v_proj=v_proj,
                              qk_bias=qk_bias, v_bias=v_bias, reference_order=reference_order, fused=fused,
                              has_skip=has_skip, dw_skip=dw_skip),
@@ -246,7 +257,10 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         self.qk = ConvNormAct(in_chs, 2 * in_chs, 1, bias=qk_bias, norm_layer=None, act_layer=None)
         # the attention core: windows + softmax; holds the switches fused and keep_attn, and last_attn
         self.attn = WindowAttention(self.num_heads, self.dim_head, window_size, window_layout, fused=fused,
-                                    tokens_last=True)
+                                    tokens_last=self.sr_ratio == 1)
+        if self.sr_ratio > 1:  # PVT's reduction of the keys' and values' map
+            self.sr = nn.Conv2d(in_chs, in_chs, self.sr_ratio, self.sr_ratio)
+            self.sr_norm = LayerNorm2d(in_chs)
 
     def _build_mlp_e(self, v_proj: bool, v_groups: int, v_bias: bool, act_layer: LayerFactory) -> nn.Module:
         """MLP_e: (B, C, H, W) -> (B, λC, H, W), a grouped 1x1 convolution and the activation."""
@@ -328,9 +342,24 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         # Under torch.fx tracing the readable path is recorded: it is exact for every input size and
         # reads no parameter directly (the fast path's padded form subtracts ``qk.conv.bias``, which a
         # graph-mode int8 conversion replaces by a quantized convolution whose ``bias`` is a method).
+        if self.sr_ratio > 1:
+            return self.ew_mhsa_reduced(xn)
         if not self.reference_order and not is_symbolic(xn):
             return self.ew_mhsa_fast(xn, values)
         return self.ew_mhsa_readable(xn, values)
+
+    def ew_mhsa_reduced(self, xn: torch.Tensor) -> torch.Tensor:
+        """EW-MHSA with PVT's spatial reduction: Q from every pixel of ``xn``; K and the values from the
+        reduced map ``xr``; attention on C channels, then MLP_e. Both paths compute this one."""
+        C, R = self.in_chs, self.sr_ratio
+        H, W = xn.shape[-2:]
+        if not is_symbolic(xn) and (H % R or W % R):
+            raise ValueError(f"iRMB with sr_ratio={R} needs H and W divisible by {R}, got a {H}x{W} map")
+        xr = self.sr_norm(self.sr(xn))  # (B, C, H/R, W/R)
+        w, b = self.qk.conv.weight, self.qk.conv.bias
+        q = F.conv2d(xn, w[:C], None if b is None else b[:C])  # W_q on every pixel
+        k = F.conv2d(xr, w[C:], None if b is None else b[C:])  # W_k on the reduced map
+        return self.v(self.attn(q, k, xr))  # (B, λC, H, W)
 
     def ew_mhsa_fast(self, xn: torch.Tensor, values: Optional[torch.Tensor]) -> torch.Tensor:
         """The fast path: projections on the real pixels only, padding after them (module docstring)."""

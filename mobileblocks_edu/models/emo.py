@@ -423,3 +423,85 @@ class ColumnarViT(nn.Module):
             return self.head(x[:, :, 0, 0])  # the class token
         x = self.norm(self.blocks(x + self.pos_embed))
         return self.head(x.mean((2, 3)))
+
+
+# ---- EMO's Table 3: the iRMB in a pyramid ViT ----------------------------------------------------
+
+PVT_IRMB_ATTENTION = ("reduced", "window", "global")
+
+
+class PyramidViT(nn.Module):
+    """PVT-Tiny (Wang et al., ICCV 2021, arXiv:2102.12122) and the paper's Table 3 variant with iRMBs
+    (λ = 4) in place of its Transformer blocks, for counting. Four stages, each a patch embedding (a
+    convolution of kernel = stride = 4, 2, 2, 2 and a LayerNorm), learned position embeddings and
+    ``depths`` blocks; LayerNorm and a linear classifier at the end.
+
+    * ``block="transformer"``: PVT's two-residual blocks with spatial-reduction attention
+      (:class:`~mobileblocks_edu.blocks.attention.SpatialReductionAttention`, ratios 8, 4, 2, 1)
+      and the MLP ratios of PVT's code (8, 8, 4, 4); the last stage runs on the class token and
+      the 7x7 patches held as a ``(B, C, 1, 1 + 49)`` map, and the class token feeds the classifier.
+    * ``block="irmb"``: one iRMB per Transformer block, on the maps (no class token, mean
+      pooling), position embeddings kept. The paper does not say how the iRMB's attention treats
+      PVT's spatial reduction; ``irmb_attention`` chooses: ``"reduced"`` (the default, the reading
+      nearest the paper's counts: keys and values from the block's own ``R x R`` stride-R
+      reduction, as in SRA), ``"window"`` (EMO's own 7x7 windows) or ``"global"`` (over all pixels).
+    """
+
+    def __init__(self, block: str = "transformer", num_classes: int = 1000,
+                 embed_dims: Sequence[int] = (64, 128, 320, 512), depths: Sequence[int] = (2, 2, 2, 2),
+                 num_heads: Sequence[int] = (1, 2, 5, 8), mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+                 sr_ratios: Sequence[int] = (8, 4, 2, 1),
+                 patch_sizes: Sequence[int] = (4, 2, 2, 2), irmb_attention: str = "reduced", img_size: int = 224):
+        super().__init__()
+        check_choice("block", block, COLUMNAR_BLOCKS)
+        check_choice("irmb_attention", irmb_attention, PVT_IRMB_ATTENTION)
+        check_num_classes(num_classes)
+        st = {n: _per_stage(n, v) for n, v in dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
+                                                    mlp_ratios=mlp_ratios, sr_ratios=sr_ratios,
+                                                    patch_sizes=patch_sizes).items()}
+        for i in range(4):
+            for n in ("embed_dims", "depths", "num_heads", "sr_ratios", "patch_sizes"):
+                check_positive(f"{n}[{i}]", st[n][i], int)
+        side = img_size
+        for i, p in enumerate(st["patch_sizes"]):
+            check_divisible(f"the map side before stage {i + 1}", side, f"patch_sizes[{i}]", p)
+            side //= p
+        self.block, self.num_classes, self.img_size = block, num_classes, img_size
+        self.patch_embeds, self.stages, in_chs, side = nn.ModuleList(), nn.ModuleList(), 3, img_size
+        pos = []
+        for i in range(4):
+            dim, side = st["embed_dims"][i], side // st["patch_sizes"][i]
+            self.patch_embeds.append(nn.Sequential(nn.Conv2d(in_chs, dim, st["patch_sizes"][i], st["patch_sizes"][i]),
+                                                   LayerNorm2d(dim)))  # (B, C_in, H, W) -> (B, C, H/p, W/p)
+            last_seq = block == "transformer" and i == 3
+            shape = (1, dim, 1, 1 + side * side) if last_seq else (1, dim, side, side)
+            pos.append(nn.Parameter(torch.zeros(shape)))
+            heads, sr = st["num_heads"][i], st["sr_ratios"][i]
+            if block == "transformer":
+                blocks = [TransformerBlock(dim, heads, st["mlp_ratios"][i], sr_ratio=sr)
+                          for _ in range(st["depths"][i])]
+            else:
+                attn = dict(reduced=dict(window_size=None, sr_ratio=sr), window=dict(window_size=7),
+                            **{"global": dict(window_size=None)})[irmb_attention]
+                blocks = [iRMB(dim, dim, exp_ratio=4.0, has_attn=True, num_heads=heads, norm_layer=LayerNorm2d, **attn)
+                          for _ in range(st["depths"][i])]
+            self.stages.append(nn.Sequential(*blocks))
+            in_chs = dim
+        self.pos_embeds = nn.ParameterList(pos)
+        if block == "transformer":
+            self.cls_token = nn.Parameter(torch.zeros(1, in_chs, 1, 1))
+        self.norm = LayerNorm2d(in_chs)
+        self.head = nn.Linear(in_chs, num_classes) if num_classes else nn.Identity()
+        trunc_normal_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[-2:]) != (self.img_size,) * 2:
+            raise ValueError(f"PyramidViT expects images (B, 3, {self.img_size}, {self.img_size}) (its position "
+                             f"embeddings have a fixed size), got {getattr(x, 'shape', type(x).__name__)}")
+        for i, (embed, pos, stage) in enumerate(zip(self.patch_embeds, self.pos_embeds, self.stages)):
+            x = embed(x)
+            if i == 3 and self.block == "transformer":
+                x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1, -1), x.flatten(2).unsqueeze(2)], dim=3)
+                return self.head(self.norm(stage(x + pos))[:, :, 0, 0])  # the class token
+            x = stage(x + pos)
+        return self.head(self.norm(x).mean((2, 3)))

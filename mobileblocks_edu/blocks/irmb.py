@@ -113,6 +113,14 @@ def _check_switches(switches: dict, layers: dict) -> None:
         check_factory(name, layer)
 
 
+def _check_sr_ratio(sr_ratio, has_attn, window_size, attn_before_mlp_e, op_order) -> int:
+    check_positive("sr_ratio", sr_ratio, int)
+    if sr_ratio > 1 and not (has_attn and window_size is None and attn_before_mlp_e and op_order == "attn_dw"):
+        raise ValueError("sr_ratio > 1 needs has_attn=True, window_size=None (global attention), "
+                         "attn_before_mlp_e=True and op_order='attn_dw'")
+    return sr_ratio
+
+
 class iRMB(nn.Module):  # noqa: N801  (the paper's name)
     """Inverted Residual Mobile Block with the paper's switches.
 
@@ -190,11 +198,7 @@ class iRMB(nn.Module):  # noqa: N801  (the paper's name)
         sr_ratio: int = 1,
     ):
         super().__init__()
-        check_positive("sr_ratio", sr_ratio, int)
-        if sr_ratio > 1 and not (has_attn and window_size is None and attn_before_mlp_e and op_order == "attn_dw"):
-            raise ValueError("sr_ratio > 1 needs has_attn=True, window_size=None (global attention), "
-                             "attn_before_mlp_e=True and op_order='attn_dw'")
-        self.sr_ratio = sr_ratio
+        self.sr_ratio = _check_sr_ratio(sr_ratio, has_attn, window_size, attn_before_mlp_e, op_order)
         _check_switches(dict(has_attn=has_attn, has_dw=has_dw, attn_before_mlp_e=attn_before_mlp_e, v_proj=v_proj,
                              qk_bias=qk_bias, v_bias=v_bias, reference_order=reference_order, fused=fused,
                              has_skip=has_skip, dw_skip=dw_skip),

@@ -119,3 +119,15 @@ def test_every_checked_row_names_its_library_call():
     for c in cl.CLAIMS:
         text = cl.call(c)
         assert (text == "–") == (c.check[0] == "none"), (_id(c), text)
+
+
+def test_emo_table3_has_both_networks():
+    """EMO's Table 3 counts DeiT-Tiny and PVT-Tiny and their iRMB variants: PVT-Tiny's counts reproduce the paper's
+    digits, the iRMB variant's parameters are within tolerance and its FLOPs counted differently (lesson 4)."""
+    t3 = {(c.row, c.quantity.split(" (")[0]): c for c in cl.CLAIMS if c.paper == "EMO" and c.table == "Table 3"}
+    for row in ("DeiT-Tiny", "DeiT-Tiny w/ iRMB", "PVT-Tiny", "PVT-Tiny w/ iRMB"):
+        assert (row, "parameters") in t3 and (row, "FLOPs") in t3, row
+    assert t3["PVT-Tiny", "parameters"].verdict == t3["PVT-Tiny", "FLOPs"].verdict == cl.EXACT
+    assert t3["PVT-Tiny w/ iRMB", "parameters"].verdict == cl.WITHIN
+    assert t3["PVT-Tiny w/ iRMB", "FLOPs"].verdict == cl.DIFFERENT
+    assert t3["PVT-Tiny w/ iRMB", "top-1 gain"].verdict == cl.UNTESTABLE

@@ -89,6 +89,7 @@ CITATION_URLS = {
     "howard2019mobilenetv3": "https://arxiv.org/abs/1905.02244",
     "qin2024mobilenetv4": "https://arxiv.org/abs/2404.10518",
     "touvron2021deit": "https://arxiv.org/abs/2012.12877",
+    "wang2021pvt": "https://arxiv.org/abs/2102.12122",
 }
 CITATION_NAMES = {"EMO": "zhang2023emo", "MoCoViT": "ma2022mocovit", "torchinfo": "torchinfo", "fvcore": "fvcore",
                   "Howard, 2019": "howard2019imagenette", "Howard et al., 2019": "howard2019mobilenetv3"}

@@ -3,6 +3,8 @@
 * :mod:`.datasets`: CIFAR-10, Imagenette and any ImageFolder tree; transforms; seeded loaders.
 * :mod:`.images`: ``ImageDataset`` (files or an in-memory array, augmentation seeded per sample)
   and the safe reading of image and CIFAR batch files.
+* :mod:`.subsets`: the book's subset (``load_dataset(..., subset="book")``): which images of
+  CIFAR-10 and Imagenette the committed runs used, so that a download gives exactly those.
 * :mod:`.download`: torchvision's downloaders, only when allowed and the host answers.
 * :mod:`.weights`: the published ImageNet weights (EMO, MobileNetV2, GhostNet): where they are,
   the hub cache, and their mapping onto the library's layout (``create_model(name, pretrained=True)``).

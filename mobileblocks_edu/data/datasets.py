@@ -19,6 +19,9 @@ Where the images come from, in this order:
    when allowed: ``download=True`` always tries, ``download=None`` (the default) tries when the
    host answers within a few seconds and ``MBE_OFFLINE`` is not set, ``download=False`` never.
 
+``subset="book"`` keeps exactly the images of the book's committed runs out of whichever source
+is found (:mod:`.subsets`): a full download then gives the same images as the book's offline copy.
+
 When nothing is found, :class:`DatasetNotFoundError` says where it looked and how to fix it.
 A file that cannot be decoded raises :class:`CorruptImageError` naming the file; :func:`build_loaders`
 checks every image file before training.
@@ -34,7 +37,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -44,6 +47,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .. import env
 from ..env import PathLike, check_positive
+from . import subsets
 from .constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from .download import download_dataset, offline, url_reachable
 from .images import (
@@ -190,10 +194,17 @@ def _read_folder(info: DatasetInfo, path: Path) -> tuple[list[str], list[int], l
     return [s for s, _ in samples], [t for _, t in samples], [names.get(c, c) for c in ids], ids
 
 
-def _read_batches(path: Path, split: str) -> tuple[np.ndarray, list[int]]:
+def _read_batches(path: Path, split: str, book: bool = False) -> tuple[np.ndarray, list[int]]:
+    """The images and labels of CIFAR-10's batch files; with ``book``, only the book's subset
+    (:mod:`.subsets`: by original index, in the offline copy's order)."""
     files = [path / "test_batch"] if split == "test" else sorted(path.glob("data_batch_*"))
     parts = [read_cifar_batch(f) for f in files]
-    return np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
+    images, targets = np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
+    if not book:
+        return images, targets
+    index = np.concatenate([subsets.cifar_batch_indices(f, len(p[1])) for f, p in zip(files, parts)])
+    keep = subsets.select_batches(split, index, targets, CIFAR10_CLASSES, str(path))
+    return images[keep], [targets[i] for i in keep]
 
 
 @dataclass
@@ -285,7 +296,7 @@ def load_dataset(
     root: Optional[PathLike] = None,
     download: Optional[bool] = None,
     transform: Optional[Callable] = None,
-    subset: Optional[int] = None,
+    subset: Optional[Union[int, str]] = None,
     subset_seed: int = 0,
     size: str = "160px",
     timeout: float = 3.0,
@@ -301,15 +312,19 @@ def load_dataset(
         download: ``True``: download when not found; ``False``: never; ``None``: only when the
             host answers within ``timeout`` seconds and ``MBE_OFFLINE`` is not set.
         transform: applied to each PIL image (see :func:`build_transforms`).
-        subset: keep this many images per class (deterministic, see :meth:`ImageDataset.subset`).
+        subset: keep this many images per class (deterministic, see :meth:`ImageDataset.subset`),
+            or ``"book"``: exactly the images of the book's committed runs (CIFAR-10 and
+            Imagenette; :mod:`mobileblocks_edu.data.subsets` lists them), out of torchvision's
+            download or any copy of the original files, in the offline copy's order; on the
+            book's offline copy, all of it. A source that lacks any of them raises
+            :class:`DatasetNotFoundError`.
         size: Imagenette's download size, ``"160px"``, ``"320px"`` or ``"full"`` (also the
             folder preferred when several are present).
         timeout: seconds to wait for the download host before giving up.
     """
     info = dataset_info(name)
     split = _split(info, split)
-    if subset is not None:
-        check_positive("subset (images per class)", subset, int)
+    subsets.check_subset(subset, info.name)
     _check_download(download)
     if transform is not None and not callable(transform):
         raise ValueError(f"transform must be a function of a PIL image (see build_transforms), got {transform!r}")
@@ -321,14 +336,18 @@ def load_dataset(
 
     search = _Search.start(info, split, root, size)
     kind, path = search.first_found() or _download_and_find(search, download, size, timeout)
+    book = subset == subsets.BOOK
     if kind == "folder":
         items, targets, classes, ids = _read_folder(info, path)
+        if book:
+            keep = subsets.select_folder(info.name, split, items, path)
+            items, targets = [items[i] for i in keep], [targets[i] for i in keep]
     else:
-        items, targets = _read_batches(path, split)
+        items, targets = _read_batches(path, split, book)
         classes = ids = list(CIFAR10_CLASSES)
     ds = ImageDataset(items, targets, classes, class_ids=ids, transform=transform,
                       name=info.name, split=split, source=str(path))
-    return ds.subset(subset, subset_seed) if subset is not None else ds
+    return ds.subset(subset, subset_seed) if subset is not None and not book else ds
 
 
 _REPORTED: set = set()  # (dataset, data directory) pairs whose absence has been reported once
@@ -472,7 +491,7 @@ def build_loaders(
     img_size: Optional[int] = None,
     batch_size: int = 128,
     eval_batch_size: Optional[int] = None,
-    subset: Optional[int] = None,
+    subset: Optional[Union[int, str]] = None,
     eval_subset: Optional[int] = None,
     randaugment: bool = False,
     workers: int = 0,
@@ -484,7 +503,8 @@ def build_loaders(
 
     The training loader shuffles with :class:`EpochSampler` and drops the last incomplete batch
     (a batch of one would break BatchNorm); the evaluation loader keeps every image in order.
-    ``subset``/``eval_subset`` keep that many images per class. ``in_memory`` decodes every
+    ``subset``/``eval_subset`` keep that many images per class; ``subset="book"`` keeps the book's
+    subset of both splits (:func:`load_dataset`), of which ``eval_subset`` may keep fewer. ``in_memory`` decodes every
     image once (:meth:`ImageDataset.in_memory`); by default on for CIFAR-10 (16 MB for the
     offline subset, 150 MB for the full training set). Class names: ``train_loader.dataset.classes``.
     ``check_images`` first checks that every image file of both splits decodes, so that a bad file
@@ -496,9 +516,8 @@ def build_loaders(
         check_positive("eval_batch_size", eval_batch_size, int)
     if img_size is not None:
         check_positive("img_size", img_size, int)
-    for arg, v in (("subset", subset), ("eval_subset", eval_subset)):
-        if v is not None:
-            check_positive(f"{arg} (images per class)", v, int)
+    if eval_subset is not None:
+        check_positive("eval_subset (images per class)", eval_subset, int)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -508,11 +527,15 @@ def build_loaders(
             raise ValueError(f"{arg} must be True or False{' or None' if arg == 'in_memory' else ''}, got {v!r}")
     _check_download(download)
     info = dataset_info(name)
+    subsets.check_subset(subset, info.name)
     common = dict(root=root, download=download)
     train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
                              subset=subset, **common)
+    book = subset == subsets.BOOK
     eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
-                            subset=eval_subset, **common)
+                            subset=subsets.BOOK if book else eval_subset, **common)
+    if book and eval_subset is not None:
+        eval_set = eval_set.subset(eval_subset)
     check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
                        f"evaluation split ({eval_set.source})")
     if in_memory if in_memory is not None else info.name == "cifar10":

@@ -19,10 +19,8 @@ Where the images come from, in this order:
    when allowed: ``download=True`` always tries, ``download=None`` (the default) tries when the
    host answers within a few seconds and ``MBE_OFFLINE`` is not set, ``download=False`` never.
 
-``subset="book"`` keeps exactly the images of the book's committed runs out of whichever source
-is found (:mod:`.subsets`): a full download then gives the same images as the book's offline copy.
-
-When nothing is found, :class:`DatasetNotFoundError` says where it looked and how to fix it.
+``subset="book"`` keeps exactly the images of the book's committed runs, from a full download too
+(:mod:`.subsets`). When nothing is found, :class:`DatasetNotFoundError` says where it looked and how to fix it.
 A file that cannot be decoded raises :class:`CorruptImageError` naming the file; :func:`build_loaders`
 checks every image file before training.
 
@@ -47,11 +45,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .. import env
 from ..env import PathLike, check_positive
-from . import subsets
 from .constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from .download import download_dataset, offline, url_reachable
 from .images import (
     CorruptImageError,
+    DatasetNotFoundError,
     ImageDataset,
     check_same_classes,
     derive_seed,
@@ -60,6 +58,7 @@ from .images import (
     read_cifar_batch,
     read_class_names,
 )
+from .subsets import BOOK, book_batches, book_folder, check_subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGENETTE_CLASSES = {  # wnid -> name, in torchvision's (sorted wnid) label order
@@ -74,10 +73,6 @@ IMAGENETTE_CLASSES = {  # wnid -> name, in torchvision's (sorted wnid) label ord
     "n03445777": "golf ball",
     "n03888257": "parachute",
 }
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset that is neither in the data directory nor downloadable right now."""
 
 
 @dataclass(frozen=True)
@@ -195,16 +190,11 @@ def _read_folder(info: DatasetInfo, path: Path) -> tuple[list[str], list[int], l
 
 
 def _read_batches(path: Path, split: str, book: bool = False) -> tuple[np.ndarray, list[int]]:
-    """The images and labels of CIFAR-10's batch files; with ``book``, only the book's subset
-    (:mod:`.subsets`: by original index, in the offline copy's order)."""
     files = [path / "test_batch"] if split == "test" else sorted(path.glob("data_batch_*"))
     parts = [read_cifar_batch(f) for f in files]
     images, targets = np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
-    if not book:
-        return images, targets
-    index = np.concatenate([subsets.cifar_batch_indices(f, len(p[1])) for f, p in zip(files, parts)])
-    keep = subsets.select_batches(split, index, targets, CIFAR10_CLASSES, str(path))
-    return images[keep], [targets[i] for i in keep]
+    rows = [len(p[1]) for p in parts]
+    return book_batches(split, files, rows, images, targets, CIFAR10_CLASSES) if book else (images, targets)
 
 
 @dataclass
@@ -313,18 +303,15 @@ def load_dataset(
             host answers within ``timeout`` seconds and ``MBE_OFFLINE`` is not set.
         transform: applied to each PIL image (see :func:`build_transforms`).
         subset: keep this many images per class (deterministic, see :meth:`ImageDataset.subset`),
-            or ``"book"``: exactly the images of the book's committed runs (CIFAR-10 and
-            Imagenette; :mod:`mobileblocks_edu.data.subsets` lists them), out of torchvision's
-            download or any copy of the original files, in the offline copy's order; on the
-            book's offline copy, all of it. A source that lacks any of them raises
-            :class:`DatasetNotFoundError`.
+            or ``"book"``: exactly the images of the book's committed runs, out of a download
+            too, in the offline copy's order (:mod:`mobileblocks_edu.data.subsets`).
         size: Imagenette's download size, ``"160px"``, ``"320px"`` or ``"full"`` (also the
             folder preferred when several are present).
         timeout: seconds to wait for the download host before giving up.
     """
     info = dataset_info(name)
     split = _split(info, split)
-    subsets.check_subset(subset, info.name)
+    check_subset(subset, info.name)
     _check_download(download)
     if transform is not None and not callable(transform):
         raise ValueError(f"transform must be a function of a PIL image (see build_transforms), got {transform!r}")
@@ -336,12 +323,10 @@ def load_dataset(
 
     search = _Search.start(info, split, root, size)
     kind, path = search.first_found() or _download_and_find(search, download, size, timeout)
-    book = subset == subsets.BOOK
+    book = subset == BOOK
     if kind == "folder":
         items, targets, classes, ids = _read_folder(info, path)
-        if book:
-            keep = subsets.select_folder(info.name, split, items, path)
-            items, targets = [items[i] for i in keep], [targets[i] for i in keep]
+        items, targets = book_folder(info.name, split, items, targets, path) if book else (items, targets)
     else:
         items, targets = _read_batches(path, split, book)
         classes = ids = list(CIFAR10_CLASSES)
@@ -527,14 +512,13 @@ def build_loaders(
             raise ValueError(f"{arg} must be True or False{' or None' if arg == 'in_memory' else ''}, got {v!r}")
     _check_download(download)
     info = dataset_info(name)
-    subsets.check_subset(subset, info.name)
+    check_subset(subset, info.name)
     common = dict(root=root, download=download)
     train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
                              subset=subset, **common)
-    book = subset == subsets.BOOK
     eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
-                            subset=subsets.BOOK if book else eval_subset, **common)
-    if book and eval_subset is not None:
+                            subset=subset if subset == BOOK else eval_subset, **common)
+    if subset == BOOK and eval_subset is not None:
         eval_set = eval_set.subset(eval_subset)
     check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
                        f"evaluation split ({eval_set.source})")

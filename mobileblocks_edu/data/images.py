@@ -162,6 +162,10 @@ def read_class_names(file: Path, cifar: bool = False) -> dict:
     return names
 
 
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset that is neither in the data directory nor downloadable right now."""
+
+
 class ImageDataset(Dataset):
     """Labelled images, from files or from an in-memory ``(N, H, W, 3)`` uint8 array.
 
@@ -358,6 +362,7 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, list[int]]:
 
 
 __all__ = [
-    "CorruptImageError", "derive_seed", "load_image", "check_images", "find_class_folders", "find_image_files",
+    "CorruptImageError", "DatasetNotFoundError",
+    "derive_seed", "load_image", "check_images", "find_class_folders", "find_image_files",
     "read_class_names", "ImageDataset", "check_same_classes", "subset_indices", "read_cifar_batch",
 ]

@@ -24,6 +24,12 @@ and which.
 Imagenette's pixels still depend on the source: torchvision's archives keep the aspect ratio at
 160 or 320 pixels on the shorter side (or the original size), while the offline copy's images
 were resized to 224x224 before they were copied. The files are the same photographs.
+
+The named experiments (``python -m mobileblocks_edu.experiments``) read whatever the data
+directory holds, and their commands, as the committed results record them, carry no ``--subset``:
+the committed runs read the offline copy, which is this subset. Where the data directory holds a
+full download instead, the same images are those of the printed command with ``--subset book``
+added; on the offline copy that flag changes nothing.
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .images import DatasetNotFoundError
 
 BOOK = "book"
 SUBSETS = (BOOK,)  # the named subsets load_dataset(subset=...) knows
@@ -80,8 +88,6 @@ def check_subset(subset, dataset: str) -> None:
 
 
 def _missing(title: str, split: str, source: str, missing: list, total: int) -> Exception:
-    from .datasets import DatasetNotFoundError
-
     shown = ", ".join(str(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
     return DatasetNotFoundError(
         f"{title} in {source} lacks {len(missing):,} of the {total:,} images of the book's subset ({split!r} split), "
@@ -104,15 +110,18 @@ def _select(keys: Sequence, wanted: list, title: str, split: str, source: str) -
     return keep
 
 
-def select_folder(dataset: str, split: str, files: Sequence[str], folder: Path) -> list[int]:
-    """The positions of the book's images among the image ``files`` of an ImageFolder ``split``
+def book_folder(dataset: str, split: str, files: Sequence[str], targets: Sequence[int],
+                folder: Path) -> tuple[list[str], list[int]]:
+    """The book's images among the image ``files`` (labels ``targets``) of an ImageFolder ``split``
     under ``folder``, in the folder's order. CIFAR-10's files are named by original index
-    (``00042.png``, any extension), Imagenette's by their Imagenette v2 file name in their wnid's folder."""
+    (``00042.png``), Imagenette's by their Imagenette v2 file name, in their wnid's folder."""
     if dataset == "cifar10":
         keys = [int(Path(f).stem) if Path(f).stem.isdigit() else None for f in files]
-        return _select(keys, book_cifar_indices(split), "CIFAR-10", split, str(folder))
-    keys = [(Path(f).relative_to(folder).parts[0], Path(f).name) for f in files]
-    return _select(keys, book_imagenette_files(split), "Imagenette", split, str(folder))
+        keep = _select(keys, book_cifar_indices(split), "CIFAR-10", split, str(folder))
+    else:
+        keys = [(Path(f).relative_to(folder).parts[0], Path(f).name) for f in files]
+        keep = _select(keys, book_imagenette_files(split), "Imagenette", split, str(folder))
+    return [files[i] for i in keep], [targets[i] for i in keep]
 
 
 def cifar_batch_indices(batch_file: Path, rows: int) -> np.ndarray:
@@ -129,13 +138,17 @@ def cifar_batch_indices(batch_file: Path, rows: int) -> np.ndarray:
     return np.arange(first, first + rows)
 
 
-def select_batches(split: str, index: Sequence[int], targets: Sequence[int], classes: Sequence[str],
-                   source: str) -> list[int]:
-    """The positions of the book's images among CIFAR-10 batch rows of original indices ``index``
-    and labels ``targets``, in the offline copy's order: by class folder name, then by index."""
+def book_batches(split: str, files: Sequence[Path], rows: Sequence[int], images: np.ndarray,
+                 targets: Sequence[int], classes: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """The book's images among ``images`` (labels ``targets``), the rows of CIFAR-10's batch
+    ``files`` (``rows`` in each) in that order; in the offline copy's order: by class folder name
+    (``classes``, by label), then by original index."""
+    index = np.concatenate([cifar_batch_indices(Path(f), n) for f, n in zip(files, rows)])
+    source = str(Path(files[0]).parent) if files else ""
     keep = _select([int(i) for i in index], book_cifar_indices(split), "CIFAR-10", split, source)
-    return sorted(keep, key=lambda i: (classes[targets[i]], int(index[i])))
+    keep = sorted(keep, key=lambda i: (classes[targets[i]], int(index[i])))
+    return images[keep], [targets[i] for i in keep]
 
 
 __all__ = ["BOOK", "SUBSETS", "BOOK_SUBSET_FILE", "book_subset", "book_cifar_indices", "book_imagenette_files",
-           "check_subset", "select_folder", "select_batches", "cifar_batch_indices"]
+           "check_subset", "book_folder", "book_batches", "cifar_batch_indices"]

@@ -13,7 +13,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -38,7 +38,7 @@ class RunOptions:
     data: str = "cifar10"
     out: Optional[str] = None
     batch_size: int = 128
-    subset: Optional[int] = None
+    subset: Optional[Union[int, str]] = None  # images per class, or "book" (the book's subset of both splits)
     eval_subset: Optional[int] = None
     randaugment: Optional[bool] = None
     drop_path: Optional[float] = None
@@ -78,6 +78,19 @@ def _within(interval: Interval):
     return parse
 
 
+def _subset(text: str) -> Union[int, str]:
+    """An argparse type: images per class (an integer >= 1), or a named subset (``book``)."""
+    from ..data.subsets import SUBSETS
+
+    if text in SUBSETS:
+        return text
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (images per class) or one of "
+                                         f"{', '.join(SUBSETS)}, got {text!r}") from None
+
+
 class _ShowDefaults(argparse.RawDescriptionHelpFormatter):
     """Ends each option's help with its default from :func:`default_options` (the parser's own
     default is ``None``: not given)."""
@@ -112,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last.pt, with its settings")
     p.add_argument("--batch-size", type=int_at_least(1),
                    help="training batch size (the global batch, shared by the processes of torchrun)")
-    p.add_argument("--subset", type=int_at_least(1), help="use only this many training images per class (fast runs)")
+    p.add_argument("--subset", type=_subset, metavar="N|book",
+                   help="use only N training images per class (fast runs); or book: exactly the training and "
+                        "evaluation images of the book's committed runs, out of a full download too")
     p.add_argument("--eval-subset", type=int_at_least(1), help="use only this many evaluation images per class")
 
     g = p.add_argument_group("training (what is not given comes from --recipe; its lr is scaled linearly to the "

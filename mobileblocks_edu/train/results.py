@@ -168,9 +168,9 @@ def run_data(result: dict) -> dict:
     """What a committed run trained on, read from its result file alone (so it is the same on
     every machine, whatever data is found locally): ``dataset`` (title), ``source`` (the folder
     of the data directory the images were read from), ``subset``/``eval_subset`` (images per
-    class, ``None``: all), ``train_images``, ``eval_images``, ``full_train_images``,
-    ``full_eval_images`` (the whole dataset's), ``classes``, ``img_size``, ``epochs``,
-    ``steps_per_epoch``, ``steps``, ``batch_size``."""
+    class, ``None``: all; a ``subset`` of ``"book"``: the book's subset of both splits),
+    ``train_images``, ``eval_images``, ``full_train_images``, ``full_eval_images`` (the whole
+    dataset's), ``classes``, ``img_size``, ``epochs``, ``steps_per_epoch``, ``steps``, ``batch_size``."""
     from ..data.datasets import dataset_info
 
     info = dataset_info(result["data"]["name"])
@@ -198,7 +198,8 @@ def describe_run_data(result: dict) -> str:
         return f"{n:,} of {d['dataset']}'s {full:,} {what} images" if full and n < full else f"{n:,} {what} images"
 
     where = f" (folder {d['source']})" if d["source"] else ""
-    per_class = f", {d['subset']} per class" if d["subset"] else ""
+    per_class = (", the book's subset" if d["subset"] == "book" else f", {d['subset']} per class" if d["subset"]
+                 else "")
     return (f"{part(d['train_images'], d['full_train_images'], 'training')}{where}{per_class} and "
             f"{part(d['eval_images'], d['full_eval_images'], split)}, {d['classes']} classes at "
             f"{d['img_size']}x{d['img_size']}; {d['epochs']} epochs of {d['steps_per_epoch']} steps "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mobileblocks_edu import viz
-from mobileblocks_edu.blocks.attention import FFN, MHSA, TransformerBlock
+from mobileblocks_edu.blocks.attention import FFN, MHSA, SpatialReductionAttention, TransformerBlock
 from mobileblocks_edu.blocks.dyrelu import DyReLU
 from mobileblocks_edu.blocks.ghost import GhostBottleneck, GhostModule
 from mobileblocks_edu.blocks.irb import InvertedResidual
@@ -33,6 +33,7 @@ BLOCKS = {
     "SqueezeExcite": lambda: SqueezeExcite(C),
     "DyReLU": lambda: DyReLU(C),
     "MHSA": lambda: MHSA(C, 4, window_size=7),
+    "SpatialReductionAttention": lambda: SpatialReductionAttention(C, 2, sr_ratio=2),
     "FFN": lambda: FFN(C),
     "TransformerBlock": lambda: TransformerBlock(C, 4),
     "InvertedResidual": lambda: InvertedResidual(C, C),

@@ -474,8 +474,9 @@ def _mocovit_claims() -> list[Claim]:
                  _untestable("MoCoViT", "Table 3", label, "top-1 (%)", str(paper["top1"]), "10b_mocovit_d", IMAGENET)]
     for name, label, verdict in (("ghostnet_100", "GhostNet", EXACT), ("mocovit_100", "MoCoViT", WITHIN)):
         quoted = model_cfg(f"retinanet_{name}").paper["backbone_flops"]
-        how = "" if verdict == EXACT else ("the whole classifier in fvcore's convention at 224x224, the reading "
-                                           "closest to the printed number; lesson 19 sets three readings side by side")
+        how = "" if verdict == EXACT else ("the whole classifier in fvcore's convention at 224x224, the reading that "
+                                           "gives GhostNet's 148M; for MoCoViT its feature trunk alone comes closer, "
+                                           "and lesson 19 sets three readings side by side")
         rows += [_f("MoCoViT", "Table 4", label, name, quoted, "19_dense_prediction", "fvcore", verdict, 0.05, how),
                  _untestable("MoCoViT", "Table 4", label, "AP", str(model_cfg(f"retinanet_{name}").paper["AP"]),
                              "19_dense_prediction", COCO)]
@@ -490,8 +491,8 @@ def _mocovit_claims() -> list[Claim]:
         if top1:
             rows.append(_untestable("MoCoViT", "Table 6", label, "top-1 (%)", top1, "10_mocovit", IMAGENET))
     table8 = {"MoCoViT 0.5x": ("66.0", "65.6", "66.7"), "MoCoViT 1.0x": ("73.7", "73.3", "74.1")}
-    why = ("ImageNet-1K accuracy; the training lab defines the small-scale runs (ablation_mocovit_050_ln, "
-           "ablation_mocovit_050_bn) but has no committed results of them; lesson 17 checks the deployment half "
+    why = ("ImageNet-1K accuracy; lesson 17 compares the 0.5x trio at small scale from the committed CIFAR-10 runs "
+           "(ablation_mocovit_050_ln, ablation_mocovit_050_bn, ablation_mocovit_050) and checks the deployment half "
            "of the claim (BatchNorm folds into the convolution, LayerNorm cannot)")
     for label, values in table8.items():
         for column, value in zip(("LN ahead", "BN ahead", "BN inside"), values):

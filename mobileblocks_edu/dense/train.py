@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from ..blocks.layers import eval_mode
 from ..env import check_positive
@@ -52,8 +53,10 @@ def segmentation_loss(model: nn.Module, images: torch.Tensor, semantic: torch.Te
 
 
 def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size: int = 4, lr: float = 1e-3,
-                weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
-    """Train ``model`` for ``steps`` batches of ``dataset`` (cycling through it) and return the losses."""
+                weight_decay: float = 1e-4, seed: int = 0, progress: bool = True) -> list[float]:
+    """Train ``model`` for ``steps`` batches of ``dataset`` (cycling through it) and return the losses.
+
+    ``progress`` shows a progress bar with the running loss while it trains (removed when done)."""
     check_positive("steps", steps, int)
     check_positive("batch_size", batch_size, int)
     if batch_size < 2 and not is_detector(model):
@@ -69,7 +72,9 @@ def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size:
         for m in model.modules():  # a frozen BatchNorm keeps its statistics
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
                 m.eval()
-        for images, targets in itertools.islice(itertools.cycle(loader), steps):
+        bar = tqdm(itertools.islice(itertools.cycle(loader), steps), total=steps, desc="steps", leave=False,
+                   disable=not progress, dynamic_ncols=True)
+        for images, targets in bar:
             if is_detector(model):
                 loss = sum(model(images, _det_targets(model, targets)).values())
             else:
@@ -78,6 +83,7 @@ def train_steps(model: nn.Module, dataset: Dataset, steps: int = 20, batch_size:
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     return losses
 
 

@@ -284,3 +284,21 @@ def test_the_blocks_path_lengths_are_the_papers_orders():
     assert cx.irb_cost(32, 6, 28, 5).mpl == conv_cost(32, 5, 28).mpl == 2 * 28 / 4
     assert cx.irmb_cost(32, 4, 28, 5, 7).mpl == cx.irmb_mpl(28, 5, 7) == 2 * 28 / (4 + 14)
     assert cx.mtb_cost(32, 64, 7).mpl == cx.mosa_cost(32, 7).mpl == 1
+
+
+@pytest.mark.parametrize("name, convention", [("emo_1m", "fvcore"), ("mocovit_100", "conv_linear"),
+                                              ("ghostnet_100", "macs"), ("mocovit_d_100", "fvcore")])
+def test_large_inputs_are_counted_on_meta_exactly_as_on_real_tensors(name, convention):
+    """A shape of 256x256 or more is counted on a storage-less copy of the model; a real tensor
+    of that shape is run for real. The two totals and per-module sums are equal, and the model
+    itself is left as it was (on the CPU, its weights untouched)."""
+    model = mbe.create_model(name).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    shape = (1, 3, 256, 288)
+    assert 3 * 256 * 288 >= cx.META_FROM_ELEMENTS
+    on_meta = cx.flop_breakdown(model, shape, convention)
+    real = cx.flop_breakdown(model, torch.zeros(shape), convention)
+    assert sum(on_meta.values()) == sum(real.values())
+    assert cx.group_counts(on_meta, 2) == cx.group_counts(real, 2)
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

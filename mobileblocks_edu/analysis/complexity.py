@@ -29,6 +29,7 @@ check every formula against the measured :func:`count_cost` of the library modul
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from ..env import check_positive
 CONVENTIONS = ("macs", "conv_linear", "fvcore")
 ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")  # aten ops of attention products
 InputSpec = Union[Sequence[int], torch.Tensor]
+META_FROM_ELEMENTS = 3 * 256 * 256  # inputs of this many elements or more are counted on the meta device
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
@@ -137,7 +139,7 @@ def flop_breakdown(
     ``inputs`` is an input shape such as ``(1, 3, 224, 224)`` or a tensor.
     """
     _check_convention(convention)
-    names = {id(m): n for n, m in module.named_modules()}
+    names: dict[int, str] = {}
     counts: dict[tuple[str, str], int] = defaultdict(int)
     stack: list[str] = [""]
 
@@ -154,27 +156,61 @@ def flop_breakdown(
             record(type(m).__name__, _norm_pool_flops(m, args[0], out))
         stack.pop()
 
-    if isinstance(inputs, torch.Tensor):
-        x = inputs
-    else:
-        try:
-            p = next(module.parameters())
-            device, dtype = p.device, p.dtype
-        except StopIteration:
-            device, dtype = torch.device("cpu"), torch.float32
-        x = torch.zeros(tuple(inputs), device=device, dtype=dtype)
+    def run(net: nn.Module, x: torch.Tensor) -> None:
+        counts.clear()
+        names.clear()
+        names.update({id(m): n for n, m in net.named_modules()})
+        handles = [
+            nn.modules.module.register_module_forward_pre_hook(pre_hook),
+            nn.modules.module.register_module_forward_hook(post_hook),
+        ]
+        try:  # eval_mode: each module gets its own mode back (a frozen BN stays in eval)
+            with eval_mode(net), torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
+                net(x)
+        finally:
+            for h in handles:
+                h.remove()
+            del stack[1:]
 
-    handles = [
-        nn.modules.module.register_module_forward_pre_hook(pre_hook),
-        nn.modules.module.register_module_forward_hook(post_hook),
-    ]
-    try:  # eval_mode: each module gets its own mode back (a frozen BN stays in eval)
-        with eval_mode(module), torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
+    if isinstance(inputs, torch.Tensor):
+        run(module, inputs)
+        return dict(counts)
+    shape = tuple(inputs)
+    # A large input shape is counted on the meta device: every count is a function of shapes only,
+    # so a copy of the module with storage-less tensors counts the same without computing anything
+    # (RetinaNet at 800x1344: 0.4 s instead of 12 s on one core). Below 256x256 pixels the copy
+    # costs more than it saves. On meta, attention runs as PyTorch's math path (two ``bmm``) rather
+    # than a fused kernel: the same count under another op name. A module that needs real values
+    # (data-dependent control flow, tensors kept outside its parameters and buffers) runs on real
+    # zeros instead.
+    meta = _meta_copy(module) if math.prod(shape) >= META_FROM_ELEMENTS else None
+    if meta is not None:
+        try:
+            run(meta, torch.zeros(shape, device="meta"))
+            return dict(counts)
+        except Exception:  # noqa: BLE001 - any failure on meta means: count on real tensors
+            pass
+    try:
+        p = next(module.parameters())
+        device, dtype = p.device, p.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    run(module, torch.zeros(shape, device=device, dtype=dtype))
     return dict(counts)
+
+
+def _meta_copy(module: nn.Module) -> Optional[nn.Module]:
+    """A copy of ``module`` whose parameters and buffers are on the meta device (no storage, no
+    copy of the weights), or ``None`` when one cannot be made."""
+    def on_meta(t: torch.Tensor) -> torch.Tensor:
+        m = t.detach().to("meta")
+        return nn.Parameter(m, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else m
+
+    try:
+        memo = {id(t): on_meta(t) for t in [*module.parameters(), *module.buffers()]}
+        return copy.deepcopy(module, memo)
+    except Exception:  # noqa: BLE001 - a module that cannot be copied is counted as it is
+        return None
 
 
 def count_flops(module: nn.Module, input_shape: InputSpec, convention: str = "fvcore") -> int:

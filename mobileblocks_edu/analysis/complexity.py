@@ -15,11 +15,9 @@ multiply-add as one operation):
   and GroupNorm (5 per element, 4 without affine) and adaptive average pooling (1 per input
   element). Activations, softmax, elementwise additions and plain ``mean`` are not counted.
 
-Matrix products are counted with PyTorch's own formulas (``torch.utils.flop_counter``), which
-see every convolution, ``mm``/``addmm``/``bmm`` and the fused
-``scaled_dot_product_attention`` kernels (fvcore itself misses the fused kernel). Norms and
-pooling are counted per module. Each count is attributed to the innermost module that ran it,
-so :func:`flop_breakdown` can say where the operations go.
+Matrix products are counted with PyTorch's own formulas (``torch.utils.flop_counter``), fused
+attention kernels included (fvcore misses them); norms and pooling per module. Each count goes to
+the innermost module that ran it (:func:`flop_breakdown`). Large inputs are counted on the meta device.
 
 Every analytic formula of the book lives here and returns a :class:`Cost`; costs add, so a
 block's formula is the sum of its parts'. In order: EMO's Table 2; EW-MHSA, the IRB and the iRMB;
@@ -29,6 +27,7 @@ check every formula against the measured :func:`count_cost` of the library modul
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections import defaultdict
@@ -100,13 +99,9 @@ def _torch_formula(formula, args, kwargs, out) -> int:
 
 
 class _MatmulCounter(TorchDispatchMode):
-    """Adds the multiply-adds of every matrix-product-like aten op to the current module's count.
-
-    Convolutions and ``mm``/``addmm``/``bmm``/``baddbmm`` are counted with PyTorch's own formulas.
-    The fused attention kernels are counted with :func:`_attention_macs` on every torch: which of them
-    PyTorch's registry knows depends on the version (the CPU flash kernel only from 2.15), and a count
-    must not.
-    """
+    """Adds the multiply-adds of every matrix-product-like aten op to the current module's count:
+    PyTorch's own formulas, and :func:`_attention_macs` for the fused attention kernels on every
+    torch (which of them PyTorch's registry knows depends on the version; a count must not)."""
 
     def __init__(self, record, skip_attention: bool = False):
         super().__init__()
@@ -128,9 +123,7 @@ class _MatmulCounter(TorchDispatchMode):
         return out
 
 
-def flop_breakdown(
-    module: nn.Module, inputs: InputSpec, convention: str = "fvcore"
-) -> dict[tuple[str, str], int]:
+def flop_breakdown(module: nn.Module, inputs: InputSpec, convention: str = "fvcore") -> dict[tuple[str, str], int]:
     """Run one forward pass in eval mode and return ``{(module_name, op): count}``.
 
     ``module_name`` is the qualified name of the innermost module that executed the operation
@@ -156,14 +149,12 @@ def flop_breakdown(
             record(type(m).__name__, _norm_pool_flops(m, args[0], out))
         stack.pop()
 
-    def run(net: nn.Module, x: torch.Tensor) -> None:
+    def run(net: nn.Module, x: torch.Tensor) -> dict[tuple[str, str], int]:
         counts.clear()
         names.clear()
         names.update({id(m): n for n, m in net.named_modules()})
-        handles = [
-            nn.modules.module.register_module_forward_pre_hook(pre_hook),
-            nn.modules.module.register_module_forward_hook(post_hook),
-        ]
+        handles = [nn.modules.module.register_module_forward_pre_hook(pre_hook),
+                   nn.modules.module.register_module_forward_hook(post_hook)]
         try:  # eval_mode: each module gets its own mode back (a frozen BN stays in eval)
             with eval_mode(net), torch.no_grad(), _MatmulCounter(record, skip_attention=convention == "conv_linear"):
                 net(x)
@@ -171,46 +162,22 @@ def flop_breakdown(
             for h in handles:
                 h.remove()
             del stack[1:]
+        return dict(counts)
 
     if isinstance(inputs, torch.Tensor):
-        run(module, inputs)
-        return dict(counts)
+        return run(module, inputs)
+    # Counts depend on shapes only: a large input is counted on a copy of the module on the meta
+    # device, without computing (RetinaNet at 800x1344: 0.4 s, not 12 s). Attention then runs as
+    # PyTorch's math path (``bmm``), the same count under another op name. A module that needs
+    # real values (data-dependent control flow) is run on real zeros.
     shape = tuple(inputs)
-    # A large input shape is counted on the meta device: every count is a function of shapes only,
-    # so a copy of the module with storage-less tensors counts the same without computing anything
-    # (RetinaNet at 800x1344: 0.4 s instead of 12 s on one core). Below 256x256 pixels the copy
-    # costs more than it saves. On meta, attention runs as PyTorch's math path (two ``bmm``) rather
-    # than a fused kernel: the same count under another op name. A module that needs real values
-    # (data-dependent control flow, tensors kept outside its parameters and buffers) runs on real
-    # zeros instead.
-    meta = _meta_copy(module) if math.prod(shape) >= META_FROM_ELEMENTS else None
-    if meta is not None:
-        try:
-            run(meta, torch.zeros(shape, device="meta"))
-            return dict(counts)
-        except Exception:  # noqa: BLE001 - any failure on meta means: count on real tensors
-            pass
-    try:
-        p = next(module.parameters())
-        device, dtype = p.device, p.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
-    run(module, torch.zeros(shape, device=device, dtype=dtype))
-    return dict(counts)
-
-
-def _meta_copy(module: nn.Module) -> Optional[nn.Module]:
-    """A copy of ``module`` whose parameters and buffers are on the meta device (no storage, no
-    copy of the weights), or ``None`` when one cannot be made."""
-    def on_meta(t: torch.Tensor) -> torch.Tensor:
-        m = t.detach().to("meta")
-        return nn.Parameter(m, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else m
-
-    try:
-        memo = {id(t): on_meta(t) for t in [*module.parameters(), *module.buffers()]}
-        return copy.deepcopy(module, memo)
-    except Exception:  # noqa: BLE001 - a module that cannot be copied is counted as it is
-        return None
+    if math.prod(shape) >= META_FROM_ELEMENTS:
+        with contextlib.suppress(Exception):
+            memo = {id(t): nn.Parameter(t.detach().to("meta"), t.requires_grad) if isinstance(t, nn.Parameter)
+                    else t.to("meta") for t in [*module.parameters(), *module.buffers()]}
+            return run(copy.deepcopy(module, memo), torch.zeros(shape, device="meta"))
+    p = next(module.parameters(), torch.zeros(()))
+    return run(module, torch.zeros(shape, device=p.device, dtype=p.dtype))
 
 
 def count_flops(module: nn.Module, input_shape: InputSpec, convention: str = "fvcore") -> int:

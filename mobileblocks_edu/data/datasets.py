@@ -35,16 +35,17 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .. import env
 from ..env import PathLike, check_positive
+from .batched import TensorBatches, tensor_set
 from .constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from .download import download_dataset, offline, url_reachable
 from .images import (
@@ -58,6 +59,7 @@ from .images import (
     read_cifar_batch,
     read_class_names,
 )
+from .sampling import EpochSampler, set_epoch
 from .subsets import BOOK, book_batches, book_folder, check_subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -407,67 +409,6 @@ def denormalize(x: torch.Tensor, name: str) -> torch.Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
-class EpochSampler(Sampler[int]):
-    """Shuffles ``range(n)`` with the seed ``derive_seed(seed, epoch)``: the order of epoch ``e``
-    is the same in every run and after every resume. Call :meth:`set_epoch` before each epoch.
-
-    In a distributed run, process ``rank`` of ``num_replicas`` takes the positions ``rank,
-    rank + W, rank + 2W, ...`` of that one order (``W = num_replicas``): the shards are disjoint,
-    and batch ``k`` of every shard together is batch ``k`` of one process with ``W`` times the
-    batch. ``even`` (training) first drops the last ``n mod W`` positions, so that every process
-    has as many; without it (evaluation) the shards hold every index exactly once.
-    """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, *, rank: int = 0, num_replicas: int = 1,
-                 even: bool = True):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an integer >= 0 (the dataset's length), got {n!r}")
-        check_positive("num_replicas", num_replicas, int)
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank!r}")
-        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
-        self.rank, self.num_replicas, self.even = rank, num_replicas, even
-
-    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
-        self.epoch = int(epoch)
-        if seed is not None:
-            self.seed = int(seed)
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        kept = self.n - self.n % self.num_replicas if self.even else self.n
-        return iter(order[self.rank:kept:self.num_replicas])
-
-    def __len__(self) -> int:
-        kept = self.n - self.n % self.num_replicas if self.even else self.n
-        return len(range(self.rank, kept, self.num_replicas))
-
-
-def set_epoch(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> None:
-    """Prepare ``loader`` for epoch ``epoch``: the sampler's shuffle, the dataset's augmentations
-    and the loader's own generator (which seeds its workers) all follow ``(seed, epoch)``.
-
-    Workers must not be persistent: a persistent worker keeps its own copy of the dataset and
-    would not see the new epoch.
-    """
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"epoch must be an integer >= 0 (counting from 0), got {epoch!r}")
-    if getattr(loader, "persistent_workers", False):
-        raise ValueError("set_epoch needs persistent_workers=False (workers keep a stale copy of the dataset)")
-    for obj in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.dataset):
-        if obj is not None and hasattr(obj, "set_epoch"):
-            try:
-                obj.set_epoch(epoch, seed=seed)
-            except TypeError:  # a set_epoch(epoch) without a seed, e.g. DistributedSampler
-                obj.set_epoch(epoch)
-    if loader.generator is not None and seed is not None:
-        loader.generator.manual_seed(derive_seed(seed, epoch, 2))
-
-
 def build_loaders(
     name: str = "cifar10",
     *,
@@ -483,8 +424,16 @@ def build_loaders(
     seed: int = 0,
     in_memory: Optional[bool] = None,
     check_images: bool = True,
+    loader: str = "images",
+    device: Optional[Union[str, torch.device]] = None,
 ) -> tuple[DataLoader, DataLoader]:
     """The training and evaluation loaders of a dataset.
+
+    ``loader="images"`` (the default): torch ``DataLoader``s over per-image transforms.
+    ``loader="tensor"``: :class:`~mobileblocks_edu.data.batched.TensorBatches`, the whole split as
+    one uint8 tensor on ``device`` (default: CUDA when there is one), each training batch cropped,
+    flipped and augmented there at once (for datasets that fit in the device's memory; ``workers``
+    and ``in_memory`` do not apply).
 
     The training loader shuffles with :class:`EpochSampler` and drops the last incomplete batch
     (a batch of one would break BatchNorm); the evaluation loader keeps every image in order.
@@ -496,24 +445,14 @@ def build_loaders(
     is named before training rather than found mid-epoch (0.3 to 0.7 ms a JPEG, so 5 to 10 s for
     Imagenette's 13,400 files on one core; decoding in memory checks them anyway).
     """
-    check_positive("batch_size", batch_size, int)
-    if eval_batch_size is not None:
-        check_positive("eval_batch_size", eval_batch_size, int)
-    if img_size is not None:
-        check_positive("img_size", img_size, int)
-    if eval_subset is not None:
-        check_positive("eval_subset (images per class)", eval_subset, int)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    for arg, v in (("randaugment", randaugment), ("check_images", check_images), ("in_memory", in_memory)):
-        if not isinstance(v, bool) and not (arg == "in_memory" and v is None):
-            raise ValueError(f"{arg} must be True or False{' or None' if arg == 'in_memory' else ''}, got {v!r}")
-    _check_download(download)
+    _check_loader_args(batch_size, eval_batch_size, img_size, eval_subset, workers, seed, randaugment, check_images,
+                       in_memory, download, loader)
     info = dataset_info(name)
     check_subset(subset, info.name)
     common = dict(root=root, download=download)
+    if loader == "tensor":
+        return _tensor_loaders(name, info, common, img_size, batch_size, eval_batch_size, subset, eval_subset,
+                               randaugment, seed, device)
     train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
                              subset=subset, **common)
     eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
@@ -540,7 +479,53 @@ def build_loaders(
     return train_loader, eval_loader
 
 
+def _check_loader_args(batch_size, eval_batch_size, img_size, eval_subset, workers, seed, randaugment, check_images,
+                       in_memory, download, loader) -> None:
+    """Raise ``ValueError`` naming the first argument of :func:`build_loaders` it cannot take."""
+    check_positive("batch_size", batch_size, int)
+    if eval_batch_size is not None:
+        check_positive("eval_batch_size", eval_batch_size, int)
+    if img_size is not None:
+        check_positive("img_size", img_size, int)
+    if eval_subset is not None:
+        check_positive("eval_subset (images per class)", eval_subset, int)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    for arg, v in (("randaugment", randaugment), ("check_images", check_images), ("in_memory", in_memory)):
+        if not isinstance(v, bool) and not (arg == "in_memory" and v is None):
+            raise ValueError(f"{arg} must be True or False{' or None' if arg == 'in_memory' else ''}, got {v!r}")
+    _check_download(download)
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
+
+
+def _tensor_loaders(name, info, common, img_size, batch_size, eval_batch_size, subset, eval_subset, randaugment,
+                    seed, device):
+    """:func:`build_loaders` with ``loader="tensor"``: both splits on ``device`` as uint8 tensors."""
+    from ..env import check_device
+
+    device = check_device(device if device is not None else "auto")
+    size = img_size or info.img_size
+    train_set = load_dataset(name, "train", subset=subset, **common)
+    eval_set = load_dataset(name, info.splits[1], subset=subset if subset == BOOK else eval_subset, **common)
+    if subset == BOOK and eval_subset is not None:
+        eval_set = eval_set.subset(eval_subset)
+    check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
+                       f"evaluation split ({eval_set.source})")
+    if len(train_set) < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(train_set)} images)")
+    train = TensorBatches(tensor_set(train_set, info, size, True, device), batch_size, True, randaugment, seed)
+    evaluation = TensorBatches(tensor_set(eval_set, info, size, False, device), eval_batch_size or 2 * batch_size,
+                               False, seed=seed)
+    return train, evaluation
+
+
+LOADERS = ("images", "tensor")
+
 __all__ = [
+    "LOADERS",
     "CIFAR10_CLASSES", "IMAGENETTE_CLASSES", "DATASETS", "DatasetInfo", "DatasetNotFoundError", "dataset_info",
     "load_dataset", "try_load_dataset", "build_transforms", "denormalize", "EpochSampler", "set_epoch",
     "build_loaders",

@@ -19,7 +19,7 @@ import torch
 
 from .. import env
 from ..checkpoint import CheckpointError, WriteError
-from ..data.datasets import DATASETS
+from ..data.datasets import DATASETS, LOADERS
 from ..env import argument_type, int_at_least
 from . import distributed
 from .loop import FitResult, fit, read_training_checkpoint
@@ -45,6 +45,7 @@ class RunOptions:
     img_size: Optional[int] = None
     model_arg: list = field(default_factory=list)
     workers: int = 0
+    loader: str = "images"  # images: per-image transforms; tensor: the split on the device, batched augmentation
     threads: Optional[int] = None
     data_dir: Optional[str] = None
     download: Optional[bool] = None
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra keyword argument KEY=VALUE "
                    "for the model factory (VALUE read as JSON if it parses), repeatable")
     h.add_argument("--workers", type=int_at_least(0), help="DataLoader worker processes")
+    h.add_argument("--loader", choices=LOADERS, help="images: a DataLoader with per-image transforms (default); "
+                   "tensor: the whole split as one uint8 tensor on the device, each batch augmented there at once")
     h.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (default: torch's choice)")
     h.add_argument("--data-dir", help="data directory (default: $MBE_DATA, else data/ of the repository)")
     download = h.add_mutually_exclusive_group()
@@ -285,7 +288,8 @@ def _run(opts: dict, command: Optional[str], resume: bool, world, **fit_kwargs) 
     train_loader, val_loader = data.build_loaders(
         info.name, root=opts["data_dir"], download=opts["download"], img_size=img_size,
         batch_size=opts["batch_size"], subset=opts["subset"], eval_subset=opts["eval_subset"],
-        randaugment=randaugment, workers=opts["workers"], seed=opts["seed"],
+        randaugment=randaugment, workers=opts["workers"], seed=opts["seed"], loader=opts["loader"],
+        device=distributed.local_device(check_device(opts["device"]), world),
     )
     source = Path(train_loader.dataset.source)
     root = Path(opts["data_dir"]) if opts["data_dir"] else env.data_dir()
@@ -297,7 +301,7 @@ def _run(opts: dict, command: Optional[str], resume: bool, world, **fit_kwargs) 
                  "eval_subset": opts["eval_subset"], "randaugment": randaugment,
                  # where the images came from, relative to the data directory (no machine-specific path)
                  "source": str(source.relative_to(root)) if source.is_relative_to(root) else source.name,
-                 "workers": opts["workers"]},
+                 "workers": opts["workers"], "loader": opts["loader"]},
         "threads": torch.get_num_threads(),
         "args": {k: opts[k] for k in default_options()} | {"model": opts["model"], "out": str(opts["out"])},
     }

@@ -99,6 +99,10 @@ def shard_loader(loader: DataLoader, w: World, train: bool) -> DataLoader:
     """
     if w.size == 1:
         return loader
+    if hasattr(loader, "shard"):  # TensorBatches: the same positions of the same order
+        if train:
+            check_batch_size(loader.batch_size, w)
+        return loader.shard(w.rank, w.size)
     sampler, n = loader.sampler, len(loader.dataset)
     if train and not isinstance(sampler, EpochSampler):
         raise ValueError("a distributed run needs a training loader with an EpochSampler (data.build_loaders)")

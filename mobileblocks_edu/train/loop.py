@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..analysis.complexity import count_flops, count_params
 from ..checkpoint import CheckpointError, check_state_dict, read_checkpoint, save_checkpoint, training_weights
+from ..data.batched import TensorBatches
 from ..data.datasets import set_epoch
 from ..data.images import check_same_classes
 from . import distributed
@@ -122,8 +123,7 @@ class RunState:
     saved_best: dict = field(default_factory=dict)
 
     @property
-    def eval_model(self) -> nn.Module:
-        """What is evaluated: the EMA model when EMA is on, else the model."""
+    def eval_model(self) -> nn.Module:  # what is evaluated: the EMA model when EMA is on, else the model
         return self.ema.module if self.ema is not None else self.model
 
 
@@ -143,8 +143,8 @@ def fit(
 
     Args:
         model: any classifier; trained in place.
-        train_loader: training batches (:func:`mobileblocks_edu.data.build_loaders`); before each
-            epoch :func:`~mobileblocks_edu.data.set_epoch` gives it the epoch and ``config.seed``.
+        train_loader: training batches (:func:`mobileblocks_edu.data.build_loaders`: a ``DataLoader`` or a
+            ``TensorBatches``); :func:`~mobileblocks_edu.data.set_epoch` gives it each epoch and ``config.seed``.
             In a distributed run its batch size is the global one, shared by the processes.
         val_loader: evaluated after every epoch (top-1 picks ``best.pt``); optional.
         config: a :class:`~mobileblocks_edu.train.recipes.TrainConfig` (default: EMO's recipe, 30 epochs).
@@ -211,10 +211,10 @@ def _check_fit_args(model, train_loader, val_loader, config) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
-        if loader is not None and not isinstance(loader, DataLoader):
-            raise TypeError(f"{name} must be a torch DataLoader, got {type(loader).__name__}")
+        if loader is not None and not isinstance(loader, (DataLoader, TensorBatches)):
+            raise TypeError(f"{name} must be a torch DataLoader or a TensorBatches, got {type(loader).__name__}")
     if train_loader is None:
-        raise TypeError("train_loader must be a torch DataLoader, got None")
+        raise TypeError("train_loader must be a torch DataLoader or a TensorBatches, got None")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if len(train_loader) == 0:

@@ -17,6 +17,7 @@ choosing it by the test set would flatter the model, so the lessons use the last
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -180,6 +181,18 @@ for _lr in ("0.0625", SGD_LR):
         f"lr_sweep_sgd_{_lr}", "ghostnet_050_cifar", recipe="mocovit",
         options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
         **_SWEEP, note=f"GhostNet recipe (SGD) at lr {_lr}" + (" (the linear rule)" if _lr == "0.0625" else ""))
+# Trained to a plateau (lessons 11-13): the main CIFAR-10 models and both ablation tables again, with the same
+# models and learning rates, for PLATEAU_EPOCHS epochs instead of 8 (the cosine schedule stretched to match), on the
+# book's subset by name and with batches made on the device (--loader tensor). A run has plateaued when its test
+# accuracy gained less than one point over the last quarter of its epochs (results.plateaued).
+PLATEAU_EPOCHS = 30
+PLATEAU_PREFIX = "plateau_"
+_ABLATION_RUNS = [n for t in _results.ABLATION_TABLES.values() for n, _ in t.values() if n.startswith("ablation")]
+for _base in [n for n, e in EXPERIMENTS.items() if e.group == "cifar10"] + _ABLATION_RUNS:
+    _e = EXPERIMENTS[_base]
+    EXPERIMENTS[PLATEAU_PREFIX + _base] = dataclasses.replace(
+        _e, name=PLATEAU_PREFIX + _base, epochs=PLATEAU_EPOCHS, group="plateau",
+        options=_e.options + ("--subset", "book", "--loader", "tensor"), note=f"{_e.note}; {PLATEAU_EPOCHS} epochs")
 # earlier names of experiments
 ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
 

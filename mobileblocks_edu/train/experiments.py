@@ -8,11 +8,10 @@ The lessons read the collected results from ``lessons/results`` and small checkp
     python -m mobileblocks_edu.experiments run cifar10_emo_1m --seed 0
     python -m mobileblocks_edu.experiments collect cifar10_emo_1m
 
-``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished
-run's ``result.json`` (history included), checked and atomically, to ``lessons/results/<name>_seed<seed>.json``
-and, with ``--checkpoint``, its final weights (EMA when used, float16) to ``lessons/checkpoints``: the
-weights whose accuracy the result reports as ``final``. (``best.pt`` is the epoch with the best test accuracy;
-choosing it by the test set would flatter the model, so the lessons use the last.)
+``run`` resumes an interrupted run and skips a finished one; ``collect`` copies each finished run's ``result.json``,
+checked and atomically, to ``lessons/results/<name>_seed<seed>.json`` and, with ``--checkpoint``, its final weights
+(EMA when used, float16) to ``lessons/checkpoints``: the weights whose accuracy the result reports as ``final``
+(``best.pt``, the epoch best on the test set, would flatter the model).
 """
 from __future__ import annotations
 
@@ -35,7 +34,6 @@ ABLATION_CLAIMS, ABLATION_TABLES = _results.ABLATION_CLAIMS, _results.ABLATION_T
 
 if TYPE_CHECKING:
     import torch
-
 
 @dataclass(frozen=True)
 class Experiment:
@@ -87,7 +85,7 @@ class Experiment:
     def run_name(self, seed: int) -> str:
         return f"{self.name}_seed{seed}"
 
-    def out_dir(self, seed: int, runs: PathLike = "runs") -> Path:
+    def out_dir(self, seed: int, runs: PathLike = "runs") -> Path:  # runs/<name>_seed<seed>
         return Path(runs) / self.run_name(seed)
 
     def argv(self, seed: int, runs: PathLike = "runs") -> list[str]:
@@ -102,11 +100,9 @@ class Experiment:
         return "python -m mobileblocks_edu.train " + shlex.join(self.argv(seed, runs))
 
 
-# Sized for a 2-core CPU (two single-thread runs side by side; see each result's wall_time_s and
-# train_img_per_s). The learning rates come from a short sweep on a 1,000-image subset: the
-# linear rule from the papers' batch sizes (EMO: 6e-3 at 2048 -> 3.75e-4 at 128; GhostNet/MoCoViT:
-# 0.5 at 1024 -> 0.0625) is tuned for hundreds of epochs on ImageNet and learned slowest in a
-# schedule of a few hundred steps; 2e-3 (AdamW) and 0.25 (SGD) learned fastest.
+# Sized for a 2-core CPU (two single-thread runs side by side). The learning rates come from a short sweep on a
+# 1,000-image subset: the linear rule from the papers' batch sizes (EMO: 6e-3 at 2048 -> 3.75e-4 at 128; GhostNet/
+# MoCoViT: 0.5 at 1024 -> 0.0625) learned slowest in a few hundred steps; 2e-3 (AdamW) and 0.25 (SGD) fastest.
 CIFAR_EPOCHS, IMAGENETTE_EPOCHS = 8, 10
 EMO_LR, SGD_LR = "2e-3", "0.25"
 _CIFAR = dict(data="cifar10", epochs=CIFAR_EPOCHS, seeds=(0, 1, 2), recipe="emo", group="cifar10",
@@ -181,10 +177,8 @@ for _lr in ("0.0625", SGD_LR):
         f"lr_sweep_sgd_{_lr}", "ghostnet_050_cifar", recipe="mocovit",
         options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
         **_SWEEP, note=f"GhostNet recipe (SGD) at lr {_lr}" + (" (the linear rule)" if _lr == "0.0625" else ""))
-# Trained to a plateau (lessons 11-13): the main CIFAR-10 models and both ablation tables again, with the same
-# models and learning rates, for PLATEAU_EPOCHS epochs instead of 8 (the cosine schedule stretched to match), on the
-# book's subset by name and with batches made on the device (--loader tensor). A run has plateaued when its test
-# accuracy gained less than one point over the last quarter of its epochs (results.plateaued).
+# Trained to a plateau (lessons 11-13): the main CIFAR-10 runs and both ablation tables again, for PLATEAU_EPOCHS
+# epochs instead of 8, on the book's subset by name, batches made on the device (results.plateaued judges them).
 PLATEAU_EPOCHS = 30
 PLATEAU_PREFIX = "plateau_"
 _ABLATION_RUNS = [n for t in _results.ABLATION_TABLES.values() for n, _ in t.values() if n.startswith("ablation")]
@@ -207,8 +201,7 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
-def groups() -> list[str]:
-    """The experiments' groups, in the order they first appear."""
+def groups() -> list[str]:  # the experiments' groups, in the order they first appear
     return list(dict.fromkeys(e.group for e in EXPERIMENTS.values()))
 
 
@@ -515,7 +508,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
     r.add_argument("name")
     r.add_argument("--seed", type=int)
-    r.add_argument("--threads", type=_positive_int)
+    r.add_argument("--threads", type=env.int_at_least(1))
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
     c.add_argument("name")
     c.add_argument("--checkpoint", action="store_true")
@@ -545,12 +538,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     except (ValueError, CheckpointError, WriteError) as e:
         p.error(str(e))
-
-
-def _positive_int(text: str) -> int:
-    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return int(text)
 
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "groups", "list_experiments", "RunMismatchError", "main",

@@ -1,8 +1,8 @@
-"""``python -m mobileblocks_edu.train.throughput``: how much of the model's own training speed a
+"""``python -m mobileblocks_edu.analysis.throughput``: how much of the model's own training speed a
 data path keeps.
 
 Three measurements of the same training step (forward, loss, backward, AdamW step; bf16 autocast
-and channels-last on CUDA, as :func:`~mobileblocks_edu.train.fit` trains) on one device:
+on CUDA and channels-last, as :func:`~mobileblocks_edu.train.fit` trains by default) on one device:
 
 * ``model``: the step alone, on one batch already on the device, repeated: the ceiling;
 * ``tensor``: the step on batches of :class:`~mobileblocks_edu.data.batched.TensorBatches`
@@ -12,12 +12,13 @@ and channels-last on CUDA, as :func:`~mobileblocks_edu.train.fit` trains) on one
 Each is timed ``--repeats`` times over ``--steps`` steps after ``--warmup`` steps; the JSON holds
 every time, the medians in images per second and each path's share of the model's rate::
 
-    python -m mobileblocks_edu.train.throughput --model emo_1m_cifar --threads 1 \\
+    python -m mobileblocks_edu.analysis.throughput --model emo_1m_cifar --threads 1 \\
         --out lessons/results/throughput_cpu.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -32,10 +33,21 @@ import torch
 from torch import nn
 
 from .. import env
-from ..data import build_loaders, dataset_info, set_epoch
+from ..data.datasets import build_loaders, dataset_info
+from ..data.sampling import set_epoch
+from ..env import check_device, environment
 from ..models.registry import create_model, model_cfg
-from .recipes import amp_dtype, autocast, check_device
-from .runinfo import environment
+
+
+def amp_dtype(device: torch.device):
+    """bf16 autocast on a CUDA device that has it (else fp16), as ``fit`` with ``amp="auto"``; none on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _step_fn(model: nn.Module, device: torch.device, dtype):
@@ -86,7 +98,7 @@ def measure(model_name: str = "emo_1m_cifar", data: str = "cifar10", batch_size:
             paths: Sequence[str] = ("model", "tensor", "images"), progress: bool = True) -> dict:
     """The three rates (see the module's text) as a dict ready for JSON."""
     dev = check_device(device)
-    dtype = amp_dtype("auto", dev)
+    dtype = amp_dtype(dev)
     info = dataset_info(data)
     size = model_cfg(model_name).input_size[-1]
     torch.manual_seed(0)
@@ -128,7 +140,8 @@ def measure(model_name: str = "emo_1m_cifar", data: str = "cifar10", batch_size:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m mobileblocks_edu.train.throughput", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m mobileblocks_edu.analysis.throughput",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--model", default="emo_1m_cifar")
     p.add_argument("--data", default="cifar10", choices=("cifar10", "imagenette"))
     p.add_argument("--batch-size", type=env.int_at_least(1), default=128)
@@ -148,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       args.workers, args.paths)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
-    res["command"] = "python -m mobileblocks_edu.train.throughput " + shlex.join(argv)
+    res["command"] = "python -m mobileblocks_edu.analysis.throughput " + shlex.join(argv)
     text = json.dumps(res, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")

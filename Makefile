@@ -2,7 +2,8 @@
 #   make book   create .venv if missing, install, build the HTML book into _build/html
 #   make test   lint, unit tests + every lesson executed in fast mode (MBE_FAST=1)
 # and the readers' other paths (run by .ci/run):
-#   make test-oldest   unit tests on the lowest versions requirements.txt allows
+#   make test-oldest   unit tests on the lowest versions requirements.txt allows (zoo-wide export
+#                      tests on one model of each family)
 #   make test-colab    lessons 01 and 04 run the Colab way, on Colab's preinstalled versions
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -51,8 +52,11 @@ book: install data-link
 book-fast: install data-link
 	MBE_FAST=1 $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/fast
 
+# Tests and lessons run on every core (pytest-xdist; a test file, or a lesson, stays on one worker).
+PYTEST_JOBS ?= -n auto --dist loadfile
+
 test: install data-link lint
-	MBE_FAST=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 tests lessons
+	MBE_FAST=1 $(BIN)/python -m pytest $(PYTEST_JOBS) --nbmake --nbmake-timeout=300 tests lessons
 
 # Lint and import order (settings in pyproject.toml); part of make test.
 lint: install
@@ -64,13 +68,13 @@ $(OLDEST_VENV)/.installed: requirements.txt pyproject.toml
 	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
 	sed -nE 's/^(torch|torchvision|numpy|matplotlib|tqdm|safetensors|torchinfo|grad-cam|ipywidgets|onnx|onnxruntime|onnxscript)>=([^,;# ]+).*/\1==\2/p' \
 		requirements.txt > $(OLDEST_VENV)/lowest.txt
-	$(OLDEST_VENV)/bin/python -m pip install --quiet -r $(OLDEST_VENV)/lowest.txt pytest
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -r $(OLDEST_VENV)/lowest.txt pytest pytest-xdist
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed data-link
 	@$(OLDEST_VENV)/bin/python -c 'import sys, torch, torchvision, numpy; print("oldest:", sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__, "numpy", numpy.__version__)'
-	$(OLDEST_VENV)/bin/python -m pytest tests -q -p no:cacheprovider
+	MBE_TEST_ZOO=families $(OLDEST_VENV)/bin/python -m pytest $(PYTEST_JOBS) tests -q -p no:cacheprovider
 
 $(COLAB_VENV)/.installed: Makefile
 	@test -n "$(COLAB_PYTHON)" || { echo "test-colab needs Python 3.13 (Colab's), on PATH or from pyenv"; exit 1; }

@@ -1,12 +1,14 @@
 """Part VI: BatchNorm folding, torch.fx / torch.export / ONNX export, latency and quantization helpers.
 
 Every registered model is folded, fx-traced, exported with ``torch.export`` and to ONNX, and converted
-by PyTorch's FX int8 flow, at a small input size (32 for the CIFAR variants, 64 otherwise).
+by PyTorch's FX int8 flow, at a small input size (32 for the CIFAR variants, 64 otherwise); on the
+oldest versions, one model of each family (``conftest.zoo``).
 """
 import json
 
 import pytest
 import torch
+from conftest import zoo
 from torch import nn
 
 import mobileblocks_edu as mbe
@@ -16,7 +18,7 @@ from mobileblocks_edu.blocks.attention import set_attention
 from mobileblocks_edu.blocks.layers import ConvNormAct, check_input
 from mobileblocks_edu.deploy import cli, latency, quantize
 
-MODELS = mbe.list_models()
+MODELS = zoo(mbe.list_models())
 
 
 def small_size(name: str) -> int:

@@ -1,4 +1,5 @@
 """The training lab's named experiments: trained models by name, the experiment list."""
+import math
 import shlex
 from dataclasses import replace
 
@@ -155,3 +156,42 @@ def test_committed_checkpoints_load():
         model = E.load_trained(name, int(seed))
         assert model is not None and not model.training
         assert (lab.results_dir() / f"{path.stem}.json").is_file()  # weights come with their result
+
+
+def test_plateau_gain_is_the_last_quarters_gain():
+    from mobileblocks_edu.train import results
+
+    rising = [{"val_top1": v} for v in (10, 20, 30, 40, 50, 60, 70, 80)]  # last quarter: epochs 7-8
+    assert results.plateau_gain(rising) == 80 - 60 and not results.plateaued(rising)
+    flat = [{"val_top1": v} for v in (10, 40, 55, 60, 61, 60.5, 60.8, 60.9)]
+    assert results.plateau_gain(flat) == pytest.approx(60.9 - 61) and results.plateaued(flat)
+    assert results.plateaued(flat, points=-0.5) is False
+    with pytest.raises(ValueError, match="at least 4 epochs"):
+        results.plateau_gain(rising[:3])
+
+
+def test_seeds_needed_follows_the_two_sample_formula():
+    from statistics import NormalDist
+
+    from mobileblocks_edu.train import results
+
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    assert results.seeds_needed(1.0, 1.0) == {"test": math.ceil(2 * z * z), "two_se": 9}  # 15.7 -> 16; 8 -> 9
+    assert results.seeds_needed(3.0, 0.5) == {"test": 2, "two_se": 2}  # never fewer than two
+    assert results.seeds_needed(0.0, 1.0)["test"] == math.inf
+    with pytest.raises(ValueError, match="finite"):
+        results.seeds_needed(1.0, float("nan"))
+
+
+def test_every_ablation_row_has_a_plateau_experiment_and_claims_judge_them():
+    from mobileblocks_edu.train import experiments, results
+
+    for table in results.ABLATION_TABLES.values():
+        for name, _ in table.values():
+            e, p = experiments.get_experiment(name), experiments.get_experiment("plateau_" + name)
+            assert (p.model, p.model_args, p.recipe) == (e.model, e.model_args, e.recipe)
+            assert p.epochs == experiments.PLATEAU_EPOCHS > e.epochs
+            assert p.options[-4:] == ("--subset", "book", "--loader", "tensor")
+    claims = experiments.ablation_claims(plateau=True)
+    assert set(claims) == set(results.ABLATION_CLAIMS)
+    assert all(c["better"].startswith("plateau_") for c in claims.values())

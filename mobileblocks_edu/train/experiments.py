@@ -181,12 +181,11 @@ for _lr in ("0.0625", SGD_LR):
 # epochs instead of 8, on the book's subset by name, batches made on the device (results.plateaued judges them).
 PLATEAU_EPOCHS = 30
 PLATEAU_PREFIX = "plateau_"
-_ABLATION_RUNS = [n for t in _results.ABLATION_TABLES.values() for n, _ in t.values() if n.startswith("ablation")]
-for _base in [n for n, e in EXPERIMENTS.items() if e.group == "cifar10"] + _ABLATION_RUNS:
-    _e = EXPERIMENTS[_base]
-    EXPERIMENTS[PLATEAU_PREFIX + _base] = dataclasses.replace(
-        _e, name=PLATEAU_PREFIX + _base, epochs=PLATEAU_EPOCHS, group="plateau",
-        options=_e.options + ("--subset", "book", "--loader", "tensor"), note=f"{_e.note}; {PLATEAU_EPOCHS} epochs")
+_TABLE_RUNS = [n for t in _results.ABLATION_TABLES.values() for n, _ in t.values()]  # the ablation tables' rows
+for _e in [e for e in EXPERIMENTS.values() if e.group == "cifar10" or e.name in _TABLE_RUNS]:
+    EXPERIMENTS[PLATEAU_PREFIX + _e.name] = dataclasses.replace(_e, name=PLATEAU_PREFIX + _e.name, group="plateau",
+        epochs=PLATEAU_EPOCHS, options=_e.options + ("--subset", "book", "--loader", "tensor"),
+        note=f"{_e.note}; {PLATEAU_EPOCHS} epochs")
 # earlier names of experiments
 ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
 
@@ -317,7 +316,6 @@ def _check_extra(extra: Sequence[str]) -> None:
 
     def flags(keys):
         return ", ".join("--" + k.replace("_", "-") for k in keys)
-
     if bad:
         raise ValueError(f"extra options may change how a run is executed ({flags(allowed)}), "
                          f"not what it is; got {flags(bad)}")
@@ -493,10 +491,12 @@ def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1
     return _results.summarize_runs(name, runs, metric)
 
 
-def ablation_claims(results: Optional[PathLike] = None) -> dict:
-    """The papers' ablation claims judged on the runs in ``results`` (``results.judge_ablation_claims``)."""
-    names = [n for table in _results.ABLATION_TABLES.values() for n, _ in table.values() if load_results(n, results)]
-    return _results.judge_ablation_claims({n: summarize(n, results) for n in names})
+def ablation_claims(results: Optional[PathLike] = None, plateau: bool = False) -> dict:
+    """The papers' ablation claims judged on the runs in ``results`` (``results.judge_ablation_claims``), or on
+    the runs trained to a plateau."""
+    pre = PLATEAU_PREFIX if plateau else ""
+    summaries = {pre + n: summarize(pre + n, results) for n in _TABLE_RUNS if load_results(pre + n, results)}
+    return _results.judge_ablation_claims(summaries, prefix=pre)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

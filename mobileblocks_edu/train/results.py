@@ -252,17 +252,56 @@ def pooled_std(summaries: dict) -> float:
     return math.sqrt(num / den) if den else float("nan")
 
 
-def judge_ablation_claims(summaries: dict) -> dict:
+def plateau_gain(history: list[dict], key: str = "val_top1") -> float:
+    """Points of ``key`` gained over the last quarter of the epochs: the last epoch's value minus the
+    best value up to the epoch where the last quarter starts (``epochs - ceil(epochs / 4)``)."""
+    import math
+
+    values = [h[key] for h in history if key in h]
+    if len(values) < 4:
+        raise ValueError(f"a plateau needs at least 4 epochs with {key!r}, got {len(values)}")
+    start = len(values) - math.ceil(len(values) / 4)
+    return values[-1] - max(values[:start])
+
+
+def plateaued(history: list[dict], points: float = 1.0, key: str = "val_top1") -> bool:
+    """Whether a run reached a plateau: it gained less than ``points`` over its last quarter (:func:`plateau_gain`)."""
+    return plateau_gain(history, key) < points
+
+
+def seeds_needed(gap: float, sd: float, power: float = 0.8, alpha: float = 0.05) -> dict:
+    """Seeds per setting to resolve a difference ``gap`` between two settings whose runs spread with
+    standard deviation ``sd`` (both in points):
+
+    * ``test``: a two-sided two-sample z-test at level ``alpha`` with ``power``:
+      ``n = 2 (z_{1-alpha/2} + z_{power})^2 sd^2 / gap^2``;
+    * ``two_se``: the lab's verdict rule ("holds" beyond two standard errors) met by the expected
+      difference itself: ``gap > 2 sd sqrt(2 / n)``, so ``n > 8 sd^2 / gap^2``.
+
+    Both rounded up (at least 2); ``inf`` for a gap of 0."""
+    import math
+    from statistics import NormalDist
+
+    if not (sd >= 0 and math.isfinite(sd)) or not math.isfinite(gap):
+        raise ValueError(f"gap and sd must be finite numbers (sd >= 0), got {gap!r} and {sd!r}")
+    if gap == 0:
+        return {"test": math.inf, "two_se": math.inf}
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return {"test": max(2, math.ceil(2 * (z * sd / gap) ** 2)), "two_se": max(2, math.floor(8 * (sd / gap) ** 2) + 1)}
+
+
+def judge_ablation_claims(summaries: dict, prefix: str = "") -> dict:
     """Every claim of :data:`ABLATION_CLAIMS` judged on ``summaries`` (experiment name -> :func:`summarize_runs`
     result, for the experiments that have runs): the paper's difference, ours (difference of the seed means), its
     standard error (the standard deviation pooled over all settings of the claim's table that have runs) and the
     verdict: "holds" beyond two standard errors in the paper's direction, "reversed" beyond two against it, else
-    "within noise" ("not run" without runs)."""
+    "within noise" ("not run" without runs). ``prefix`` judges the experiments of that prefix instead (the runs
+    trained to a plateau: ``"plateau_"``)."""
     import math
 
     out = {}
     for key, (t, better, worse) in ABLATION_CLAIMS.items():
-        table = ABLATION_TABLES[t]
+        table = {row: (prefix + name, paper) for row, (name, paper) in ABLATION_TABLES[t].items()}
         sd = pooled_std({row: summaries[name] for row, (name, _) in table.items() if name in summaries})
         (a_name, a_paper), (b_name, b_paper) = table[better], table[worse]
         claim = {"claim": f"{better} > {worse}", "table": t, "better": a_name, "worse": b_name,
@@ -281,4 +320,4 @@ __all__ = ["ResultFileError", "UnfinishedRunError", "CheckpointFileError", "summ
            "RESULT_KEYS", "REPORTS", "file_error",
            "read_json_object", "check_keys", "check_result", "read_report", "FULL_DATASET_IMAGES", "run_data",
            "describe_run_data", "EMO_TABLE5", "MOCOVIT_TABLE7", "ABLATION_CLAIMS", "ABLATION_TABLES", "pooled_std",
-           "judge_ablation_claims"]
+           "judge_ablation_claims", "plateau_gain", "plateaued", "seeds_needed"]

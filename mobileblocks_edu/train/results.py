@@ -295,8 +295,8 @@ def judge_ablation_claims(summaries: dict, prefix: str = "") -> dict:
     result, for the experiments that have runs): the paper's difference, ours (difference of the seed means), its
     standard error (the standard deviation pooled over all settings of the claim's table that have runs) and the
     verdict: "holds" beyond two standard errors in the paper's direction, "reversed" beyond two against it, else
-    "within noise" ("not run" without runs). ``prefix`` judges the experiments of that prefix instead (the runs
-    trained to a plateau: ``"plateau_"``)."""
+    "within noise" ("not run" without runs; "one seed: no spread" when no row of the table has two seeds).
+    ``prefix`` judges the experiments of that prefix instead (the runs trained to a plateau: ``"plateau_"``)."""
     import math
 
     out = {}
@@ -311,6 +311,7 @@ def judge_ablation_claims(summaries: dict, prefix: str = "") -> dict:
             diff = a["mean"] - b["mean"]
             se = sd * math.sqrt(1 / len(a["seeds"]) + 1 / len(b["seeds"]))
             word = "holds" if diff > 2 * se else "reversed" if diff < -2 * se else "within noise"
+            word = word if math.isfinite(se) else "one seed: no spread"
             claim.update(ours=diff, se=se, verdict=word)
         out[key] = claim
     return out

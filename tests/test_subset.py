@@ -234,3 +234,27 @@ def test_cli_run_records_the_book_subset(small, tmp_path):
     assert (r["train_images"], r["val_images"]) == (8, 4)
     assert "8 of CIFAR-10's 50,000 training images (folder cifar-10-batches-py), the book's subset and 4 of " \
         "CIFAR-10's 10,000 test images" in results.describe_run_data(r)
+
+
+# ------------------------------------------------------------------ subset="full": the whole dataset
+def test_full_reads_only_whole_layouts_and_checks_their_size(small, tmp_path, monkeypatch):
+    # the book's subset folders are here too: full must not take them
+    _jpegs(tmp_path / "imagenet_subset", "train", SMALL["imagenette"]["train"])
+    (tmp_path / "cifar10" / "train" / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "cifar10" / "train" / "cat" / "00001.png")
+    _batches(tmp_path)
+    _jpegs(tmp_path / "imagenette", "train", {WNIDS[0]: ["a.JPEG", "b.JPEG"], WNIDS[1]: ["c.JPEG"]})
+    monkeypatch.setitem(subsets.FULL_IMAGES, "cifar10", {"train": 5 * ROWS, "test": ROWS})
+    monkeypatch.setitem(subsets.FULL_IMAGES, "imagenette", {"train": 3, "val": 1})
+    cifar = data.load_dataset("cifar10", "train", root=tmp_path, download=False, subset="full")
+    assert len(cifar) == 5 * ROWS and cifar.source.endswith("cifar-10-batches-py")
+    inette = data.load_dataset("imagenette", "train", root=tmp_path, download=False, subset="full")
+    assert len(inette) == 3 and inette.source.endswith("imagenette/train")
+    assert len(data.load_dataset("imagenette", "train", root=tmp_path, download=False)) == 3  # default: the book's
+    monkeypatch.setitem(subsets.FULL_IMAGES, "imagenette", {"train": 9_469, "val": 3_925})
+    with pytest.raises(data.DatasetNotFoundError, match=r"needs the whole imagenette 'train' split \(9,469 images\), "
+                                                         r"but .*imagenette/train holds 3"):
+        data.load_dataset("imagenette", "train", root=tmp_path, download=False, subset="full")
+    monkeypatch.setitem(subsets.FULL_IMAGES, "cifar10", {"train": 50_000, "test": 10_000})
+    with pytest.raises(data.DatasetNotFoundError, match="needs the whole cifar10 'train' split"):
+        data.load_dataset("cifar10", "train", root=tmp_path, download=False, subset="full")

@@ -288,7 +288,7 @@ def test_model_arguments_are_checked():
     ("--img-size", "0", "argument --img-size: must be an integer >= 8, got '0'"),
     ("--threads", "0", "argument --threads: must be an integer >= 1, got '0'"),
     ("--threads", "-2", "argument --threads: must be an integer >= 1, got '-2'"),
-    ("--subset", "0", "argument --subset: must be an integer >= 1 (images per class) or one of book, got '0'"),
+    ("--subset", "0", "argument --subset: must be an integer >= 1 (images per class) or one of book, full, got '0'"),
     ("--lr", "inf", "argument --lr: must be a finite number in (0, inf), got 'inf'"),
     ("--lr", "nan", "argument --lr: must be a finite number in (0, inf), got 'nan'"),
     ("--drop-path", "1.5", "argument --drop-path: must be a finite number in [0, 1), got '1.5'"),

@@ -60,7 +60,7 @@ from .images import (
     read_class_names,
 )
 from .sampling import EpochSampler, set_epoch
-from .subsets import BOOK, book_batches, book_folder, check_subset
+from .subsets import BOOK, FULL, SUBSETS, book_batches, book_folder, check_full, check_subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGENETTE_CLASSES = {  # wnid -> name, in torchvision's (sorted wnid) label order
@@ -146,21 +146,26 @@ def _split(info: DatasetInfo, split: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Finding a dataset on disk
 # ---------------------------------------------------------------------------------------------
-def _layouts(info: DatasetInfo, split: str, root: Path, size: str) -> list[tuple[str, Path, str]]:
-    """Candidate (kind, path, description) in the order they are tried."""
+def _layouts(info: DatasetInfo, split: str, root: Path, size: str, full: bool = False) -> list[tuple[str, Path, str]]:
+    """Candidate (kind, path, description) in the order they are tried; ``full``: only the layouts that
+    hold a whole dataset (CIFAR's batch files; Imagenette's ``imagenette/`` copy and torchvision's folders)."""
     if info.name == "cifar10":
         batches = "data_batch_*" if split == "train" else "test_batch"
-        return [("folder", root / "cifar10" / split, f"{root / 'cifar10' / split}/<class>/*.png (ImageFolder layout)"),
-                ("cifar-batches", root / "cifar-10-batches-py",
-                 f"{root / 'cifar-10-batches-py'}/{batches} (CIFAR's original batch files)")]
+        where = root / "cifar10" / split
+        folder = [("folder", where, f"{where}/<class>/*.png (ImageFolder layout)")]
+        return folder * (not full) + [("cifar-batches", root / "cifar-10-batches-py",
+                                       f"{root / 'cifar-10-batches-py'}/{batches} (CIFAR's original batch files)")]
     if info.name == "imagefolder":
         names = ["train"] if split == "train" else ["val", "test"]
         return [("folder", root / s, f"{root / s}/<class>/<image> (ImageFolder layout)") for s in names]
     preferred = {"160px": "imagenette2-160", "320px": "imagenette2-320", "full": "imagenette2"}[size]
     folders = sorted(["imagenette2-160", "imagenette2-320", "imagenette2"], key=lambda f: f != preferred)
-    return [("folder", root / "imagenet_subset" / split,
-             f"{root / 'imagenet_subset' / split}/<wnid>/*.JPEG (ImageFolder layout)")] + [
-        ("folder", root / f / split, f"{root / f / split}/<wnid>/*.JPEG (torchvision's Imagenette)") for f in folders]
+    def folder(name, what):
+        return ("folder", root / name / split, f"{root / name / split}/<wnid>/*.JPEG ({what})")
+
+    book, whole = [folder("imagenet_subset", "the book's subset")], [folder("imagenette", "all of Imagenette v2")]
+    tv = [folder(f, "torchvision's Imagenette") for f in folders]
+    return whole + tv if full else book + tv + whole
 
 
 def _found(kind: str, path: Path, split: str) -> bool:
@@ -210,7 +215,8 @@ class _Search:
     layouts: list[tuple[str, Path, str]]
 
     @classmethod
-    def start(cls, info: DatasetInfo, split: str, root: Optional[PathLike], size: str = "160px") -> "_Search":
+    def start(cls, info: DatasetInfo, split: str, root: Optional[PathLike], size: str = "160px",
+              full: bool = False) -> "_Search":
         """The search under ``root``, or under the data directory when ``root`` is ``None``."""
         if root is not None and not isinstance(root, (str, os.PathLike)):
             raise ValueError(f"root must be a folder (a str or Path), got {root!r}")
@@ -218,7 +224,7 @@ class _Search:
         if path.exists() and not path.is_dir():
             what = "root (--data-dir)" if root is not None else "the data directory (MBE_DATA)"
             raise ValueError(f"{what} must be a folder, but {path} is a file")
-        return cls(info, split, path, root is not None, _layouts(info, split, path, size))
+        return cls(info, split, path, root is not None, _layouts(info, split, path, size, full))
 
     def first_found(self) -> Optional[tuple[str, Path]]:
         return next(((kind, p) for kind, p, _ in self.layouts if _found(kind, p, self.split)), None)
@@ -323,7 +329,7 @@ def load_dataset(
     if size not in ("160px", "320px", "full"):
         raise ValueError(f"size must be '160px', '320px' or 'full', got {size!r}")
 
-    search = _Search.start(info, split, root, size)
+    search = _Search.start(info, split, root, size, full=subset == FULL)
     kind, path = search.first_found() or _download_and_find(search, download, size, timeout)
     book = subset == BOOK
     if kind == "folder":
@@ -332,9 +338,11 @@ def load_dataset(
     else:
         items, targets = _read_batches(path, split, book)
         classes = ids = list(CIFAR10_CLASSES)
+    if subset == FULL:
+        check_full(info.name, split, len(items), str(path))
     ds = ImageDataset(items, targets, classes, class_ids=ids, transform=transform,
                       name=info.name, split=split, source=str(path))
-    return ds.subset(subset, subset_seed) if subset is not None and not book else ds
+    return ds.subset(subset, subset_seed) if isinstance(subset, int) else ds
 
 
 _REPORTED: set = set()  # (dataset, data directory) pairs whose absence has been reported once
@@ -456,8 +464,8 @@ def build_loaders(
     train_set = load_dataset(name, "train", transform=build_transforms(name, True, img_size, randaugment),
                              subset=subset, **common)
     eval_set = load_dataset(name, info.splits[1], transform=build_transforms(name, False, img_size),
-                            subset=subset if subset == BOOK else eval_subset, **common)
-    if subset == BOOK and eval_subset is not None:
+                            subset=subset if subset in SUBSETS else eval_subset, **common)
+    if subset in SUBSETS and eval_subset is not None:
         eval_set = eval_set.subset(eval_subset)
     check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
                        f"evaluation split ({eval_set.source})")
@@ -509,8 +517,8 @@ def _tensor_loaders(name, info, common, img_size, batch_size, eval_batch_size, s
     device = check_device(device if device is not None else "auto")
     size = img_size or info.img_size
     train_set = load_dataset(name, "train", subset=subset, **common)
-    eval_set = load_dataset(name, info.splits[1], subset=subset if subset == BOOK else eval_subset, **common)
-    if subset == BOOK and eval_subset is not None:
+    eval_set = load_dataset(name, info.splits[1], subset=subset if subset in SUBSETS else eval_subset, **common)
+    if subset in SUBSETS and eval_subset is not None:
         eval_set = eval_set.subset(eval_subset)
     check_same_classes(train_set.class_ids, eval_set.class_ids, f"training split ({train_set.source})",
                        f"evaluation split ({eval_set.source})")

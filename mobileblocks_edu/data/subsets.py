@@ -45,8 +45,10 @@ import numpy as np
 
 from .images import DatasetNotFoundError
 
-BOOK = "book"
-SUBSETS = (BOOK,)  # the named subsets load_dataset(subset=...) knows
+BOOK, FULL = "book", "full"
+SUBSETS = (BOOK, FULL)  # the named subsets load_dataset(subset=...) knows
+# the whole datasets (full): CIFAR-10 (Krizhevsky, 2009) and Imagenette v2 (fast.ai), images per split
+FULL_IMAGES = {"cifar10": {"train": 50_000, "test": 10_000}, "imagenette": {"train": 9_469, "val": 3_925}}
 BOOK_SUBSET_FILE = Path(__file__).with_name("book_subset.json.gz")
 CIFAR_BATCH_SIZE = 10_000  # images per CIFAR-10 batch file; training image (b - 1) * 10000 + i is row i of batch b
 
@@ -84,7 +86,16 @@ def check_subset(subset, dataset: str) -> None:
         return
     if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
         raise ValueError(f"subset (images per class) must be a positive number, got {subset!r}; or 'book', the "
-                         "images of the book's committed runs")
+                         "images of the book's committed runs; or 'full', the whole dataset")
+
+
+def check_full(dataset: str, split: str, n: int, source: str) -> None:
+    """Raise :class:`DatasetNotFoundError` unless ``n`` is the size of the whole ``split`` (``subset="full"``)."""
+    want = FULL_IMAGES[dataset][split]
+    if n != want:
+        raise DatasetNotFoundError(
+            f"subset='full' needs the whole {dataset} {split!r} split ({want:,} images), but {source} holds {n:,}: "
+            "download it (download=True, --download) or point MBE_DATA at a complete copy")
 
 
 def _missing(title: str, split: str, source: str, missing: list, total: int) -> Exception:
@@ -150,5 +161,6 @@ def book_batches(split: str, files: Sequence[Path], rows: Sequence[int], images:
     return images[keep], [targets[i] for i in keep]
 
 
-__all__ = ["BOOK", "SUBSETS", "BOOK_SUBSET_FILE", "book_subset", "book_cifar_indices", "book_imagenette_files",
+__all__ = ["BOOK", "FULL", "FULL_IMAGES", "check_full", "SUBSETS",
+           "BOOK_SUBSET_FILE", "book_subset", "book_cifar_indices", "book_imagenette_files",
            "check_subset", "book_folder", "book_batches", "cifar_batch_indices"]

@@ -38,7 +38,7 @@ class RunOptions:
     data: str = "cifar10"
     out: Optional[str] = None
     batch_size: int = 128
-    subset: Optional[Union[int, str]] = None  # images per class, or "book" (the book's subset of both splits)
+    subset: Optional[Union[int, str]] = None  # images per class, or "book"/"full" (the book's subset, the whole set)
     eval_subset: Optional[int] = None
     randaugment: Optional[bool] = None
     drop_path: Optional[float] = None
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training batch size (the global batch, shared by the processes of torchrun)")
     p.add_argument("--subset", type=_subset, metavar="N|book",
                    help="use only N training images per class (fast runs); or book: exactly the training and "
-                        "evaluation images of the book's committed runs, out of a full download too")
+                        "evaluation images of the book's committed runs, out of a full download too; or full: the "
+                        "whole dataset (a download, or a complete copy), never the book's subset")
     p.add_argument("--eval-subset", type=int_at_least(1), help="use only this many evaluation images per class")
 
     g = p.add_argument_group("training (what is not given comes from --recipe; its lr is scaled linearly to the "

@@ -167,16 +167,24 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
 ]}
 # The learning-rate sweep behind EMO_LR and SGD_LR: 100 training and 30 test images per class,
 # 8 epochs, one seed (a check of which rates learn at all in a few dozen steps, not a tuning).
-_SWEEP = dict(data="cifar10", epochs=8, seeds=(0,), group="lr_sweep")
-for _lr in ("3.75e-4", "1e-3", EMO_LR, "4e-3"):
-    EXPERIMENTS[f"lr_sweep_emo_{_lr}"] = Experiment(f"lr_sweep_emo_{_lr}", "emo_1m_cifar", recipe="emo",
-        options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
-        **_SWEEP, note=f"EMO recipe (AdamW) at lr {_lr}" + (" (the linear rule)" if _lr == "3.75e-4" else ""))
-for _lr in ("0.0625", SGD_LR):
-    EXPERIMENTS[f"lr_sweep_sgd_{_lr}"] = Experiment(
-        f"lr_sweep_sgd_{_lr}", "ghostnet_050_cifar", recipe="mocovit",
-        options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
-        **_SWEEP, note=f"GhostNet recipe (SGD) at lr {_lr}" + (" (the linear rule)" if _lr == "0.0625" else ""))
+_SWEEPS = (("emo", "emo_1m_cifar", "emo", "EMO recipe (AdamW)", ("3.75e-4", "1e-3", EMO_LR, "4e-3")),
+           ("sgd", "ghostnet_050_cifar", "mocovit", "GhostNet recipe (SGD)", ("0.0625", SGD_LR)))
+for _kind, _model, _recipe, _what, _lrs in _SWEEPS:
+    for _lr in _lrs:  # the first rate of each is the linear rule's
+        EXPERIMENTS[f"lr_sweep_{_kind}_{_lr}"] = Experiment(
+            f"lr_sweep_{_kind}_{_lr}", _model, "cifar10", 8, (0,), _recipe, group="lr_sweep",
+            options=("--lr", _lr, "--subset", "100", "--eval-subset", "30"),
+            note=f"{_what} at lr {_lr}" + (" (the linear rule)" if _lr == _lrs[0] else ""))
+# For a GPU, on the whole datasets with batches made on the device: all of Imagenette v2 at 128x128 for fast.ai's
+# leaderboard budgets (lesson 12), and one real-scale CIFAR-10 run (lesson 11's REAL_SCALE switch).
+_WHOLE = ("--subset", "full", "--loader", "tensor")
+for _m, _ep in [(m, ep) for m in ("emo_1m", "mobilenetv2_100", "ghostnet_100", "mocovit_100") for ep in (5, 20)]:
+    EXPERIMENTS[f"leaderboard_{_m}_e{_ep}"] = Experiment(
+        f"leaderboard_{_m}_e{_ep}", f"{_m}_imagenette", "imagenette", _ep, batch_size=64, group="leaderboard",
+        options=("--lr", "1e-3", *_WHOLE), note=f"{_m} on all of Imagenette v2 at 128x128, {_ep} epochs")
+EXPERIMENTS["fullscale_cifar10_emo_1m"] = Experiment(
+    "fullscale_cifar10_emo_1m", "emo_1m_cifar", "cifar10", 100, (0,), group="fullscale",
+    options=("--lr", EMO_LR, *_WHOLE), note="EMO-1M on all of CIFAR-10 for 100 epochs")
 # Trained to a plateau (lessons 11-13): the main CIFAR-10 runs and both ablation tables again, for PLATEAU_EPOCHS
 # epochs instead of 8, on the book's subset by name, batches made on the device (results.plateaued judges them).
 PLATEAU_EPOCHS = 30
@@ -406,21 +414,16 @@ def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[Path
 
 def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Optional[str] = None,
                           **fallback_kwargs) -> tuple["torch.nn.Module", bool, str]:
-    """``(model, trained, label)`` for a figure about a training-lab experiment.
-
-    The trained network comes from :func:`load_trained` (the committed checkpoint of
-    ``experiment`` and ``seed``). When there is none, the same architecture with fresh weights
-    (seeded by ``seed``): the experiment's untrained model (:func:`build_model`), or, for a name
-    that is not an experiment (yet), ``create_model(fallback_model, **fallback_kwargs)``.
-    ``label`` says which one the figure shows. The model is in eval mode.
-    """
+    """``(model, trained, label)`` for a figure about a training-lab experiment: the committed checkpoint of
+    ``experiment`` and ``seed`` (:func:`load_trained`), else the same architecture with fresh weights seeded by
+    ``seed`` (:func:`build_model`; for a name that is not an experiment, ``create_model(fallback_model,
+    **fallback_kwargs)``). ``label`` says which one the figure shows. The model is in eval mode."""
     import torch
 
     from ..models.registry import create_model
 
     try:
-        resolve_experiment(experiment)
-        known = True
+        known = bool(resolve_experiment(experiment))
     except ValueError:
         known = False
     model = load_trained(experiment, seed=seed) if known else None
@@ -504,14 +507,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description="The training lab's named experiments.")
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="print every experiment's commands and the state of its runs")
-    ls.add_argument("--group")
     r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
-    r.add_argument("name")
     r.add_argument("--seed", type=int)
     r.add_argument("--threads", type=env.int_at_least(1))
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
-    c.add_argument("name")
     c.add_argument("--checkpoint", action="store_true")
+    for q, arg in ((ls, "--group"), (r, "name"), (c, "name")):
+        q.add_argument(arg)
     for q in (ls, r, c):
         q.add_argument("--runs", default="runs")
     args = p.parse_args(argv)
@@ -529,11 +531,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.cmd == "run":
             exp = get_experiment(args.name)
             extra = ["--threads", str(args.threads)] if args.threads else []
-            for s in ([args.seed] if args.seed is not None else exp.seeds):
-                rc = run_experiment(args.name, s, args.runs, extra)
-                if rc:
-                    return rc
-            return 0
+            codes = (run_experiment(args.name, s, args.runs, extra) for s in ([args.seed] if args.seed is not None
+                                                                             else exp.seeds))
+            return next((rc for rc in codes if rc), 0)  # stops at the first seed that fails
         print(*collect(args.name, args.runs, checkpoints=env.checkpoints_dir() if args.checkpoint else None), sep="\n")
         return 0
     except (ValueError, CheckpointError, WriteError) as e:

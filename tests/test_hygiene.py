@@ -22,7 +22,7 @@ from mobileblocks_edu.analysis.complexity import count_flops
 from mobileblocks_edu.data import download
 from mobileblocks_edu.models.tables import architecture_table
 from mobileblocks_edu.train import recipes, runinfo
-from mobileblocks_edu.train.evaluate import evaluate
+from mobileblocks_edu.train.results import evaluate
 
 PACKAGE = Path(mbe.__file__).parent
 

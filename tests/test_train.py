@@ -20,7 +20,7 @@ from mobileblocks_edu import data, train
 from mobileblocks_edu.blocks.layers import ConvNormAct, DropPath
 from mobileblocks_edu.checkpoint import load_checkpoint, read_checkpoint
 from mobileblocks_edu.train import cli, recipes, runinfo
-from mobileblocks_edu.train.evaluate import topk_correct
+from mobileblocks_edu.train.results import topk_correct
 
 CLASSES = data.CIFAR10_CLASSES[:4]
 COLORS = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])

@@ -24,7 +24,7 @@ from mobileblocks_edu.blocks.layers import ConvNormAct
 from mobileblocks_edu.checkpoint import CheckpointError, WriteError, load_checkpoint, read_checkpoint, save_checkpoint
 from mobileblocks_edu.train import experiments as E
 from mobileblocks_edu.train import loop, recipes, runinfo
-from mobileblocks_edu.train.evaluate import confusion_matrix, topk_correct
+from mobileblocks_edu.train.results import confusion_matrix, topk_correct
 
 shutil_usage = type(shutil.disk_usage("."))
 

@@ -1,7 +1,7 @@
 """The trainer of the lab in one import, and its command line.
 
 The parts live by concern: the recipes and the run's configuration in
-:mod:`~mobileblocks_edu.train.recipes`, evaluation in :mod:`~mobileblocks_edu.train.evaluate`, the run's
+:mod:`~mobileblocks_edu.train.recipes`, evaluation in :mod:`~mobileblocks_edu.train.results`, the run's
 files and locks in :mod:`~mobileblocks_edu.train.runinfo`, the loop in :mod:`~mobileblocks_edu.train.loop`,
 several processes in :mod:`~mobileblocks_edu.train.distributed`. This module gathers what the
 lessons and a user call (``train.fit``, ``train.TrainConfig``, ``train.evaluate`` ...); the rest is
@@ -15,9 +15,9 @@ turns its options into a :class:`~mobileblocks_edu.train.recipes.TrainConfig` an
     torchrun --nproc_per_node=4 -m mobileblocks_edu.train --model emo_1m_cifar ... --out runs/NAME
 """
 from .cli import main, options, run
-from .evaluate import EvalResult, evaluate
 from .loop import FitResult, StepInfo, export_weights, fit, train_one_epoch
 from .recipes import RECIPES, TrainConfig, make_optimizer, make_scheduler
+from .results import EvalResult, evaluate
 from .runinfo import write_json
 
 __all__ = [

@@ -41,7 +41,6 @@ from ..data.datasets import set_epoch
 from ..data.images import check_same_classes
 from . import distributed
 from .distributed import World
-from .evaluate import EvalResult, evaluate, topk_correct
 from .recipes import (
     RESUME_MAY_CHANGE,
     TrainConfig,
@@ -51,6 +50,7 @@ from .recipes import (
     make_optimizer,
     make_scheduler,
 )
+from .results import EvalResult, evaluate, topk_correct
 from .runinfo import (
     PathLike,
     RunLock,

@@ -195,3 +195,38 @@ def test_every_ablation_row_has_a_plateau_experiment_and_claims_judge_them():
     claims = experiments.ablation_claims(plateau=True)
     assert set(claims) == set(results.ABLATION_CLAIMS)
     assert all(c["better"].startswith("plateau_") for c in claims.values())
+
+
+def test_jobs_run_seeds_side_by_side_and_report_the_first_failure(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+
+    calls, lock = [], threading.Lock()
+
+    def fake_run(cmd, stdout, stderr):
+        with lock:
+            calls.append(cmd)
+        stdout.write(f"ran {cmd}\n")
+        return subprocess.CompletedProcess(cmd, 3 if "1" == cmd[cmd.index("--seed") + 1] else 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    exp = E.get_experiment("cifar10_emo_1m")
+    assert E.run_in_parallel(exp, [0, 1, 2], 2, tmp_path / "runs", ["--threads", "1"]) == 3
+    assert sorted(c[c.index("--seed") + 1] for c in calls) == ["0", "1", "2"]
+    assert all(c[2:5] == ["mobileblocks_edu.experiments", "run", "cifar10_emo_1m"] and c[-2:] == ["--threads", "1"]
+               for c in calls)
+    assert (tmp_path / "runs" / "cifar10_emo_1m_seed2.log").read_text().startswith("ran [")
+
+
+def test_later_lessons_prefer_a_better_trained_run_of_the_same_model(tmp_path, monkeypatch):
+    for name, better in E.PREFERRED.items():
+        base = E.get_experiment(name)
+        for b in better:
+            e = E.get_experiment(b)
+            assert (e.model, e.model_args, e.data) == (base.model, base.model_args, base.data)
+    monkeypatch.setattr(E.env, "checkpoints_dir", lambda: tmp_path)
+    model = E.build_model("cifar10_emo_1m")
+    save_checkpoint(model.state_dict(), tmp_path / "plateau_cifar10_emo_1m_seed0.pt")
+    got, trained, label = E.load_trained_or_fresh("cifar10_emo_1m")
+    assert trained and label.startswith("plateau_cifar10_emo_1m")
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), model.state_dict().values()))

@@ -176,6 +176,29 @@ def _check_extra(extra: Sequence[str]) -> None:
                          f"not what it is; got {flags(bad)}")
 
 
+def run_in_parallel(exp: Experiment, seeds: Sequence[int], jobs: int, runs: PathLike = "runs",
+                    extra: Sequence[str] = ()) -> int:
+    """Train ``seeds`` of ``exp`` with ``jobs`` processes at once (``experiments run NAME --jobs K``): on one GPU,
+    several small runs keep it busier than one. Each process runs ``run NAME --seed S`` (resuming, or skipping a
+    finished run) and writes to ``<runs>/<name>_seed<S>.log``; returns the first non-zero exit status, else 0."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    Path(runs).mkdir(parents=True, exist_ok=True)
+
+    def one(seed: int) -> int:
+        cmd = [sys.executable, "-m", "mobileblocks_edu.experiments", "run", exp.name, "--seed", str(seed),
+               "--runs", str(runs), *extra]
+        with open(Path(runs) / f"{exp.run_name(seed)}.log", "w") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        print(f"{exp.run_name(seed)}: exit status {rc} (log: {Path(runs) / f'{exp.run_name(seed)}.log'})")
+        return rc
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        codes = list(pool.map(one, seeds))
+    return next((rc for rc in codes if rc), 0)
+
+
 def collect(name: str, runs: PathLike = "runs", results: Optional[PathLike] = None,
             checkpoints: Optional[PathLike] = None) -> list[Path]:
     """Copy the finished runs' ``result.json`` to ``results`` (default ``lessons/results``) as
@@ -261,21 +284,24 @@ def load_trained(experiment_name: str, seed: int = 0, checkpoints: Optional[Path
 
 def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Optional[str] = None,
                           **fallback_kwargs) -> tuple["torch.nn.Module", bool, str]:
-    """``(model, trained, label)`` for a figure about a training-lab experiment: the committed checkpoint of
-    ``experiment`` and ``seed`` (:func:`load_trained`), else the same architecture with fresh weights seeded by
-    ``seed`` (:func:`build_model`; for a name that is not an experiment, ``create_model(fallback_model,
-    **fallback_kwargs)``). ``label`` says which one the figure shows. The model is in eval mode."""
+    """``(model, trained, label)`` for a figure about a training-lab experiment: the checkpoint of a better-trained
+    run of the same model when one is here (:data:`PREFERRED`: a real-scale, leaderboard or plateau run a reader
+    trained and collected), else the committed checkpoint of ``experiment`` and ``seed`` (:func:`load_trained`),
+    else the same architecture with fresh weights seeded by ``seed`` (:func:`build_model`; for a name that is not an
+    experiment, ``create_model(fallback_model, **fallback_kwargs)``). ``label`` says which one the figure shows. The
+    model is in eval mode."""
     import torch
 
     from ..models.registry import create_model
 
     try:
-        known = bool(resolve_experiment(experiment))
+        known = resolve_experiment(experiment).name
     except ValueError:
-        known = False
-    model = load_trained(experiment, seed=seed) if known else None
-    if model is not None:
-        return model.float().eval(), True, f"{experiment} (trained, seed {seed})"
+        known = None
+    for name in (*PREFERRED.get(known, ()), known) if known else ():
+        model = load_trained(name, seed=seed)
+        if model is not None:
+            return model.float().eval(), True, f"{name} (trained, seed {seed})"
     if not known and fallback_model is None:
         raise ValueError(f"unknown experiment {experiment!r} and no fallback_model given")
     with torch.random.fork_rng():
@@ -283,6 +309,12 @@ def load_trained_or_fresh(experiment: str, seed: int = 0, fallback_model: Option
         model = build_model(experiment) if known else create_model(fallback_model, **fallback_kwargs)
     what = "no checkpoint yet" if known else "no such experiment yet"
     return model.eval(), False, f"{experiment} (untrained: {what})"
+
+
+# Better-trained runs of the same model as a main experiment, best first: when a reader has trained and collected
+# one (lesson 11's REAL_SCALE switch, the leaderboard or plateau runs), the later lessons' figures show it.
+PREFERRED = {"cifar10_emo_1m": ("fullscale_cifar10_emo_1m", "plateau_cifar10_emo_1m"),
+             **{f"imagenette_{m}": (f"leaderboard_{m}_e20", f"leaderboard_{m}_e5") for m in ("emo_1m", "ghostnet_100")}}
 
 
 def _rewrite(name: str, seed: int) -> str:
@@ -357,6 +389,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r = sub.add_parser("run", help="train an experiment (every seed, or --seed)")
     r.add_argument("--seed", type=int)
     r.add_argument("--threads", type=env.int_at_least(1))
+    r.add_argument("--jobs", type=env.int_at_least(1), default=1,
+                   help="train this many seeds at once, each in its own process (they share one GPU; the output of "
+                        "each goes to <runs>/<name>_seed<seed>.log)")
     c = sub.add_parser("collect", help="copy finished results (and --checkpoint weights) into lessons/")
     c.add_argument("--checkpoint", action="store_true")
     for q, arg in ((ls, "--group"), (r, "name"), (c, "name")):
@@ -378,8 +413,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.cmd == "run":
             exp = get_experiment(args.name)
             extra = ["--threads", str(args.threads)] if args.threads else []
-            codes = (run_experiment(args.name, s, args.runs, extra) for s in ([args.seed] if args.seed is not None
-                                                                             else exp.seeds))
+            seeds = [args.seed] if args.seed is not None else list(exp.seeds)
+            if args.jobs > 1 and len(seeds) > 1:
+                return run_in_parallel(exp, seeds, args.jobs, args.runs, extra)
+            codes = (run_experiment(args.name, s, args.runs, extra) for s in seeds)
             return next((rc for rc in codes if rc), 0)  # stops at the first seed that fails
         print(*collect(args.name, args.runs, checkpoints=env.checkpoints_dir() if args.checkpoint else None), sep="\n")
         return 0
@@ -391,8 +428,9 @@ __all__ = ["Experiment", "EXPERIMENTS", "ALIASES", "MAIN_GROUPS", "CIFAR_EPOCHS"
            "SGD_LR", "PLATEAU_EPOCHS", "PLATEAU_PREFIX", "TABLE_RUNS", "get_experiment", "groups",
            "list_experiments", "RunMismatchError", "main", "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained",
-           "load_trained_or_fresh", "ResultFileError", "UnfinishedRunError", "read_result", "read_report",
-           "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data", "summarize", "ablation_claims"]
+           "load_trained_or_fresh", "PREFERRED", "run_in_parallel", "ResultFileError", "UnfinishedRunError",
+           "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data",
+           "summarize", "ablation_claims"]
 
 if __name__ == "__main__":
     sys.exit(main())

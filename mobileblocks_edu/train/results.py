@@ -262,6 +262,13 @@ def summarize_runs(name: str, runs: list[dict], metric: str = "top1") -> dict:
     }
 
 
+# fast.ai's Imagenette leaderboard, 128-pixel rows (top-1 %, runs averaged): Imagenette v2 from random weights
+# (github.com/fastai/imagenette, README at commit 02394868ec414f6d051b4ec420374bcd2a2867b4), quoted as theirs.
+IMAGENETTE_LEADERBOARD = {5: (85.77, "5, mean", "fastai2 train_imagenette.py 2020-10 (mini net)"),
+                          20: (91.57, "5, mean", "fastai2 train_imagenette.py 2020-01 + MaxBlurPool"),
+                          80: (93.55, "1", "fastai2 train_imagenette.py 2020-01")}
+IMAGENETTE_LEADERBOARD_URL = "https://github.com/fastai/imagenette#imagenette-leaderboard"
+
 # Sizes of the full datasets (training, evaluation images): CIFAR-10 (Krizhevsky, 2009) and
 # Imagenette v2 (fast.ai), to say how much of a dataset a committed run saw.
 FULL_DATASET_IMAGES = {"cifar10": (50_000, 10_000), "imagenette": (9_469, 3_925)}
@@ -423,5 +430,6 @@ def judge_ablation_claims(summaries: dict, prefix: str = "") -> dict:
 __all__ = ["EvalResult", "confusion_matrix", "topk_correct", "evaluate", "ResultFileError", "UnfinishedRunError",
            "CheckpointFileError", "summarize_runs", "FINISHED", "RESULT_KEYS", "REPORTS", "file_error",
            "read_json_object", "check_keys", "check_result", "read_report", "FULL_DATASET_IMAGES", "run_data",
-           "describe_run_data", "EMO_TABLE5", "MOCOVIT_TABLE7", "ABLATION_CLAIMS", "ABLATION_TABLES", "pooled_std",
-           "judge_ablation_claims", "plateau_gain", "plateaued", "seeds_needed"]
+           "describe_run_data", "IMAGENETTE_LEADERBOARD", "IMAGENETTE_LEADERBOARD_URL", "EMO_TABLE5",
+           "MOCOVIT_TABLE7", "ABLATION_CLAIMS", "ABLATION_TABLES", "pooled_std", "judge_ablation_claims",
+           "plateau_gain", "plateaued", "seeds_needed"]

@@ -400,3 +400,28 @@ def test_experiment_run_resume_collect_summarize(toy_root, tmp_path, monkeypatch
     assert s["seeds"] == [0, 1] and s["top1"] == finals
     assert math.isclose(s["mean"], sum(finals) / 2) and math.isclose(s["std"], float(np.std(finals, ddof=1)))
     assert len(E.load_results("toy", tmp_path / "results")[0]["history"]) == 2
+
+
+def test_train_with_progress_estimates_the_time_left_and_resumes(toy_root, tmp_path, monkeypatch, capsys):
+    from mobileblocks_edu.train import experiments as E
+
+    exp = E.Experiment("toy_eta", "mobilenetv2_100_cifar", epochs=3, seeds=(0,), batch_size=8,
+                       options=("--subset", "2", "--img-size", "16", "--data-dir", str(toy_root), "--offline",
+                                "--no-progress"))
+    monkeypatch.setitem(E.EXPERIMENTS, "toy_eta", exp)
+    runs = tmp_path / "runs"
+
+    def stop(record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(train.options(exp.argv(0, runs)), on_epoch=stop)
+    capsys.readouterr()
+    result = E.train_with_progress("toy_eta", 0, runs)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 2/3", "epoch 3/3"]  # resumed after epoch 1
+    assert all("min per epoch, about" in line and "min to go" in line for line in lines)
+    assert result["status"] == "done" and result["epochs_done"] == 3
+    assert E.train_with_progress("toy_eta", 0, runs)["status"] == "done"
+    assert "done already" in capsys.readouterr().out

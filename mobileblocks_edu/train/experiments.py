@@ -176,6 +176,33 @@ def _check_extra(extra: Sequence[str]) -> None:
                          f"not what it is; got {flags(bad)}")
 
 
+def train_with_progress(name: str, seed: int = 0, runs: PathLike = "runs", extra: Sequence[str] = ()) -> dict:
+    """Train one seed of an experiment like :func:`run_experiment` (resume a partial run, skip a finished one),
+    printing after every epoch the minutes it took on average and the estimate for the epochs left (lesson 11's
+    real-scale switch); returns the run's ``result.json`` content."""
+    import json
+    import time
+
+    from .cli import options, run
+
+    exp = get_experiment(name)
+    _check_extra(extra)
+    status, out = run_status(exp, seed, runs), exp.out_dir(seed, runs)
+    if status == "done":
+        print(f"{exp.run_name(seed)}: done already ({out})")
+        return _run_record(out)
+    first = len(json.loads((out / "history.json").read_text())) if status == "partial" else 0
+    t0 = time.perf_counter()
+
+    def report(h: dict) -> None:
+        per_epoch = (time.perf_counter() - t0) / (h["epoch"] - first)
+        print(f"epoch {h['epoch']}/{exp.epochs}: {per_epoch / 60:.2f} min per epoch, about "
+              f"{per_epoch * (exp.epochs - h['epoch']) / 60:.0f} min to go; test top-1 {h.get('val_top1', 0):.1f} %")
+
+    argv = ["--out", str(out), "--resume", *extra] if status == "partial" else [*exp.argv(seed, runs), *extra]
+    return run(options(argv), on_epoch=report).result
+
+
 def run_in_parallel(exp: Experiment, seeds: Sequence[int], jobs: int, runs: PathLike = "runs",
                     extra: Sequence[str] = ()) -> int:
     """Train ``seeds`` of ``exp`` with ``jobs`` processes at once (``experiments run NAME --jobs K``): on one GPU,
@@ -428,9 +455,9 @@ __all__ = ["Experiment", "EXPERIMENTS", "ALIASES", "MAIN_GROUPS", "CIFAR_EPOCHS"
            "SGD_LR", "PLATEAU_EPOCHS", "PLATEAU_PREFIX", "TABLE_RUNS", "get_experiment", "groups",
            "list_experiments", "RunMismatchError", "main", "check_run_identity", "run_status", "run_experiment",
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained",
-           "load_trained_or_fresh", "PREFERRED", "run_in_parallel", "ResultFileError", "UnfinishedRunError",
-           "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data", "describe_run_data",
-           "summarize", "ablation_claims"]
+           "load_trained_or_fresh", "PREFERRED", "run_in_parallel", "train_with_progress", "ResultFileError",
+           "UnfinishedRunError", "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data",
+           "describe_run_data", "summarize", "ablation_claims"]
 
 if __name__ == "__main__":
     sys.exit(main())

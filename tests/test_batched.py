@@ -145,3 +145,16 @@ def test_bad_loader_settings_are_named(cifar):
         batched.TensorBatches([1, 2, 3], 2, True)
     with pytest.raises(ValueError, match="uint8"):
         batched.TensorSet(torch.zeros(2, 3, 8, 8), [0, 1], data.dataset_info("cifar10"), 8, ["a"], ["a"])
+
+
+def test_the_throughput_command_writes_every_path_and_its_share(cifar, tmp_path, monkeypatch, capsys):
+    from mobileblocks_edu.analysis import throughput
+
+    monkeypatch.setenv("MBE_DATA", str(cifar))
+    out = tmp_path / "t.json"
+    assert throughput.main(["--model", "ghostnet_050_cifar", "--batch-size", "4", "--steps", "2", "--warmup", "1",
+                            "--repeats", "2", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["runs"]) == {"model", "tensor", "images"} and res["runs"]["model"]["share_of_model"] == 1.0
+    assert all(len(r["seconds"]) == 2 and r["img_per_s"] > 0 for r in res["runs"].values())
+    assert res["device"] == "cpu" and res["dtype"] == "float32" and res["command"].endswith(f"--out {out}")

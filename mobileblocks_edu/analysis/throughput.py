@@ -9,8 +9,9 @@ on CUDA and channels-last, as :func:`~mobileblocks_edu.train.fit` trains by defa
   (the split on the device, cropped, flipped and RandAugmented there);
 * ``images``: the step on today's ``DataLoader`` with per-image transforms (``--workers``).
 
-Each is timed ``--repeats`` times over ``--steps`` steps after ``--warmup`` steps; the JSON holds
-every time, the medians in images per second and each path's share of the model's rate::
+Each is timed ``--repeats`` times over ``--steps`` steps (the three paths in turn, after ``--warmup`` steps); the
+JSON holds every time, the medians in images per second and each path's share of the model's rate (a share above
+one is the machine's noise)::
 
     python -m mobileblocks_edu.analysis.throughput --model emo_1m_cifar --threads 1 \\
         --out lessons/results/throughput_cpu.json
@@ -111,19 +112,16 @@ def measure(model_name: str = "emo_1m_cifar", data: str = "cifar10", batch_size:
     if "images" in paths:
         loaders["images"], _ = build_loaders(data, img_size=size, batch_size=batch_size, randaugment=True,
                                              workers=workers)
-    runs = {}
-    for path in paths:
-        if path == "model":
-            batches = itertools.repeat(next(iter(loaders["tensor"])))
-        else:
-            batches = _endless(loaders[path], 0)
-        seconds = []
-        for k in range(repeats):
-            seconds.append(_time(step, batches, steps, warmup if k == 0 else 1, dev))
+    batches = {p: itertools.repeat(next(iter(loaders["tensor"]))) if p == "model" else _endless(loaders[p], 0)
+               for p in paths}
+    seconds = {p: [] for p in paths}
+    for k in range(repeats):  # the paths interleaved, so that a slow spell of the machine falls on all of them
+        for path in paths:
+            seconds[path].append(_time(step, batches[path], steps, warmup if k == 0 else 1, dev))
             if progress:
-                print(f"{path}: {steps * batch_size / seconds[-1]:.0f} images/s", file=sys.stderr)
-        med = statistics.median(seconds)
-        runs[path] = {"seconds": [round(s, 4) for s in seconds], "img_per_s": round(steps * batch_size / med, 1)}
+                print(f"{path}: {steps * batch_size / seconds[path][-1]:.0f} images/s", file=sys.stderr)
+    runs = {p: {"seconds": [round(t, 4) for t in ts], "img_per_s": round(steps * batch_size / statistics.median(ts), 1)}
+            for p, ts in seconds.items()}
     base = runs.get("model", {}).get("img_per_s")
     for r in runs.values():
         if base:

@@ -2,13 +2,13 @@
 
 Every registered model is folded, fx-traced, exported with ``torch.export`` and to ONNX, and converted
 by PyTorch's FX int8 flow, at a small input size (32 for the CIFAR variants, 64 otherwise); on the
-oldest versions, one model of each family (``conftest.zoo``).
+oldest versions, one model of each family (``model_zoo.zoo``).
 """
 import json
 
 import pytest
 import torch
-from conftest import zoo
+from model_zoo import zoo
 from torch import nn
 
 import mobileblocks_edu as mbe

@@ -230,3 +230,49 @@ def test_later_lessons_prefer_a_better_trained_run_of_the_same_model(tmp_path, m
     got, trained, label = E.load_trained_or_fresh("cifar10_emo_1m")
     assert trained and label.startswith("plateau_cifar10_emo_1m")
     assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), model.state_dict().values()))
+
+
+def test_scaling_experiments_repeat_each_claims_rows_on_fewer_images():
+    from mobileblocks_edu.train import results
+
+    for key, names in E.SCALING_RUNS.items():
+        if key != "baseline":
+            table, better, worse = results.ABLATION_CLAIMS[key]
+            assert names == tuple(results.ABLATION_TABLES[table][row][0] for row in (better, worse))
+        for name in names:
+            base = E.get_experiment(name)
+            for n in E.SCALING_SIZES:
+                e = E.get_experiment(f"scale{n}_{name}")
+                assert e.group == "scaling" and e.options == base.options + ("--subset", str(n))
+                assert replace(e, name=base.name, group=base.group, options=base.options, note=base.note) == base
+    assert E.get_experiment("baseline_cifar10_resnet20").model == "resnet20_cifar"
+
+
+def test_gap_has_each_rows_own_standard_error():
+    from mobileblocks_edu.train import results
+
+    assert results.gap([1.0, 3.0], [0.0, 0.0, 0.0]) == (2.0, math.sqrt(2.0 / 2))  # variance 2 over 2 seeds
+    diff, se = results.gap([50.0], [48.0, 49.0])
+    assert diff == pytest.approx(1.5) and math.isnan(se)
+    with pytest.raises(ValueError, match="both sides"):
+        results.gap([], [1.0])
+    better = [{"history": [{"val_top1": a}, {"val_top1": b}]} for a, b in ((10, 20), (12, 24))]
+    worse = [{"history": [{"val_top1": a}, {"val_top1": b}, {"val_top1": 30}]} for a, b in ((10, 20), (10, 22))]
+    assert results.epoch_gaps(better, worse) == [results.gap([10, 12], [10, 10]), results.gap([20, 24], [20, 22])]
+
+
+def test_scaling_gaps_orders_the_sizes_and_skips_missing_ones(monkeypatch):
+    def run(top1, images):
+        return {"final": {"top1": top1}, "train_images": images}
+
+    fake = {"scale100_a": [run(30, 1000), run(32, 1000)], "scale100_b": [run(35, 1000), run(35, 1000)],
+            "a": [run(50, 5438)] * 3, "b": [run(49, 5438)] * 3, "scale250_a": [run(40, 2500)], "base": [run(60, 5438)]}
+    monkeypatch.setattr(E, "SCALING_RUNS", {"pair": ("a", "b"), "baseline": ("base",)})
+    monkeypatch.setattr(E, "load_results", lambda name, results=None: fake.get(name, []))
+    got = E.scaling_gaps()
+    assert [r["per_class"] for r in got["pair"]] == [100, None]  # scale250_b has no runs
+    small, book = got["pair"]
+    assert small["images"] == 1000 and small["top1"] == [31, 35] and small["seeds"] == [2, 2]
+    assert small["gap"] == -4 and small["se"] == pytest.approx(math.sqrt(2 / 2))
+    assert book["gap"] == 1 and book["se"] == 0
+    assert [r["top1"] for r in got["baseline"]] == [[60]] and "gap" not in got["baseline"][0]

@@ -14,7 +14,7 @@ from mobileblocks_edu.analysis.complexity import (
 )
 from mobileblocks_edu.blocks.ghost import GhostBottleneck, GhostModule
 from mobileblocks_edu.lab import on_meta, randomize_
-from mobileblocks_edu.models.tables import architecture_table
+from mobileblocks_edu.models.ghostnet import architecture_table
 
 
 def _bn(x, bn):  # eval-mode BatchNorm written out

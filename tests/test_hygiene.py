@@ -20,7 +20,7 @@ from mobileblocks_edu import checkpoint, env
 from mobileblocks_edu.analysis import bench
 from mobileblocks_edu.analysis.complexity import count_flops
 from mobileblocks_edu.data import download
-from mobileblocks_edu.models.tables import architecture_table
+from mobileblocks_edu.models.ghostnet import architecture_table
 from mobileblocks_edu.train import recipes, runinfo
 from mobileblocks_edu.train.results import evaluate
 

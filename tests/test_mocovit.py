@@ -21,8 +21,8 @@ from mobileblocks_edu.analysis.complexity import (
 from mobileblocks_edu.blocks.attention import FFN, MHSA, TransformerBlock, set_attention
 from mobileblocks_edu.blocks.mtb import MobileTransformerBlock, MoFFN, MoSA
 from mobileblocks_edu.lab import on_meta, randomize_
+from mobileblocks_edu.models.ghostnet import architecture_table
 from mobileblocks_edu.models.mocovit import mtb_stages
-from mobileblocks_edu.models.tables import architecture_table
 
 
 def _permute_tokens(x, perm):  # reorder the H·W positions of (B, C, H, W), keep the shape

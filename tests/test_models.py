@@ -88,3 +88,26 @@ def test_model_cfg(name):
     assert isinstance(cfg, ModelCfg) and cfg == mbe.model_cfg(name) and cfg.name == name
     assert cfg.input_size[0] == 3 and len(cfg.mean) == len(cfg.std) == 3
     assert model.num_classes == (10 if cfg.input_size[-1] < 224 else 1000)
+
+
+def test_resnet20_is_the_papers_20_layers_with_parameter_free_shortcuts():
+    from mobileblocks_edu.models.resnet import BasicBlock
+
+    model = mbe.create_model("resnet20_cifar")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) + len(linears) == 20 and all(c.kernel_size == (3, 3) for c in convs)  # 6n + 2, n = 3
+    assert mbe.count_params(model) == model.cfg.reference["params"] == 269_722  # 0.27M in the paper's Table 6
+    assert round(mbe.count_params(model) / 1e6, 2) == float(model.cfg.paper["params"].rstrip("M"))
+    sizes = []
+    hooks = [s.register_forward_hook(lambda m, a, o: sizes.append(tuple(o.shape[1:]))) for s in model.stages]
+    model.eval()(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert sizes == [(16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    blk = BasicBlock(16, 32, stride=2)
+    x = torch.randn(1, 16, 8, 8)
+    short = blk.shortcut(x)
+    assert torch.equal(short[:, 8:24], x[:, :, ::2, ::2]) and not short[:, :8].any() and not short[:, 24:].any()
+    with pytest.raises(ValueError, match="cannot narrow"):
+        BasicBlock(32, 16)

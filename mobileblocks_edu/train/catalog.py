@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..env import PathLike
-from .results import ABLATION_TABLES
+from .results import ABLATION_CLAIMS, ABLATION_TABLES
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,28 @@ for _e in [e for e in EXPERIMENTS.values() if e.group == "cifar10" or e.name in 
     EXPERIMENTS[PLATEAU_PREFIX + _e.name] = dataclasses.replace(_e, name=PLATEAU_PREFIX + _e.name, group="plateau",
         epochs=PLATEAU_EPOCHS, options=_e.options + ("--subset", "book", "--loader", "tensor"),
         note=f"{_e.note}; {PLATEAU_EPOCHS} epochs")
+# The calibration baseline (lesson 13): ResNet-20, a plain convolutional network, under the main runs' recipe,
+# epochs and images; what the budget, not the blocks, allows.
+EXPERIMENTS["baseline_cifar10_resnet20"] = Experiment(
+    "baseline_cifar10_resnet20", "resnet20_cifar", **{**_CIFAR, "group": "baseline"},
+    note="ResNet-20 (He et al. 2016), the calibration baseline under the main runs' budget")
+# Why small ablations disagree (lesson 13): each paper's headline claim (keys of results.ABLATION_CLAIMS) and the
+# baseline again on fewer training images (per class; the short runs themselves are the book's subset, about 544 per
+# class), with the same recipe, epochs and test images.
+SCALING_SIZES = (100, 250)
+SCALING_CLAIMS = ("emo_both_vs_dw", "t7_mocovit")
+SCALING_RUNS = {"baseline": ("baseline_cifar10_resnet20",),
+                **{k: (ABLATION_TABLES[t][a][0], ABLATION_TABLES[t][b][0])
+                   for k in SCALING_CLAIMS for t, a, b in [ABLATION_CLAIMS[k]]}}
+for _n in SCALING_SIZES:
+    for _e in [EXPERIMENTS[name] for names in SCALING_RUNS.values() for name in names]:
+        EXPERIMENTS[f"scale{_n}_{_e.name}"] = dataclasses.replace(
+            _e, name=f"scale{_n}_{_e.name}", group="scaling", options=_e.options + ("--subset", str(_n)),
+            note=f"{_e.note}; {_n} training images per class")
 # earlier names of experiments
 ALIASES = {"ablation_emo_1m_no_attn": "ablation_emo_1m_dw_only"}
 
 
 __all__ = ["Experiment", "EXPERIMENTS", "ALIASES", "MAIN_GROUPS", "CIFAR_EPOCHS", "IMAGENETTE_EPOCHS", "EMO_LR",
-           "SGD_LR", "PLATEAU_EPOCHS", "PLATEAU_PREFIX", "TABLE_RUNS"]
+           "SGD_LR", "PLATEAU_EPOCHS", "PLATEAU_PREFIX", "TABLE_RUNS", "SCALING_SIZES", "SCALING_CLAIMS",
+           "SCALING_RUNS"]

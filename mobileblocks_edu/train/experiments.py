@@ -16,6 +16,7 @@ checked and atomically, to ``lessons/results/<name>_seed<seed>.json`` and, with 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -33,6 +34,9 @@ from .catalog import (  # the catalogue of named experiments, re-exported
     MAIN_GROUPS,
     PLATEAU_EPOCHS,
     PLATEAU_PREFIX,
+    SCALING_CLAIMS,
+    SCALING_RUNS,
+    SCALING_SIZES,
     SGD_LR,
     TABLE_RUNS,
     Experiment,
@@ -408,6 +412,28 @@ def ablation_claims(results: Optional[PathLike] = None, plateau: bool = False) -
     return _results.judge_ablation_claims(summaries, prefix=pre)
 
 
+def scaling_gaps(results: Optional[PathLike] = None) -> dict:
+    """Each set of :data:`SCALING_RUNS` at every training-set size with runs of all its rows:
+    ``{key: [row, ...]}`` in order of size, ``row`` with ``per_class`` (images per class; ``None``: the short runs
+    on the book's subset), ``images`` (training images), ``top1`` and ``seeds`` (per experiment), and for a pair
+    ``gap`` and ``se`` (:func:`results.gap <mobileblocks_edu.train.results.gap>`)."""
+    out = {}
+    for key, names in SCALING_RUNS.items():
+        rows = []
+        for n in (*SCALING_SIZES, None):
+            runs = [load_results(f"scale{n}_{name}" if n else name, results) for name in names]
+            if not all(runs):
+                continue
+            tops = [[r["final"]["top1"] for r in rs] for rs in runs]
+            row = {"per_class": n, "images": runs[0][0]["train_images"], "top1": [statistics.fmean(t) for t in tops],
+                   "seeds": [len(t) for t in tops], "runs": runs}
+            if len(names) == 2:
+                row["gap"], row["se"] = _results.gap(*tops)
+            rows.append(row)
+        out[key] = sorted(rows, key=lambda r: r["images"])
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mobileblocks_edu.experiments",
                                 description="The training lab's named experiments.")
@@ -457,7 +483,8 @@ __all__ = ["Experiment", "EXPERIMENTS", "ALIASES", "MAIN_GROUPS", "CIFAR_EPOCHS"
            "collect", "resolve_experiment", "checkpoint_path", "build_model", "load_trained",
            "load_trained_or_fresh", "PREFERRED", "run_in_parallel", "train_with_progress", "ResultFileError",
            "UnfinishedRunError", "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data",
-           "describe_run_data", "summarize", "ablation_claims"]
+           "describe_run_data", "summarize", "ablation_claims", "SCALING_SIZES", "SCALING_CLAIMS", "SCALING_RUNS",
+           "scaling_gaps"]
 
 if __name__ == "__main__":
     sys.exit(main())

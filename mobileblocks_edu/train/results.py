@@ -362,6 +362,31 @@ def pooled_std(summaries: dict) -> float:
     return math.sqrt(num / den) if den else float("nan")
 
 
+def gap(better: list[float], worse: list[float]) -> tuple[float, float]:
+    """``(difference of the means, its standard error)`` of two rows' per-seed values; the standard error is
+    ``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` with each row's own spread (NaN unless both rows have 2 or more seeds)."""
+    import math
+
+    if not better or not worse:
+        raise ValueError(f"a gap needs values on both sides, got {len(better)} and {len(worse)}")
+    diff = statistics.fmean(better) - statistics.fmean(worse)
+    if min(len(better), len(worse)) < 2:
+        return diff, float("nan")
+    return diff, math.sqrt(statistics.variance(better) / len(better) + statistics.variance(worse) / len(worse))
+
+
+def epoch_gaps(better_runs: list[dict], worse_runs: list[dict], key: str = "val_top1") -> list[tuple[float, float]]:
+    """:func:`gap` after every epoch, from the runs' histories (up to the shortest history)."""
+    epochs = min(len(r["history"]) for r in better_runs + worse_runs)
+    return [gap([r["history"][e][key] for r in better_runs], [r["history"][e][key] for r in worse_runs])
+            for e in range(epochs)]
+
+
+# The calibration baseline's own figure: ResNet-20 on all of CIFAR-10 (45,000 training images, 64k iterations at
+# batch 128, augmented with 4-pixel padding and flips): 8.75 % test error (He et al., CVPR 2016, Table 6).
+RESNET20_PAPER_TOP1 = 100 - 8.75
+
+
 def plateau_gain(history: list[dict], key: str = "val_top1") -> float:
     """Points of ``key`` gained over the last quarter of the epochs: the last epoch's value minus the
     best value up to the epoch where the last quarter starts (``epochs - ceil(epochs / 4)``)."""
@@ -432,4 +457,5 @@ __all__ = ["EvalResult", "confusion_matrix", "topk_correct", "evaluate", "Result
            "read_json_object", "check_keys", "check_result", "read_report", "FULL_DATASET_IMAGES", "run_data",
            "describe_run_data", "IMAGENETTE_LEADERBOARD", "IMAGENETTE_LEADERBOARD_URL", "EMO_TABLE5",
            "MOCOVIT_TABLE7", "ABLATION_CLAIMS", "ABLATION_TABLES", "pooled_std", "judge_ablation_claims",
-           "plateau_gain", "plateaued", "seeds_needed"]
+           "plateau_gain", "plateaued", "seeds_needed", "gap", "epoch_gaps",
+           "RESNET20_PAPER_TOP1"]

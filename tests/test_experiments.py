@@ -192,7 +192,7 @@ def test_every_ablation_row_has_a_plateau_experiment_and_claims_judge_them():
             assert (p.model, p.model_args, p.recipe) == (e.model, e.model_args, e.recipe)
             assert p.epochs == experiments.PLATEAU_EPOCHS > e.epochs
             assert p.options[-4:] == ("--subset", "book", "--loader", "tensor")
-    claims = experiments.ablation_claims(plateau=True)
+    claims = experiments.ablation_claims(setting="plateau")
     assert set(claims) == set(results.ABLATION_CLAIMS)
     assert all(c["better"].startswith("plateau_") for c in claims.values())
 
@@ -276,3 +276,21 @@ def test_scaling_gaps_orders_the_sizes_and_skips_missing_ones(monkeypatch):
     assert small["gap"] == -4 and small["se"] == pytest.approx(math.sqrt(2 / 2))
     assert book["gap"] == 1 and book["se"] == 0
     assert [r["top1"] for r in got["baseline"]] == [[60]] and "gap" not in got["baseline"][0]
+
+
+def test_emos_table_on_the_whole_imagenette_keeps_each_rows_model_in_the_leaderboard_setting():
+    from mobileblocks_edu.train import results
+
+    board = E.get_experiment(E.LEADERBOARD_ROW)
+    assert "--subset" in board.options and board.options[board.options.index("--subset") + 1] == "full"
+    for row, (name, _) in results.EMO_TABLE5.items():
+        e = E.get_experiment(E.ablation_experiment(name, "leaderboard"))
+        assert e.model_args == E.get_experiment(name).model_args, row
+        assert (e.model, e.data, e.epochs, e.options, e.seeds) == (board.model, board.data, board.epochs,
+                                                                   board.options, board.seeds)
+    assert all(E.ablation_experiment(n, "leaderboard") is None for n, _ in results.MOCOVIT_TABLE7.values())
+    assert E.ablation_experiment("cifar10_emo_1m", "plateau") == "plateau_cifar10_emo_1m"
+    with pytest.raises(ValueError, match="setting must be one of"):
+        E.ablation_experiment("cifar10_emo_1m", "imagenet")
+    claims = E.ablation_claims(setting="leaderboard")
+    assert set(claims) == {k for k, (t, _, _) in results.ABLATION_CLAIMS.items() if t == "EMO"}

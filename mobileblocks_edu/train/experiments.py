@@ -26,11 +26,13 @@ from ..checkpoint import CheckpointError, WriteError
 from ..env import PathLike
 from . import results as _results
 from .catalog import (  # the catalogue of named experiments, re-exported
+    ABLATION_SETTINGS,
     ALIASES,
     CIFAR_EPOCHS,
     EMO_LR,
     EXPERIMENTS,
     IMAGENETTE_EPOCHS,
+    LEADERBOARD_ROW,
     MAIN_GROUPS,
     PLATEAU_EPOCHS,
     PLATEAU_PREFIX,
@@ -40,6 +42,7 @@ from .catalog import (  # the catalogue of named experiments, re-exported
     SGD_LR,
     TABLE_RUNS,
     Experiment,
+    ablation_experiment,
 )
 from .results import FULL_DATASET_IMAGES, ResultFileError, UnfinishedRunError, describe_run_data, read_report, run_data
 
@@ -404,12 +407,13 @@ def summarize(name: str, results: Optional[PathLike] = None, metric: str = "top1
     return _results.summarize_runs(name, runs, metric)
 
 
-def ablation_claims(results: Optional[PathLike] = None, plateau: bool = False) -> dict:
-    """The papers' ablation claims judged on the runs in ``results`` (``results.judge_ablation_claims``), or on
-    the runs trained to a plateau."""
-    pre = PLATEAU_PREFIX if plateau else ""
-    summaries = {pre + n: summarize(pre + n, results) for n in TABLE_RUNS if load_results(pre + n, results)}
-    return _results.judge_ablation_claims(summaries, prefix=pre)
+def ablation_claims(results: Optional[PathLike] = None, setting: str = "short") -> dict:
+    """The papers' ablation claims judged on the runs in ``results`` (``results.judge_ablation_claims``) of one of
+    :data:`ABLATION_SETTINGS`: the short runs, the runs trained to a plateau, or EMO's table on the whole
+    Imagenette (its claims only)."""
+    names = [n for n in (ablation_experiment(n, setting) for n in TABLE_RUNS) if n]
+    summaries = {n: summarize(n, results) for n in names if load_results(n, results)}
+    return _results.judge_ablation_claims(summaries, lambda n: ablation_experiment(n, setting))
 
 
 def scaling_gaps(results: Optional[PathLike] = None) -> dict:
@@ -484,7 +488,7 @@ __all__ = ["Experiment", "EXPERIMENTS", "ALIASES", "MAIN_GROUPS", "CIFAR_EPOCHS"
            "load_trained_or_fresh", "PREFERRED", "run_in_parallel", "train_with_progress", "ResultFileError",
            "UnfinishedRunError", "read_result", "read_report", "load_results", "FULL_DATASET_IMAGES", "run_data",
            "describe_run_data", "summarize", "ablation_claims", "SCALING_SIZES", "SCALING_CLAIMS", "SCALING_RUNS",
-           "scaling_gaps"]
+           "scaling_gaps", "ABLATION_SETTINGS", "LEADERBOARD_ROW", "ablation_experiment"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -425,18 +425,21 @@ def seeds_needed(gap: float, sd: float, power: float = 0.8, alpha: float = 0.05)
     return {"test": max(2, math.ceil(2 * (z * sd / gap) ** 2)), "two_se": max(2, math.floor(8 * (sd / gap) ** 2) + 1)}
 
 
-def judge_ablation_claims(summaries: dict, prefix: str = "") -> dict:
+def judge_ablation_claims(summaries: dict, experiment=None) -> dict:
     """Every claim of :data:`ABLATION_CLAIMS` judged on ``summaries`` (experiment name -> :func:`summarize_runs`
     result, for the experiments that have runs): the paper's difference, ours (difference of the seed means), its
     standard error (the standard deviation pooled over all settings of the claim's table that have runs) and the
     verdict: "holds" beyond two standard errors in the paper's direction, "reversed" beyond two against it, else
     "within noise" ("not run" without runs; "one seed: no spread" when no row of the table has two seeds).
-    ``prefix`` judges the experiments of that prefix instead (the runs trained to a plateau: ``"plateau_"``)."""
+    ``experiment`` maps a row's short-run experiment to the one judged instead (e.g. its plateau twin); a claim
+    whose rows it maps to ``None`` is left out."""
     import math
 
     out = {}
     for key, (t, better, worse) in ABLATION_CLAIMS.items():
-        table = {row: (prefix + name, paper) for row, (name, paper) in ABLATION_TABLES[t].items()}
+        table = {row: ((experiment or str)(name), paper) for row, (name, paper) in ABLATION_TABLES[t].items()}
+        if table[better][0] is None or table[worse][0] is None:
+            continue
         sd = pooled_std({row: summaries[name] for row, (name, _) in table.items() if name in summaries})
         (a_name, a_paper), (b_name, b_paper) = table[better], table[worse]
         claim = {"claim": f"{better} > {worse}", "table": t, "better": a_name, "worse": b_name,

@@ -111,3 +111,12 @@ def test_resnet20_is_the_papers_20_layers_with_parameter_free_shortcuts():
     assert torch.equal(short[:, 8:24], x[:, :, ::2, ::2]) and not short[:, :8].any() and not short[:, 24:].any()
     with pytest.raises(ValueError, match="cannot narrow"):
         BasicBlock(32, 16)
+
+
+def test_resnet20_takes_the_recipes_stochastic_depth():
+    model = mbe.create_model("resnet20_cifar", drop_path_rate=0.1)
+    rates = [getattr(b.drop_path, "p", 0.0) for s in model.stages for b in s]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.1) and rates == sorted(rates)  # rising over the blocks
+    assert mbe.count_params(model) == 269_722
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        mbe.create_model("resnet20_cifar", drop_path_rate=1.5)

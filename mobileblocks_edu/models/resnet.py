@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks.layers import ConvNormAct, kaiming_init
+from ..blocks.layers import ConvNormAct, DropPath, kaiming_init
 from ..data.constants import CIFAR_MEAN, CIFAR_STD
-from ..env import check_num_classes, check_positive
+from ..env import check_num_classes, check_positive, check_rate
 from ._base import Classifier
 from .registry import register_model
 
@@ -22,16 +22,19 @@ RESNET_CIFAR_WIDTHS = (16, 32, 64)  # channels of the three stages (maps of 32, 
 
 
 class BasicBlock(nn.Module):
-    """``relu(bn(conv3x3(relu(bn(conv3x3(x))))) + shortcut(x))``; the first conv has the block's stride."""
+    """``relu(drop_path(bn(conv3x3(relu(bn(conv3x3(x)))))) + shortcut(x))``; the first conv has the block's stride;
+    ``drop_path_rate``: stochastic depth on the residual branch (not in the paper; the lab's recipes ask for it)."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path_rate: float = 0.0):
         super().__init__()
         check_positive("stride", stride, int)
+        check_rate("drop_path_rate", drop_path_rate)
         if out_chs < in_chs:
             raise ValueError(f"a zero-padded shortcut cannot narrow the channels: in_chs {in_chs} > out_chs {out_chs}")
         self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
         self.conv1 = ConvNormAct(in_chs, out_chs, 3, stride)
         self.conv2 = ConvNormAct(out_chs, out_chs, 3, act_layer=None)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.act = nn.ReLU()
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:  # option A: (B, C, H, W) -> (B, C', H/s, W/s)
@@ -41,7 +44,7 @@ class BasicBlock(nn.Module):
         return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2)) if extra else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+        return self.act(self.drop_path(self.conv2(self.conv1(x))) + self.shortcut(x))
 
     def extra_repr(self) -> str:
         return f"{self.in_chs} -> {self.out_chs}, stride {self.stride}, shortcut: identity, zero-padded"
@@ -54,19 +57,23 @@ class ResNetCifar(Classifier):
         num_classes: classifier outputs.
         depth_n: basic blocks per stage (3: ResNet-20, 5: ResNet-32, 9: ResNet-56).
         widths: channels of the three stages.
+        drop_path_rate: stochastic depth, rising linearly over the blocks (0 in the paper).
     """
 
-    def __init__(self, num_classes: int = 10, depth_n: int = 3, widths: tuple[int, ...] = RESNET_CIFAR_WIDTHS):
+    def __init__(self, num_classes: int = 10, depth_n: int = 3, widths: tuple[int, ...] = RESNET_CIFAR_WIDTHS,
+                 drop_path_rate: float = 0.0):
         super().__init__()
         check_num_classes(num_classes)
         check_positive("depth_n", depth_n, int)
+        check_rate("drop_path_rate", drop_path_rate)
         for i, w in enumerate(widths):
             check_positive(f"widths[{i}]", w, int)
         self.num_classes, self.num_features, self.depth_n = num_classes, widths[-1], depth_n
         self.stem = ConvNormAct(3, widths[0], 3)
-        stages, in_chs = [], widths[0]
+        stages, in_chs, n_blocks = [], widths[0], len(widths) * depth_n
         for i, w in enumerate(widths):
-            stages.append(nn.Sequential(*[BasicBlock(in_chs if j == 0 else w, w, 2 if i and not j else 1)
+            rates = [drop_path_rate * (i * depth_n + j) / max(1, n_blocks - 1) for j in range(depth_n)]
+            stages.append(nn.Sequential(*[BasicBlock(in_chs if j == 0 else w, w, 2 if i and not j else 1, rates[j])
                                           for j in range(depth_n)]))
             in_chs = w
         self.stages = nn.Sequential(*stages)

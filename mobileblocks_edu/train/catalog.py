@@ -2,8 +2,10 @@
 
 :class:`Experiment` fixes the model, the dataset, the recipe, the epochs and the seeds; :data:`EXPERIMENTS`
 holds every experiment of the book by name, in groups: the main CIFAR-10 and Imagenette runs, the papers'
-ablation tables, the learning-rate sweep, the same runs trained to a plateau, and the runs for a GPU on the
-whole datasets. :mod:`mobileblocks_edu.train.experiments` runs, collects and reads them.
+ablation tables, the learning-rate sweep, the same runs trained to a plateau, the runs for a GPU on the
+whole datasets (the leaderboard budgets, EMO's table there, one real-scale run), and the ResNet-20 baseline with the
+scaling runs (each paper's headline pair on fewer images). :func:`ablation_experiment` maps a table row to the
+experiment that repeats it in each setting. :mod:`mobileblocks_edu.train.experiments` runs, collects and reads them.
 """
 from __future__ import annotations
 
